@@ -1,0 +1,61 @@
+"""Append-only CSV records that survive a kill at any moment and two writers at once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from filelock import FileLock
+
+# File names may hold bytes that are not UTF-8; surrogateescape carries them through unchanged.
+_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+def _lock(path: Path) -> FileLock:
+    return FileLock(str(path) + ".lock", timeout=120)
+
+
+def append_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping]) -> None:
+    """Append ``rows`` to the CSV at ``path``, writing the header only when the file is new.
+
+    The rows go out in one write under a file lock and are flushed to disk before this returns,
+    so concurrent writers never interleave and a kill leaves whole rows only. A file that already
+    exists keeps its own column order; a row with a column it lacks is an error.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(path):
+        header = _read_header(path)
+        columns = list(header or fieldnames)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="raise", lineterminator="\n")
+        if not header:
+            writer.writeheader()
+        for row in rows:
+            unknown = set(row) - set(columns)
+            if unknown:
+                raise ValueError(f"{path} has no column(s) {sorted(unknown)}")
+            writer.writerow(row)
+        with open(path, "a", newline="", **_ENCODING) as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _read_header(path: Path) -> list[str] | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="", **_ENCODING) as handle:
+        return next(csv.reader(handle), None)
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Every row of a CSV record; an absent file has none."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="", **_ENCODING) as handle:
+        return list(csv.DictReader(handle))

@@ -1,0 +1,75 @@
+"""What every command shares: logging set-up for entry points, exit codes, a parallel map."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Below this many items a process pool costs more than it saves.
+_POOL_MIN_ITEMS = 64
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """One-line messages on stderr; called by entry points only, never on import."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the parent should act on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def parallel_map(
+    function: Callable[[T], R],
+    items: Iterable[T],
+    jobs: int,
+    description: str,
+    unit: str = "file",
+) -> Iterator[R]:
+    """``map(function, items)`` over ``jobs`` processes, in order, with a progress bar.
+
+    ``function`` must be a module-level function (it is pickled by reference).
+    """
+    items = list(items)
+    bar = tqdm(total=len(items), desc=description, unit=unit, dynamic_ncols=True, leave=False)
+    try:
+        if jobs <= 1 or len(items) < _POOL_MIN_ITEMS:
+            for item in items:
+                yield function(item)
+                bar.update()
+            return
+        context = multiprocessing.get_context("forkserver")
+        chunksize = max(1, min(32, len(items) // (jobs * 8)))
+        with context.Pool(jobs, initializer=_ignore_sigint) as pool:
+            for result in pool.imap(function, items, chunksize=chunksize):
+                yield result
+                bar.update()
+    finally:
+        bar.close()
