@@ -13,7 +13,6 @@ classes holds one picture under two labels: every copy is a label conflict.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 import warnings
@@ -207,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hash-distance", type=int, default=DEFAULT_HASH_DISTANCE,
                         help="near duplicates differ in at most this many of 64 perceptual-hash bits; "
                         "0 finds exact copies only (default %(default)s)")
-    parser.add_argument("--logs", default="logs", help="journal folder, shared with preprocess.sh (default %(default)s)")
+    parser.add_argument("--logs", default="logs", help="journal folder, shared with preprocess.sh")
     parser.add_argument("--dry-run", action="store_true", help="print the groups and change nothing")
     parser.add_argument("--delete", action="store_true", help="delete duplicates instead of setting them aside")
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")

@@ -8,6 +8,7 @@ journal that covers every file it moved; :func:`undo` walks the journal backward
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -202,7 +203,5 @@ def _remove_empty_dirs(top: Path) -> None:
     if not top.is_dir():
         return
     for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
-        try:
+        with contextlib.suppress(OSError):  # not empty: it holds files the user put there
             os.rmdir(directory)
-        except OSError:
-            pass  # not empty: it holds files the user put there
