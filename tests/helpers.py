@@ -1,0 +1,125 @@
+"""Test helpers: small real pictures (shipped inside scikit-image) and the optional shared data set."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskdetect import images
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MASKDETECT_SHARED_DATA", REPO.parent / "shared" / "data"))
+PYTHON = sys.executable
+
+
+def shared_data(*parts: str) -> Path:
+    """A folder of the shared real-photo data set, or a skip with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared real-photo data set is not part of the project)")
+    return path
+
+
+def picture(name: str, size: int | None = None) -> Image.Image:
+    """A real photo shipped with scikit-image (astronaut, coffee, chelsea, rocket, camera, ...)."""
+    import skimage.data
+
+    array = getattr(skimage.data, name)()
+    image = Image.fromarray(array)
+    if size:
+        image = image.resize((size, size * image.height // image.width))
+    return image
+
+
+def distinct_pictures(count: int, size: int = 96) -> list[Image.Image]:
+    """``count`` pictures that are not near-duplicates of one another: crops of several real photos."""
+    sources = [picture(name) for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")]
+    result = []
+    rng = np.random.default_rng(0)
+    while len(result) < count:
+        source = sources[len(result) % len(sources)]
+        crop = int(rng.integers(120, min(source.size)))
+        left = int(rng.integers(0, source.width - crop + 1))
+        top = int(rng.integers(0, source.height - crop + 1))
+        result.append(source.crop((left, top, left + crop, top + crop)).resize((size, size)))
+    return result
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root`` (symlinks by their target text)."""
+    digests = {}
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = Path(directory, name)
+            data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+            digests[str(path.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels, with almost no data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
+        b"IEND", b""
+    )
+
+
+def encoded(image: Image.Image, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
+def build_messy_tree(root: Path) -> dict[str, str]:
+    """A class tree with one file of every awkward kind. Returns relative path -> expected reason ('' = kept)."""
+    pics = distinct_pictures(12)
+    jpeg = encoded(pics[0], "JPEG", quality=90)
+    deep = (np.asarray(pics[5].convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    files: dict[str, bytes] = {
+        "mask/photo one.jpg": jpeg,
+        "mask/UPPER.JPEG": encoded(pics[1], "JPEG"),
+        "mask/rgba.png": encoded(pics[2].convert("RGBA"), "PNG"),
+        "mask/gray.png": encoded(pics[3].convert("L"), "PNG"),
+        "mask/cmyk.jpg": encoded(pics[4].convert("CMYK"), "JPEG"),
+        "mask/deep16.png": encoded(Image.fromarray(deep), "PNG"),
+        "mask/really a png.jpg": encoded(pics[6], "PNG"),
+        "mask/nested/deeper/ünïcødé 名前.webp": encoded(pics[7], "WEBP"),
+        "mask/-leading dash.jpg": encoded(pics[8], "JPEG"),
+        "mask/new\nline.jpg": encoded(pics[9], "JPEG"),
+        "without_mask/a picture.bmp": encoded(pics[10], "BMP"),
+        "without_mask/scan.tiff": encoded(pics[11], "TIFF"),
+        "without_mask/anim.gif": encoded(picture("camera", 64), "GIF"),
+        "mask/truncated.jpg": jpeg[: len(jpeg) // 2],
+        "mask/zero.jpg": b"",
+        "mask/notes.jpg": b"these are my notes, not a photo\n" * 20,
+        "mask/bomb.png": _png_claiming(100_000, 100_000),
+        "without_mask/tiny.png": encoded(pics[0].resize((12, 12)), "PNG"),
+    }
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    os.symlink("photo one.jpg", root / "mask" / "link.jpg")
+    expected = {name: "" for name in files}
+    expected.update({
+        "mask/truncated.jpg": images.CORRUPT,
+        "mask/zero.jpg": images.EMPTY,
+        "mask/notes.jpg": images.NOT_IMAGE,
+        "mask/bomb.png": images.TOO_LARGE,
+        "without_mask/tiny.png": images.TOO_SMALL,
+        "mask/link.jpg": images.SYMLINK,
+    })
+    return expected

@@ -1,0 +1,45 @@
+"""Append-only CSV records: one header, whole rows, even with two writers at once."""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+
+from maskdetect import records
+
+FIELDS = ["writer", "number", "text"]
+
+
+def _write_many(path: str, writer: int) -> None:
+    for number in range(150):
+        records.append_rows(path, FIELDS, [{"writer": writer, "number": number, "text": "a, \"quoted\"\nvalue"}])
+
+
+def test_two_processes_appending_at_once_leave_a_valid_csv(tmp_path):
+    path = str(tmp_path / "log.csv")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_many, args=(path, writer)) for writer in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == FIELDS
+    assert len(rows) == 301 and all(len(row) == 3 for row in rows)
+    for writer in ("0", "1"):
+        assert [row[1] for row in rows[1:] if row[0] == writer] == [str(n) for n in range(150)]
+
+
+def test_existing_header_order_wins_and_unknown_columns_are_refused(tmp_path):
+    path = tmp_path / "log.csv"
+    records.append_rows(path, ["b", "a"], [{"a": 1, "b": 2}])
+    records.append_rows(path, ["a", "b"], [{"a": 3, "b": 4}])
+    assert path.read_text().splitlines() == ["b,a", "2,1", "4,3"]
+    try:
+        records.append_rows(path, ["a", "b"], [{"a": 1, "c": 2}])
+    except ValueError as error:
+        assert "c" in str(error)
+    else:
+        raise AssertionError("an unknown column was accepted")
