@@ -230,29 +230,28 @@ def _resolve_class_dirs(args: argparse.Namespace) -> tuple[Path, list[Path]]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runtime.configure_logging(args.verbose)
-    try:
-        if not 0 <= args.hash_distance <= 64:
-            raise ValueError(f"--hash-distance must be between 0 and 64, not {args.hash_distance}")
-        if args.jobs < 1:
-            raise ValueError("--jobs must be at least 1")
-        root, class_dirs = _resolve_class_dirs(args)
-        if not class_dirs:
-            raise ValueError(f"no class folders in {root}")
-        files = hash_classes(class_dirs, args.jobs)
-        groups = find_duplicates(files, args.hash_distance)
-        for group in groups:
-            (print if args.dry_run else log.info)(describe(root, group))
-        if not args.dry_run:
-            moves.apply_moves(root, plan_moves(root, groups, args.delete), args.logs, "remove_duplicates")
-        print(summary(files, groups, args.dry_run))
-        return runtime.EXIT_OK
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return runtime.EXIT_USAGE
-    except KeyboardInterrupt:
-        print("remove_duplicates: interrupted; every move so far is journaled. Run again to finish.",
-              file=sys.stderr)
-        return runtime.EXIT_INTERRUPTED
+    return runtime.run_cli(
+        lambda: _run(args), "remove_duplicates: interrupted; every move so far is journaled. Run again to finish."
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not 0 <= args.hash_distance <= 64:
+        raise ValueError(f"--hash-distance must be between 0 and 64, not {args.hash_distance}")
+    if args.jobs < 1:
+        raise ValueError("--jobs must be at least 1")
+    root, class_dirs = _resolve_class_dirs(args)
+    if not class_dirs:
+        raise ValueError(f"no class folders in {root}")
+    files = hash_classes(class_dirs, args.jobs)
+    groups = find_duplicates(files, args.hash_distance)
+    for group in groups:
+        (print if args.dry_run else log.info)(describe(root, group))
+    if not args.dry_run:
+        moves.apply_moves(root, plan_moves(root, groups, args.delete), args.logs, "remove_duplicates")
+    print(summary(files, groups, args.dry_run))
+    return runtime.EXIT_OK
+
 
 
 if __name__ == "__main__":

@@ -132,41 +132,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     runtime.configure_logging(args.verbose)
+    return runtime.run_cli(
+        lambda: _run(args),
+        "organise: interrupted; every move so far is journaled. Run again to finish, or --undo to go back.",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
     root = Path(args.input)
-    try:
-        if not root.is_dir():
-            raise ValueError(f"input folder {root} does not exist")
-        if args.min_size < 1 or args.max_pixels < 1 or args.jobs < 1:
-            raise ValueError("--min-size, --max-pixels and --jobs must be at least 1")
-        if args.undo and (args.delete or args.dry_run):
-            raise ValueError("--undo cannot be combined with --delete or --dry-run")
-        root = root.resolve()
-        if args.undo:
-            counts = moves.undo(root, args.logs)
-            print(
-                f"undo: {counts['restored']} files restored in {root}; "
-                f"{counts['missing']} missing, {counts['conflict']} left (name taken), "
-                f"{counts['deleted']} deleted earlier"
-            )
-            return runtime.EXIT_OK
-        checks = scan(root, args.min_size, args.max_pixels, args.jobs)
-        if len(checks) == 1:
-            log.warning("only one class folder in %s: training needs two or more", root)
-        planned = plan(root, checks, args.delete)
-        for move in planned:
-            if args.dry_run or move.action != moves.RENAME:
-                (print if args.dry_run else log.info)(describe(move))
-        if not args.dry_run:
-            moves.apply_moves(root, planned, args.logs, "organise")
-        print(summary(checks, planned, args.dry_run))
+    if not root.is_dir():
+        raise ValueError(f"input folder {root} does not exist")
+    if args.min_size < 1 or args.max_pixels < 1 or args.jobs < 1:
+        raise ValueError("--min-size, --max-pixels and --jobs must be at least 1")
+    if args.undo and (args.delete or args.dry_run):
+        raise ValueError("--undo cannot be combined with --delete or --dry-run")
+    root = root.resolve()
+    if args.undo:
+        counts = moves.undo(root, args.logs)
+        print(
+            f"undo: {counts['restored']} files restored in {root}; "
+            f"{counts['missing']} missing, {counts['conflict']} left (name taken), "
+            f"{counts['deleted']} deleted earlier"
+        )
         return runtime.EXIT_OK
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return runtime.EXIT_USAGE
-    except KeyboardInterrupt:
-        print("organise: interrupted; every move so far is journaled. Run again to finish, "
-              "or --undo to go back.", file=sys.stderr)
-        return runtime.EXIT_INTERRUPTED
+    checks = scan(root, args.min_size, args.max_pixels, args.jobs)
+    if len(checks) == 1:
+        log.warning("only one class folder in %s: training needs two or more", root)
+    planned = plan(root, checks, args.delete)
+    for move in planned:
+        if args.dry_run or move.action != moves.RENAME:
+            (print if args.dry_run else log.info)(describe(move))
+    if not args.dry_run:
+        moves.apply_moves(root, planned, args.logs, "organise")
+    print(summary(checks, planned, args.dry_run))
+    return runtime.EXIT_OK
+
 
 
 if __name__ == "__main__":

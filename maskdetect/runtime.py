@@ -34,6 +34,18 @@ def configure_logging(verbose: bool = False) -> None:
     )
 
 
+def run_cli(body: Callable[[], int], interrupted: str) -> int:
+    """Run a command's body: a ValueError is the user's mistake (one line, exit 2), Ctrl-C exits 130."""
+    try:
+        return body()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
 def default_jobs() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
