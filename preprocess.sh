@@ -64,8 +64,8 @@ while [[ $# -gt 0 ]]; do
         --min-size=*|--max-pixels=*) organise_flags+=("$1"); shift ;;
         --hash-distance) need_value "$@"; dedup_flags+=("$1=$2"); shift 2 ;;
         --hash-distance=*) dedup_flags+=("$1"); shift ;;
-        --jobs) need_value "$@"; organise_flags+=("$1=$2"); dedup_flags+=("$1=$2"); shift 2 ;;
-        --jobs=*) organise_flags+=("$1"); dedup_flags+=("$1"); shift ;;
+        --jobs) need_value "$@"; organise_flags+=("$1=$2"); dedup_flags+=("$1=$2"); faces_flags+=("$1=$2"); shift 2 ;;
+        --jobs=*) organise_flags+=("$1"); dedup_flags+=("$1"); faces_flags+=("$1"); shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; faces_flags+=("$@"); break ;;
         *) echo "error: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -97,8 +97,6 @@ run_python "$here/remove_duplicates.py" "${common[@]}" "${dedup_flags[@]}"
 
 if (( skip_faces )); then
     echo "== 3/3 face crops: skipped (--skip-faces)"
-elif [[ ! -f "$here/process_faces.py" ]]; then
-    echo "== 3/3 face crops: skipped (process_faces.py is not part of this version yet)"
 elif (( dry_run )); then
     echo "== 3/3 face crops: skipped in a dry run (it only writes to $output)"
 else

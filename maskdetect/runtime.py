@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -46,6 +47,21 @@ def run_cli(body: Callable[[], int], interrupted: str) -> int:
         return EXIT_INTERRUPTED
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Silence what C++ libraries write to stderr (TensorFlow's start-up lines, which no setting
+    turns off in 2.21) while a block runs; Python exceptions still surface after it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def default_jobs() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -53,9 +69,11 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _ignore_sigint() -> None:
+def _init_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
     # Ctrl-C reaches the whole process group; only the parent should act on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def parallel_map(
@@ -64,22 +82,32 @@ def parallel_map(
     jobs: int,
     description: str,
     unit: str = "file",
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
+    heavy: bool = False,
 ) -> Iterator[R]:
     """``map(function, items)`` over ``jobs`` processes, in order, with a progress bar.
 
-    ``function`` must be a module-level function (it is pickled by reference).
+    ``function`` and ``initializer`` must be module-level functions (they are pickled by
+    reference); ``initializer(*initargs)`` runs once in each worker, or here when there is none.
+    ``heavy`` items (seconds each) go to workers one at a time and always use the pool.
     """
     items = list(items)
     bar = tqdm(total=len(items), desc=description, unit=unit, dynamic_ncols=True, leave=False)
     try:
-        if jobs <= 1 or len(items) < _POOL_MIN_ITEMS:
+        if jobs <= 1 or len(items) < (2 if heavy else _POOL_MIN_ITEMS):
+            if initializer is not None and items:
+                initializer(*initargs)
             for item in items:
                 yield function(item)
                 bar.update()
             return
+        # forkserver, not fork: a fork of a process that has started TensorFlow's threads can hang.
         context = multiprocessing.get_context("forkserver")
-        chunksize = max(1, min(32, len(items) // (jobs * 8)))
-        with context.Pool(jobs, initializer=_ignore_sigint) as pool:
+        chunksize = 1 if heavy else max(1, min(32, len(items) // (jobs * 8)))
+        with context.Pool(
+            min(jobs, len(items)), initializer=_init_worker, initargs=(initializer, initargs)
+        ) as pool:
             for result in pool.imap(function, items, chunksize=chunksize):
                 yield result
                 bar.update()

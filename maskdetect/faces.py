@@ -1,0 +1,478 @@
+"""The face stage: every face in every photo, cropped square to a fixed size, with a manifest.
+
+Output layout (``<output>`` is ``processed_data/`` by default)::
+
+    <output>/<class>/<source stem>_face<k>.jpg       faces at or above --threshold: the training set
+    <output>/_low_confidence/<class>/...             faces between --review-threshold and --threshold
+    <output>/_no_face/<class>/<source name>          copies of photos with no face, for manual cropping
+    <output>/faces.csv                               one row per crop (see FACE_FIELDS)
+    <output>/sources.csv                             one row per photo read: how many faces, or why none
+
+A source is done once its row is in ``sources.csv``; a rerun skips it (by sha256), so the stage
+resumes where a kill or Ctrl-C stopped it. Crops are written to a temporary name and renamed, and
+manifest rows are appended whole, so neither can be half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskdetect import images, records
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "faces.csv"
+SOURCES = "sources.csv"
+NO_FACE_DIR = "_no_face"
+LOW_CONFIDENCE_DIR = "_low_confidence"
+CROP_EXTENSION = ".jpg"
+_LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+FACE_FIELDS = [
+    "crop", "source", "source_sha256", "class", "face_index", "kind", "x1", "y1", "x2", "y2", "confidence",
+    "detector", *(f"{name}_{axis}" for name in _LANDMARKS for axis in "xy"), "settings", "time",
+]
+SOURCE_FIELDS = ["source", "source_sha256", "class", "status", "faces", "low_confidence", "seconds", "detail", "time"]
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# kinds of crop
+AUTO = "auto"
+LOW_CONFIDENCE = "low_confidence"
+MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How faces are found and cut. Validated on construction."""
+
+    size: int = 256
+    margin: float = 0.2
+    threshold: float = 0.9
+    review_threshold: float = 0.7
+    detect_size: int = 640
+    second_stage: bool = True
+    pad_retry: bool = True
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.size <= 4096:
+            raise ValueError(f"--size must be between 16 and 4096 pixels, not {self.size}")
+        if not 0 <= self.margin <= 2:
+            raise ValueError(f"--margin must be between 0 and 2 (a share of the face box), not {self.margin}")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"--threshold must be in (0, 1], not {self.threshold}")
+        if not 0 < self.review_threshold <= self.threshold:
+            raise ValueError(
+                f"--review-threshold must be in (0, --threshold], not {self.review_threshold}"
+            )
+        if self.detect_size < 64:
+            raise ValueError(f"--detect-size must be at least 64 pixels, not {self.detect_size}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+
+
+def square_region(box: Sequence[float], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """The square around ``box`` (x1, y1, x2, y2) grown by ``margin`` of its long side on each side.
+
+    The square is shifted to lie inside the image where it fits, so the crop keeps real pixels;
+    only a square larger than the image runs past its edges. Returns integer x1, y1, x2, y2,
+    which may be negative or past the image where it does not fit.
+    """
+    x1, y1, x2, y2 = (float(value) for value in box)
+    if not all(math.isfinite(value) for value in (x1, y1, x2, y2)):
+        raise ValueError(f"face box {tuple(box)} is not finite")
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"face box {tuple(box)} is empty")
+    if width < 1 or height < 1:
+        raise ValueError(f"image size {width}x{height} is empty")
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise ValueError(f"face box {tuple(box)} lies outside the {width}x{height} image")
+    side = max(1, round(max(x2 - x1, y2 - y1) * (1 + 2 * margin)))
+    left = round((x1 + x2) / 2 - side / 2)
+    top = round((y1 + y2) / 2 - side / 2)
+    if side <= width:
+        left = min(max(left, 0), width - side)
+    if side <= height:
+        top = min(max(top, 0), height - side)
+    return left, top, left + side, top + side
+
+
+def crop_face(rgb: np.ndarray, box: Sequence[float], margin: float, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` RGB crop of the square around ``box``; black where it runs past the image."""
+    import cv2
+
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
+    height, width = rgb.shape[:2]
+    left, top, right, bottom = square_region(box, margin, width, height)
+    inside = rgb[max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
+    square = cv2.copyMakeBorder(
+        inside,
+        max(0, -top), max(0, bottom - height), max(0, -left), max(0, right - width),
+        cv2.BORDER_CONSTANT, value=(0, 0, 0),
+    )
+    side = square.shape[0]
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return cv2.resize(square, (size, size), interpolation=interpolation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def atomic_write_image(array: np.ndarray, path: Path, quality: int = 95) -> None:
+    """Save an RGB array as JPEG; a temporary name and a rename mean a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(array).save(temporary, "JPEG", quality=quality)
+    os.replace(temporary, path)
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copy2(source, temporary)
+    os.replace(temporary, target)
+
+
+def crop_stem(source: Path, sha256: str) -> str:
+    """Crops are named after their source; the hash keeps two sources called ``a.jpg``/``a.png`` apart."""
+    return source.stem if sha256[:12] in source.stem else f"{source.stem}_{sha256[:8]}"
+
+
+@dataclass
+class SourceResult:
+    """What one photo gave: manifest rows to append, and the sources.csv row."""
+
+    faces: list[dict] = field(default_factory=list)
+    source: dict = field(default_factory=dict)
+
+
+def face_row(crop: Path, source: Path, sha256: str, class_name: str, index: int, kind: str, face,
+             settings: CropSettings) -> dict:
+    row = {
+        "crop": str(crop), "source": str(source), "source_sha256": sha256, "class": class_name,
+        "face_index": index, "kind": kind,
+        "x1": round(face.x1, 1), "y1": round(face.y1, 1), "x2": round(face.x2, 1), "y2": round(face.y2, 1),
+        "confidence": round(float(face.confidence), 4), "detector": face.detector,
+        "settings": json.dumps(asdict(settings), sort_keys=True), "time": _now(),
+    }
+    for name, point in zip(_LANDMARKS, face.landmarks or (), strict=False):
+        row[f"{name}_x"], row[f"{name}_y"] = round(point[0], 1), round(point[1], 1)
+    return row
+
+
+def save_faces(rgb: np.ndarray, faces: Iterable, source: Path, sha256: str, class_name: str, output: Path,
+               settings: CropSettings, kind_of) -> list[dict]:
+    """Crop and save each face, into the class folder or the review folder as ``kind_of(face)`` says."""
+    rows = []
+    stem = crop_stem(source, sha256)
+    for index, face in enumerate(faces):
+        kind = kind_of(face)
+        folder = output / LOW_CONFIDENCE_DIR / class_name if kind == LOW_CONFIDENCE else output / class_name
+        suffix = "_manual" if kind == MANUAL else ""
+        crop_path = (folder / f"{stem}{suffix}_face{index}{CROP_EXTENSION}").resolve()
+        atomic_write_image(crop_face(rgb, (face.x1, face.y1, face.x2, face.y2), settings.margin, settings.size),
+                           crop_path)
+        rows.append(face_row(crop_path, source, sha256, class_name, index, kind, face, settings))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+
+
+def done_sources(output: Path) -> set[str]:
+    """sha256 of every source already finished, after dropping manifest rows of a source left half done."""
+    finished = {row["source_sha256"] for row in records.read_rows(output / SOURCES)}
+    manifest = output / MANIFEST
+    rows = records.read_rows(manifest)
+    torn = [row for row in rows if row["source_sha256"] not in finished and row["kind"] != MANUAL]
+    if torn:
+        # A kill between a photo's face rows and its sources.csv row: that photo is redone, and its
+        # crops (same names) are rewritten, so its old rows go.
+        kept = [row for row in rows if row not in torn]
+        rewrite_rows(manifest, FACE_FIELDS, kept)
+        log.info("resuming: %d face rows of %d unfinished photos are redone", len(torn),
+                 len({row["source_sha256"] for row in torn}))
+    return finished
+
+
+def rewrite_rows(path: Path, fieldnames: Sequence[str], rows: Sequence[dict]) -> None:
+    """Replace a CSV record whole (temporary file + rename), for the rare edits of an append-only record."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    records.append_rows(temporary, list(rows[0].keys()) if rows else fieldnames, rows)
+    if not rows:
+        records.append_rows(temporary, fieldnames, [])
+    os.replace(temporary, path)
+
+
+def atomic_no_face_copy(source: Path, class_name: str, output: Path) -> Path:
+    target = output / NO_FACE_DIR / class_name / source.name
+    atomic_copy(source, target)
+    return target
+
+
+def load_for_detection(path: Path) -> np.ndarray:
+    return images.load_rgb(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+# The detector of this process: built once per worker, since loading the models takes seconds.
+_DETECTOR = None
+
+
+def _detector_settings(settings: CropSettings, threads: int | None = None):
+    from maskdetect.detectors import DetectorSettings
+
+    return DetectorSettings(threshold=settings.review_threshold, detect_size=settings.detect_size,
+                            second_stage=settings.second_stage, num_threads=threads)
+
+
+def init_worker(settings: CropSettings, threads: int = 1) -> None:
+    """Build this process's detector, each process using ``threads`` threads so workers share cores fairly."""
+    global _DETECTOR
+    from maskdetect import runtime
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with runtime.native_stderr_silenced():
+        import cv2
+        import tensorflow as tf
+
+        if threads:
+            cv2.setNumThreads(threads)
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:  # TensorFlow already started in this process: its thread pools are fixed
+                pass
+        from maskdetect.detectors import FaceDetector
+
+        _DETECTOR = FaceDetector(_detector_settings(settings, threads or None))
+        _DETECTOR.detect(np.zeros((64, 64, 3), np.uint8))  # the first call builds the graphs: log it here
+
+
+def detect_faces(rgb: np.ndarray, settings: CropSettings) -> tuple[list, bool]:
+    """Faces in ``rgb`` (at or above the review threshold), and whether the padded retry found them.
+
+    A tight face crop gives a detector that needs context nothing to see: when a small photo shows
+    no face, it is looked at again inside a border of half its size on each side.
+    """
+    faces = _DETECTOR.detect(rgb)
+    if faces or not settings.pad_retry or max(rgb.shape[:2]) > 512:
+        return faces, False
+    height, width = rgb.shape[:2]
+    pad_y, pad_x = height // 2, width // 2
+    padded = np.pad(rgb, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="constant", constant_values=0)
+    found = []
+    for face in _DETECTOR.detect(padded):
+        x1, x2 = np.clip([face.x1 - pad_x, face.x2 - pad_x], 0, width)
+        y1, y2 = np.clip([face.y1 - pad_y, face.y2 - pad_y], 0, height)
+        # a face mostly inside the original picture; a box found in the black border is not one
+        if (x2 - x1) * (y2 - y1) >= 0.5 * face.width * face.height:
+            found.append(type(face)(float(x1), float(y1), float(x2), float(y2), face.confidence,
+                                    _shift(face.landmarks, pad_x, pad_y), face.detector))
+    return found, True
+
+
+def _shift(landmarks, dx: float, dy: float):
+    return None if landmarks is None else tuple((x - dx, y - dy) for x, y in landmarks)
+
+
+def process_source(task: tuple[str, str, str, str, CropSettings]) -> SourceResult:
+    """Read one photo, find its faces, save the crops (a worker function; returns rows to record)."""
+    source_text, sha256, class_name, output_text, settings = task
+    source, output = Path(source_text), Path(output_text)
+    start = time.perf_counter()
+    result = SourceResult()
+    base = {"source": str(source), "source_sha256": sha256, "class": class_name}
+    try:
+        rgb = images.load_rgb(source)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        result.source = {**base, "status": "unreadable", "faces": 0, "low_confidence": 0, "detail": str(error)}
+        return result
+    faces, padded = detect_faces(rgb, settings)
+
+    def kind_of(face) -> str:
+        # the second stage has its own threshold, applied inside the detector
+        if face.detector == "mtcnn" and face.confidence < settings.threshold:
+            return LOW_CONFIDENCE
+        return AUTO
+
+    result.faces = save_faces(rgb, faces, source, sha256, class_name, output, settings, kind_of)
+    kept = sum(row["kind"] == AUTO for row in result.faces)
+    low = len(result.faces) - kept
+    if kept == 0:
+        atomic_no_face_copy(source, class_name, output)
+    status = "faces" if kept else "no_face"
+    detail = "found after padding (a tight crop)" if padded and faces else ""
+    result.source = {**base, "status": status, "faces": kept, "low_confidence": low, "detail": detail,
+                     "seconds": round(time.perf_counter() - start, 3)}
+    return result
+
+
+def list_sources(input_root: Path, classes: Sequence[str] | None = None) -> list[tuple[Path, str]]:
+    """(photo, class) for every file under the class folders of ``input_root``; links are skipped."""
+    class_dirs = images.class_dirs(input_root)
+    if classes:
+        unknown = sorted(set(classes) - {folder.name for folder in class_dirs})
+        if unknown:
+            raise ValueError(f"no class folder(s) {unknown} in {input_root}")
+        class_dirs = [folder for folder in class_dirs if folder.name in classes]
+    if not class_dirs:
+        raise ValueError(f"no class folders in {input_root}: put the photos in {input_root}/<class name>/")
+    return [(path.resolve(), folder.name) for folder in class_dirs for path in images.walk_files(folder)
+            if not path.is_symlink()]
+
+
+def run(input_root: Path, output: Path, settings: CropSettings, jobs: int = 1,
+        classes: Sequence[str] | None = None) -> dict:
+    """Crop every face of every photo not done yet; returns counts for the summary."""
+    from maskdetect import runtime
+
+    sources = list_sources(input_root, classes)
+    output.mkdir(parents=True, exist_ok=True)
+    for stale in output.rglob(".*.tmp"):  # our own half-written files from a killed run
+        stale.unlink()
+    finished = done_sources(output)
+    tasks, seen = [], set(finished)
+    for path, class_name in sources:
+        sha256 = images.sha256_file(path)
+        if sha256 in seen:
+            continue
+        seen.add(sha256)
+        tasks.append((str(path), sha256, class_name, str(output.resolve()), settings))
+    counts = {"read": len(sources), "skipped": len(sources) - len(tasks), "faces": 0, "low_confidence": 0,
+              "no_face": 0, "unreadable": 0}
+    results = runtime.parallel_map(process_source, tasks, jobs, "faces", unit="photo",
+                                   initializer=init_worker, initargs=(settings, 1 if jobs > 1 else 0), heavy=True)
+    for result in results:
+        if result.faces:
+            records.append_rows(output / MANIFEST, FACE_FIELDS, result.faces)
+        records.append_rows(output / SOURCES, SOURCE_FIELDS, [{**result.source, "time": _now()}])
+        counts["faces"] += int(result.source["faces"])
+        counts["low_confidence"] += int(result.source["low_confidence"])
+        if result.source["status"] in ("no_face", "unreadable"):
+            counts[result.source["status"]] += 1
+            log.info("%s: %s", result.source["status"].replace("_", " "), result.source["source"])
+    return counts
+
+
+def class_yield(output: Path) -> dict[str, float]:
+    """Share of the photos of each class that gave at least one crop, over every run so far."""
+    totals: dict[str, list[int]] = {}
+    for row in records.read_rows(output / SOURCES):
+        total = totals.setdefault(row["class"], [0, 0])
+        total[0] += 1
+        total[1] += int(row["faces"] or 0) > 0
+    return {name: found / count for name, (count, found) in sorted(totals.items()) if count}
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser():
+    import argparse
+
+    from maskdetect import runtime
+
+    parser = argparse.ArgumentParser(
+        prog="process_faces.py",
+        description="Find every face in the photos of each class and save it as a square crop; "
+        "write review sheets; apply review verdicts and hand-drawn boxes.",
+    )
+    parser.add_argument("--input", type=Path, default=Path("original_data"), help="photos, one folder per class")
+    parser.add_argument("--output", type=Path, default=Path("processed_data"), help="crops and manifest")
+    parser.add_argument("--logs", type=Path, default=Path("logs"), help="review sheets go to LOGS/review/")
+    parser.add_argument("--classes", nargs="+", help="only these class folders (default: all)")
+    defaults = CropSettings()
+    parser.add_argument("--threshold", type=float, default=defaults.threshold,
+                        help="MTCNN confidence to keep a face (default %(default)s)")
+    parser.add_argument("--review-threshold", type=float, default=defaults.review_threshold,
+                        help="faces from here up to --threshold go to _low_confidence/ (default %(default)s)")
+    parser.add_argument("--margin", type=float, default=defaults.margin,
+                        help="added around the face box on each side, as a share of its long side "
+                        "(default %(default)s)")
+    parser.add_argument("--size", type=int, default=defaults.size, help="crop side in pixels (default %(default)s)")
+    parser.add_argument("--detect-size", type=int, default=defaults.detect_size,
+                        help="photos are shrunk to this long side for detection; crops come from the "
+                        "full resolution (default %(default)s)")
+    parser.add_argument("--no-second-stage", action="store_true",
+                        help="MTCNN only: do not add the masked faces it misses")
+    parser.add_argument("--no-pad-retry", action="store_true",
+                        help="do not retry small photos inside a border when no face is found")
+    parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
+    parser.add_argument("--review", action="store_true", help="only (re)write the review sheets")
+    parser.add_argument("--apply-review", type=Path, metavar="FILE",
+                        help="apply a verdicts file from a review sheet (lines 'reject NAME' / 'accept NAME'); "
+                        "crops deleted by hand count as rejected")
+    parser.add_argument("--manual-boxes", type=Path, metavar="FILE",
+                        help="crop the boxes drawn on a review sheet (CSV: source,class,x1,y1,x2,y2)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from maskdetect import runtime
+
+    args = build_parser().parse_args(argv)
+    runtime.configure_logging(args.verbose)
+    return runtime.run_cli(
+        lambda: _main(args),
+        "process_faces: interrupted; every finished photo is recorded. Run again to go on where it stopped.",
+    )
+
+
+def _main(args) -> int:
+    from maskdetect import review, runtime
+
+    settings = CropSettings(
+        size=args.size, margin=args.margin, threshold=args.threshold, review_threshold=args.review_threshold,
+        detect_size=args.detect_size, second_stage=not args.no_second_stage, pad_retry=not args.no_pad_retry,
+    )
+    if args.jobs < 1:
+        raise ValueError("--jobs must be at least 1")
+    output = args.output
+    if args.apply_review:
+        if not args.apply_review.is_file():
+            raise ValueError(f"verdicts file {args.apply_review} does not exist")
+        counts = review.apply_verdicts(output, review.read_verdicts(args.apply_review))
+        print(f"process_faces: review applied: {counts['rejected']} crops rejected, {counts['missing']} deleted by "
+              f"hand recorded, {counts['accepted']} low-confidence crops accepted, {counts['unknown']} unknown names")
+    if args.manual_boxes:
+        if not args.manual_boxes.is_file():
+            raise ValueError(f"manual boxes file {args.manual_boxes} does not exist")
+        written = review.crop_manual_boxes(output, review.read_manual_boxes(args.manual_boxes), settings)
+        print(f"process_faces: {written} hand-drawn faces cropped into {output}")
+    if not (args.review or args.apply_review or args.manual_boxes):
+        if not args.input.is_dir():
+            raise ValueError(f"input folder {args.input} does not exist")
+        counts = run(args.input, output, settings, args.jobs, args.classes)
+        yields = ", ".join(f"{name} {share:.1%}" for name, share in class_yield(output).items())
+        print(f"process_faces: {counts['read']} photos read, {counts['skipped']} skipped (done before or "
+              f"identical); {counts['faces']} faces saved, {counts['low_confidence']} low-confidence for review, "
+              f"{counts['no_face']} photos with no face (copied to {NO_FACE_DIR}/), {counts['unreadable']} "
+              f"unreadable; photos giving a face: {yields}")
+    if output.is_dir():
+        pages = review.write_sheets(output, args.logs)
+        if pages:
+            print("review sheets: " + " ".join(str(page) for page in pages))
+    return runtime.EXIT_OK

@@ -1,0 +1,285 @@
+"""Manual review of the face crops: static HTML contact sheets, applying the reviewer's verdicts, manual boxes.
+
+``write_sheets`` makes ``<logs>/review/<class>.html`` per class: the crops sorted by confidence (lowest
+first) with a link to each source photo, the low-confidence crops, and the photos with no face, on
+which the reviewer drags boxes. The page needs no server: a click marks a crop (reject, or accept for
+a low-confidence one), and two buttons download the verdicts (``review_<class>.txt``) and the drawn
+boxes (``manual_boxes_<class>.csv``). ``apply_verdicts`` then moves rejected crops under
+``<output>/_rejected/`` with a record, and ``faces.csv`` keeps listing exactly the crops that exist.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import logging
+import os
+import urllib.parse
+from collections import defaultdict
+from pathlib import Path
+
+from maskdetect import faces, images, moves, records
+
+log = logging.getLogger(__name__)
+
+REJECTED_DIR = "_rejected"
+REJECTED_RECORD = "rejected.csv"
+MANUAL_BOX_FIELDS = ["source", "class", "x1", "y1", "x2", "y2"]
+
+
+def _link(target: str | Path, page_dir: Path) -> str:
+    return urllib.parse.quote(Path(os.path.relpath(Path(target).resolve(), page_dir.resolve())).as_posix())
+
+
+def _tile(row: dict, page_dir: Path, verdict: str) -> str:
+    name = Path(row["crop"]).name
+    return (
+        f'<figure class="tile" data-crop="{html.escape(name)}" data-verdict="{verdict}">'
+        f'<img loading="lazy" src="{_link(row["crop"], page_dir)}" alt="{html.escape(name)}">'
+        f'<figcaption>{float(row["confidence"]):.3f} {html.escape(row["detector"])}'
+        f' <a href="{_link(row["source"], page_dir)}" target="_blank">source</a></figcaption></figure>'
+    )
+
+
+def _no_face_block(row: dict, page_dir: Path) -> str:
+    source = row["source"]
+    return (
+        f'<div class="draw" data-source="{html.escape(source)}" data-class="{html.escape(row["class"])}">'
+        f'<div class="stage"><img src="{_link(source, page_dir)}" alt="{html.escape(Path(source).name)}">'
+        f'<canvas></canvas></div><p><a href="{_link(source, page_dir)}" target="_blank">'
+        f"{html.escape(Path(source).name)}</a> <button class=\"undo\">undo last box</button>"
+        f' <span class="count">0 boxes</span></p></div>'
+    )
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1em;background:#fafafa}
+.grid{display:flex;flex-wrap:wrap;gap:4px}
+.tile{margin:0;width:112px;cursor:pointer;border:3px solid transparent;background:#fff}
+.tile img{width:112px;height:112px;display:block}
+.tile figcaption{font-size:11px;padding:1px}
+.tile[data-verdict=reject]{border-color:#d00;opacity:.55}
+.tile[data-verdict=accept]{border-color:#0a0}
+.draw{display:inline-block;margin:4px;vertical-align:top}
+.stage{position:relative;display:inline-block}
+.stage img{max-width:480px;max-height:480px;display:block}
+.stage canvas{position:absolute;left:0;top:0;cursor:crosshair}
+.bar{position:sticky;top:0;background:#fff;padding:6px;border-bottom:1px solid #ccc;z-index:2}
+"""
+
+_SCRIPT = """
+const CLASS = document.body.dataset.class;
+function save(name, text, type) {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(new Blob([text], {type}));
+  link.download = name; link.click();
+}
+document.querySelectorAll('.tile').forEach(tile => tile.addEventListener('click', event => {
+  if (event.target.tagName === 'A') return;
+  const wanted = tile.closest('section').dataset.mark;
+  tile.dataset.verdict = tile.dataset.verdict === wanted ? 'keep' : wanted;
+  update();
+}));
+function update() {
+  document.getElementById('marked').textContent =
+    document.querySelectorAll('.tile[data-verdict=reject],.tile[data-verdict=accept]').length;
+  let boxes = 0; document.querySelectorAll('.draw').forEach(d => boxes += d.boxes.length);
+  document.getElementById('boxes').textContent = boxes;
+}
+document.getElementById('save-verdicts').onclick = () => {
+  const lines = [...document.querySelectorAll('.tile[data-verdict=reject],.tile[data-verdict=accept]')]
+    .map(t => t.dataset.verdict + ' ' + t.dataset.crop);
+  save('review_' + CLASS + '.txt', lines.join('\\n') + '\\n', 'text/plain');
+};
+function csvField(text) { return '"' + String(text).replace(/"/g, '""') + '"'; }
+document.getElementById('save-boxes').onclick = () => {
+  const rows = ['source,class,x1,y1,x2,y2'];
+  document.querySelectorAll('.draw').forEach(d => d.boxes.forEach(b =>
+    rows.push([csvField(d.dataset.source), csvField(d.dataset.class), ...b.map(Math.round)].join(','))));
+  save('manual_boxes_' + CLASS + '.csv', rows.join('\\n') + '\\n', 'text/csv');
+};
+document.querySelectorAll('.draw').forEach(block => {
+  const img = block.querySelector('img'), canvas = block.querySelector('canvas');
+  const context = canvas.getContext('2d');
+  block.boxes = [];
+  let start = null;
+  const scale = () => img.naturalWidth / img.clientWidth;
+  function redraw(extra) {
+    canvas.width = img.clientWidth; canvas.height = img.clientHeight;
+    context.strokeStyle = '#0f0'; context.lineWidth = 2;
+    const s = scale();
+    [...block.boxes, ...(extra ? [extra] : [])].forEach(b =>
+      context.strokeRect(b[0] / s, b[1] / s, (b[2] - b[0]) / s, (b[3] - b[1]) / s));
+    block.querySelector('.count').textContent = block.boxes.length + ' boxes';
+  }
+  function point(event) { const s = scale(); return [event.offsetX * s, event.offsetY * s]; }
+  function box(a, b) {
+    return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[0], b[0]), Math.max(a[1], b[1])];
+  }
+  canvas.addEventListener('mousedown', e => { start = point(e); });
+  canvas.addEventListener('mousemove', e => { if (start) redraw(box(start, point(e))); });
+  canvas.addEventListener('mouseup', e => {
+    if (!start) return;
+    const b = box(start, point(e)); start = null;
+    if (b[2] - b[0] > 4 && b[3] - b[1] > 4) block.boxes.push(b);
+    redraw(); update();
+  });
+  block.querySelector('.undo').onclick = () => { block.boxes.pop(); redraw(); update(); };
+  if (img.complete) redraw(); else img.addEventListener('load', () => redraw());
+});
+update();
+document.body.dataset.ready = 'yes';
+"""
+
+
+def write_sheets(output: Path, logs: Path) -> list[Path]:
+    """One HTML contact sheet per class under ``<logs>/review/``; returns their paths."""
+    page_dir = Path(logs) / "review"
+    page_dir.mkdir(parents=True, exist_ok=True)
+    by_class: dict[str, dict[str, list[dict]]] = defaultdict(lambda: {"auto": [], "low": [], "none": []})
+    for row in records.read_rows(output / faces.MANIFEST):
+        if Path(row["crop"]).exists():
+            by_class[row["class"]]["low" if row["kind"] == faces.LOW_CONFIDENCE else "auto"].append(row)
+    for row in records.read_rows(output / faces.SOURCES):
+        if row["status"] == "no_face" and Path(row["source"]).exists():
+            by_class[row["class"]]["none"].append(row)
+    pages = []
+    for class_name, groups in sorted(by_class.items()):
+        for key in ("auto", "low"):
+            groups[key].sort(key=lambda row: float(row["confidence"]))
+        page = page_dir / f"{class_name}.html"
+        tiles = "".join(_tile(row, page_dir, "keep") for row in groups["auto"])
+        low = "".join(_tile(row, page_dir, "keep") for row in groups["low"])
+        blocks = "".join(_no_face_block(row, page_dir) for row in groups["none"])
+        page.write_text(
+            f"<!doctype html><html><head><meta charset=\"utf-8\"><title>review: {html.escape(class_name)}</title>"
+            f"<style>{_STYLE}</style></head><body data-class=\"{html.escape(class_name)}\">"
+            f"<div class=\"bar\"><b>{html.escape(class_name)}</b>: {len(groups['auto'])} faces, "
+            f"{len(groups['low'])} low-confidence, {len(groups['none'])} photos with no face. "
+            f"Marked: <span id=\"marked\">0</span> "
+            f"<button id=\"save-verdicts\">download verdicts</button> "
+            f"Boxes drawn: <span id=\"boxes\">0</span> <button id=\"save-boxes\">download boxes</button>"
+            f"<br><small>Click a face that is not a face (or wrongly cropped) to reject it; click a "
+            f"low-confidence face to accept it. Then: <code>process_faces.py --apply-review "
+            f"review_{html.escape(class_name)}.txt</code>. Drag boxes over faces in the photos below, then "
+            f"<code>process_faces.py --manual-boxes manual_boxes_{html.escape(class_name)}.csv</code>.</small></div>"
+            f"<section data-mark=\"reject\"><h2>Faces, lowest confidence first ({len(groups['auto'])})</h2>"
+            f"<div class=\"grid\">{tiles}</div></section>"
+            f"<section data-mark=\"accept\"><h2>Low confidence, not in the training set unless accepted "
+            f"({len(groups['low'])})</h2><div class=\"grid\">{low}</div></section>"
+            f"<section><h2>No face found ({len(groups['none'])}): drag a box over each face</h2>{blocks}</section>"
+            f"<script>{_SCRIPT}</script></body></html>",
+            encoding="utf-8",
+        )
+        pages.append(page)
+    return pages
+
+
+def read_verdicts(path: Path) -> dict[str, str]:
+    """``reject NAME`` / ``accept NAME`` lines (a bare name means reject) -> {crop file name: verdict}."""
+    verdicts = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        verdict, _, name = line.partition(" ")
+        if verdict not in ("reject", "accept"):
+            verdict, name = "reject", line
+        name = Path(name.strip()).name
+        if not name:
+            raise ValueError(f"{path}:{number}: no crop name in {line!r}")
+        verdicts[name] = verdict
+    return verdicts
+
+
+def apply_verdicts(output: Path, verdicts: dict[str, str]) -> dict[str, int]:
+    """Move rejected crops to ``<output>/_rejected/<class>/`` and accepted low-confidence crops into
+    their class folder; crops deleted by hand count as rejected. ``faces.csv`` is rewritten to match."""
+    manifest = output / faces.MANIFEST
+    rows = records.read_rows(manifest)
+    counts = {"rejected": 0, "accepted": 0, "missing": 0, "unknown": 0}
+    known = {Path(row["crop"]).name for row in rows}
+    for name in sorted(set(verdicts) - known):
+        log.warning("%s is not a crop in %s; ignored", name, manifest)
+        counts["unknown"] += 1
+    kept_rows, rejected_rows = [], []
+    for row in rows:
+        crop = Path(row["crop"])
+        verdict = verdicts.get(crop.name)
+        if not crop.exists():
+            log.info("%s was deleted by hand: recorded as rejected", crop.name)
+            rejected_rows.append({**row, "crop": "", "detail": f"deleted by hand: {crop}"})
+            counts["missing"] += 1
+        elif verdict == "reject":
+            target = output / REJECTED_DIR / row["class"] / crop.name
+            taken = {p.name for p in target.parent.iterdir()} if target.parent.is_dir() else set()
+            target = target.with_name(moves.free_name(crop.name, taken))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(crop, target)
+            rejected_rows.append({**row, "crop": str(target), "detail": "rejected in review"})
+            counts["rejected"] += 1
+        elif verdict == "accept" and row["kind"] == faces.LOW_CONFIDENCE:
+            target = output / row["class"] / crop.name
+            if target.exists():
+                raise ValueError(f"cannot accept {crop.name}: {target} exists")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(crop, target)
+            kept_rows.append({**row, "crop": str(target.resolve()), "kind": faces.AUTO})
+            counts["accepted"] += 1
+        else:
+            kept_rows.append(row)
+    if rejected_rows:
+        records.append_rows(output / REJECTED_DIR / REJECTED_RECORD, [*faces.FACE_FIELDS, "detail"], rejected_rows)
+    if len(kept_rows) != len(rows) or counts["accepted"]:
+        faces.rewrite_rows(manifest, faces.FACE_FIELDS, kept_rows)
+    return counts
+
+
+def read_manual_boxes(path: Path) -> list[dict]:
+    """Rows of a manual-box CSV (source, class, x1, y1, x2, y2), validated."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(MANUAL_BOX_FIELDS) - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {sorted(missing)}; expected {MANUAL_BOX_FIELDS}")
+        rows = []
+        for number, row in enumerate(reader, 2):
+            try:
+                box = [float(row[key]) for key in ("x1", "y1", "x2", "y2")]
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: {error}") from None
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise ValueError(f"{path}:{number}: the box {box} is empty")
+            rows.append({"source": row["source"], "class": row["class"], "box": box})
+    return rows
+
+
+class _ManualFace:
+    """A box the reviewer drew, shaped like a detector's face."""
+
+    def __init__(self, box: list[float]) -> None:
+        self.x1, self.y1, self.x2, self.y2 = box
+        self.confidence, self.landmarks, self.detector = 1.0, None, "manual"
+        self.width, self.height = self.x2 - self.x1, self.y2 - self.y1
+
+
+def crop_manual_boxes(output: Path, boxes: list[dict], settings: faces.CropSettings) -> int:
+    """Crop the drawn boxes with the detector's geometry into the class folders; recorded as manual."""
+    by_source: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
+    for row in boxes:
+        by_source[(row["source"], row["class"])].append(row["box"])
+    existing = {row["crop"] for row in records.read_rows(output / faces.MANIFEST)}
+    written = 0
+    for (source_text, class_name), source_boxes in by_source.items():
+        source = Path(source_text)
+        if not source.exists():
+            log.warning("%s does not exist; its boxes are skipped", source)
+            continue
+        rgb = images.load_rgb(source)
+        sha256 = images.sha256_file(source)
+        rows = faces.save_faces(rgb, [_ManualFace(box) for box in source_boxes], source.resolve(), sha256,
+                                class_name, output, settings, lambda face: faces.MANUAL)
+        new_rows = [row for row in rows if row["crop"] not in existing]
+        records.append_rows(output / faces.MANIFEST, faces.FACE_FIELDS, new_rows)
+        written += len(rows)
+    return written
