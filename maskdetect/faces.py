@@ -242,7 +242,7 @@ _DETECTOR = None
 def _detector_settings(settings: CropSettings, threads: int | None = None):
     from maskdetect.detectors import DetectorSettings
 
-    return DetectorSettings(threshold=settings.review_threshold, detect_size=settings.detect_size,
+    return DetectorSettings(threshold=settings.threshold, detect_size=settings.detect_size,
                             second_stage=settings.second_stage, num_threads=threads)
 
 
@@ -275,14 +275,14 @@ def detect_faces(rgb: np.ndarray, settings: CropSettings) -> tuple[list, bool]:
     A tight face crop gives a detector that needs context nothing to see: when a small photo shows
     no face, it is looked at again inside a border of half its size on each side.
     """
-    faces = _DETECTOR.detect(rgb)
-    if faces or not settings.pad_retry or max(rgb.shape[:2]) > 512:
+    faces = _DETECTOR.detect(rgb, settings.review_threshold)
+    if any(face.detector != "mtcnn_low" for face in faces) or not settings.pad_retry or max(rgb.shape[:2]) > 512:
         return faces, False
     height, width = rgb.shape[:2]
     pad_y, pad_x = height // 2, width // 2
     padded = np.pad(rgb, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="constant", constant_values=0)
     found = []
-    for face in _DETECTOR.detect(padded):
+    for face in _DETECTOR.detect(padded, settings.review_threshold):
         x1, x2 = np.clip([face.x1 - pad_x, face.x2 - pad_x], 0, width)
         y1, y2 = np.clip([face.y1 - pad_y, face.y2 - pad_y], 0, height)
         # a face mostly inside the original picture; a box found in the black border is not one
@@ -311,10 +311,7 @@ def process_source(task: tuple[str, str, str, str, CropSettings]) -> SourceResul
     faces, padded = detect_faces(rgb, settings)
 
     def kind_of(face) -> str:
-        # the second stage has its own threshold, applied inside the detector
-        if face.detector == "mtcnn" and face.confidence < settings.threshold:
-            return LOW_CONFIDENCE
-        return AUTO
+        return LOW_CONFIDENCE if face.detector == "mtcnn_low" else AUTO
 
     result.faces = save_faces(rgb, faces, source, sha256, class_name, output, settings, kind_of)
     kept = sum(row["kind"] == AUTO for row in result.faces)

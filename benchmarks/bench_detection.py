@@ -1,0 +1,316 @@
+"""Face-detection recall, precision and speed: maskdetect.detectors defaults against plain MTCNN.
+
+Data: a folder with ``boxes.csv`` (image, width, height, label, xmin, ymin, xmax, ymax; labels
+mask / without_mask / incorrect_mask) and ``images/``. A ground-truth face counts as found when a
+kept box has IoU >= 0.4 with it. Recall is given per class for faces whose short side is at least
+--min-size px, and per face-size bucket (short side <32, 32-64, 64-128, >=128 px). Precision is
+against the labels: the share of kept boxes that match some labelled face (any size). Unlabelled
+faces exist in these photos, so an unmatched box is not necessarily a non-face: a contact sheet of
+the defaults' unmatched boxes is written under --out for a person to judge.
+
+Timing is detection only (decoding excluded), by default on one thread (TensorFlow, OpenCV,
+TFLite, OMP), photos in sorted-name order.
+
+    .venv/bin/python benchmarks/bench_detection.py                       # all 660 photos, ~10 min
+    .venv/bin/python benchmarks/bench_detection.py --limit 100 --out /tmp/bench_det
+    .venv/bin/python benchmarks/bench_detection.py --first-stage         # also our MTCNN alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "detection"
+sys.path.insert(0, str(REPO))
+
+from maskdetect import images  # noqa: E402
+from maskdetect.detectors import FaceDetector  # noqa: E402
+from maskdetect.detectors import iou as box_iou  # noqa: E402
+
+CLASSES = ("mask", "without_mask", "incorrect_mask")
+BUCKETS = ((0, 32, "<32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, 10**9, ">=128"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with boxes.csv and images/")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N photos (sorted by name); 0: all")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "maskdetect_bench_detection",
+                        help="folder for the contact sheet, unmatched.csv and summary.json")
+    parser.add_argument("--threads", type=int, default=1, help="threads for TensorFlow/OpenCV/TFLite (default 1)")
+    parser.add_argument("--min-size", type=int, default=32, help="short side (px) of faces counted in recall")
+    parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
+    parser.add_argument("--first-stage", action="store_true",
+                        help="also run maskdetect's detector with second_stage=False")
+    parser.add_argument("--no-plain", action="store_true", help="skip plain MTCNN")
+    parser.add_argument("--sheet-max", type=int, default=480, help="most crops on the contact sheet")
+    args = parser.parse_args(argv)
+    if args.limit < 0 or args.threads < 1 or args.min_size < 0 or not 0 < args.iou <= 1:
+        parser.error("--limit >= 0, --threads >= 1, --min-size >= 0 and 0 < --iou <= 1")
+    if not (args.data / "boxes.csv").is_file() or not (args.data / "images").is_dir():
+        parser.error(f"{args.data} has no boxes.csv and images/ (see --data)")
+    return args
+
+
+def set_threads(threads: int) -> None:
+    """One core for timing: must run before TensorFlow is imported."""
+    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[name] = str(threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import cv2
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def load_truth(data: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
+    truth: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
+    with open(data / "boxes.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            box = np.array([float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")])
+            truth[row["image"]].append((row["label"], box))
+    return dict(truth)
+
+
+def load_photo(path: Path, width: int, height: int) -> np.ndarray:
+    """RGB uint8 as the pipeline decodes it; the raw pixel grid if EXIF would turn it off the labels."""
+    from PIL import Image
+
+    rgb = images.load_rgb(path)
+    if rgb.shape[:2] != (height, width):
+        with Image.open(path) as image:
+            rgb = np.asarray(images.to_rgb8(image))
+    return rgb
+
+
+class Detections:
+    """Boxes (x1, y1, x2, y2), confidences and detector names per photo, with timings."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.boxes: dict[str, np.ndarray] = {}
+        self.conf: dict[str, np.ndarray] = {}
+        self.source: dict[str, list[str]] = {}
+        self.seconds: list[float] = []
+
+    def add(self, photo: str, rows: list[tuple[float, float, float, float, float, str]], seconds: float) -> None:
+        self.boxes[photo] = np.array([r[:4] for r in rows], dtype=np.float64).reshape(-1, 4)
+        self.conf[photo] = np.array([r[4] for r in rows], dtype=np.float64)
+        self.source[photo] = [r[5] for r in rows]
+        self.seconds.append(seconds)
+
+    def filtered(self, name: str, min_conf: float) -> Detections:
+        out = Detections(name)
+        for photo, boxes in self.boxes.items():
+            keep = self.conf[photo] >= min_conf
+            out.boxes[photo] = boxes[keep]
+            out.conf[photo] = self.conf[photo][keep]
+            out.source[photo] = [s for s, k in zip(self.source[photo], keep, strict=True) if k]
+        out.seconds = list(self.seconds)
+        return out
+
+
+def run_detector(name: str, detect, photos: list[str], data: Path,
+                 truth: dict[str, list[tuple[str, np.ndarray]]]) -> Detections:
+    result = Detections(name)
+    start = time.perf_counter()
+    for i, photo in enumerate(photos):
+        width, height = _size_of(data, photo)
+        rgb = load_photo(data / "images" / photo, width, height)
+        t0 = time.perf_counter()
+        rows = detect(rgb)
+        result.add(photo, rows, time.perf_counter() - t0)
+        if (i + 1) % 100 == 0:
+            print(f"  {name}: {i + 1}/{len(photos)} photos, {np.mean(result.seconds):.3f} s/photo so far",
+                  flush=True)
+    print(f"  {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    return result
+
+
+_SIZES: dict[str, tuple[int, int]] = {}
+
+
+def _size_of(data: Path, photo: str) -> tuple[int, int]:
+    if not _SIZES:
+        with open(data / "boxes.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                _SIZES[row["image"]] = (int(row["width"]), int(row["height"]))
+    return _SIZES[photo]
+
+
+def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_size: int,
+          iou: float) -> dict:
+    found = defaultdict(int)
+    total = defaultdict(int)
+    kept = matched = 0
+    by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    unmatched = []
+    empty = 0
+    for photo, boxes in det.boxes.items():
+        labels = truth[photo]
+        gt = np.array([b for _, b in labels])
+        m = box_iou(gt, boxes)
+        for j, (label, box) in enumerate(labels):
+            side = min(box[2] - box[0], box[3] - box[1])
+            hit = bool(m.shape[1] and m[j].max() >= iou)
+            bucket = next(name for lo, hi, name in BUCKETS if lo <= side < hi)
+            total[(label, bucket)] += 1
+            found[(label, bucket)] += hit
+            if side >= min_size:
+                total[label] += 1
+                found[label] += hit
+        kept += len(boxes)
+        empty += not len(boxes)
+        if len(boxes):
+            ok = m.max(axis=0) >= iou if len(gt) else np.zeros(len(boxes), bool)
+            matched += int(ok.sum())
+            for k, good in enumerate(ok):
+                src = det.source[photo][k]
+                by_source[src][0] += 1
+                by_source[src][1] += int(good)
+                if not good:
+                    unmatched.append((photo, boxes[k], float(det.conf[photo][k]), src))
+    seconds = np.array(det.seconds)
+    recall = {c: (found[c] / total[c] if total[c] else float("nan")) for c in CLASSES}
+    buckets = {c: {name: [found[(c, name)], total[(c, name)]] for _, _, name in BUCKETS} for c in CLASSES}
+    return {
+        "name": det.name, "photos": len(det.boxes), "recall": recall,
+        "counted": {c: total[c] for c in CLASSES}, "buckets": buckets, "kept": kept, "matched": matched,
+        "unmatched": kept - matched, "precision": matched / kept if kept else float("nan"),
+        "by_detector": {k: {"kept": v[0], "matched": v[1]} for k, v in by_source.items()},
+        "photos_without_boxes": empty,
+        "s_per_photo": float(seconds.mean()) if len(seconds) else float("nan"),
+        "s_per_photo_p90": float(np.percentile(seconds, 90)) if len(seconds) else float("nan"),
+        "photos_per_s": float(1 / seconds.mean()) if len(seconds) and seconds.mean() > 0 else float("nan"),
+        "_unmatched": unmatched,
+    }
+
+
+def print_result(r: dict, min_size: int) -> None:
+    rec = r["recall"]
+    print(f"\n== {r['name']}  ({r['photos']} photos)")
+    print(f"recall (faces >= {min_size} px): mask {rec['mask']:.1%} ({r['counted']['mask']})  "
+          f"without_mask {rec['without_mask']:.1%} ({r['counted']['without_mask']})  "
+          f"incorrect_mask {rec['incorrect_mask']:.1%} ({r['counted']['incorrect_mask']})")
+    print("recall by face short side:  " + "  ".join(f"{name:>14s}" for _, _, name in BUCKETS))
+    for c in CLASSES:
+        cells = []
+        for _, _, name in BUCKETS:
+            f, t = r["buckets"][c][name]
+            cells.append(f"{(f / t if t else float('nan')):6.1%} ({f:3d}/{t:3d})" if t else f"{'-':>14s}")
+        print(f"  {c:24s}  " + "  ".join(cells))
+    print(f"kept boxes {r['kept']}, matching a label {r['matched']}, unmatched {r['unmatched']}, "
+          f"precision vs labels {r['precision']:.1%}, photos with no box {r['photos_without_boxes']}")
+    if len(r["by_detector"]) > 1:
+        parts = [f"{k} {v['kept']} kept / {v['kept'] - v['matched']} unmatched"
+                 for k, v in sorted(r["by_detector"].items())]
+        print("  by detector: " + ", ".join(parts))
+    print(f"speed: {r['s_per_photo']:.3f} s/photo (p90 {r['s_per_photo_p90']:.3f}), {r['photos_per_s']:.2f} photos/s")
+
+
+def contact_sheet(unmatched: list, data: Path, out: Path, limit: int, cell: int = 112, cols: int = 12) -> list[Path]:
+    """PNG sheets of unmatched crops (box plus 15 % margin), numbered as in unmatched.csv."""
+    from PIL import Image, ImageDraw
+
+    paths = []
+    per_sheet = cols * 10
+    shown = unmatched[:limit]
+    for start in range(0, len(shown), per_sheet):
+        chunk = shown[start:start + per_sheet]
+        rows = (len(chunk) + cols - 1) // cols
+        sheet = Image.new("RGB", (cols * cell, rows * (cell + 14)), "white")
+        draw = ImageDraw.Draw(sheet)
+        for k, (photo, box, conf, src) in enumerate(chunk):
+            with Image.open(data / "images" / photo) as image:
+                image = image.convert("RGB")
+                w, h = box[2] - box[0], box[3] - box[1]
+                crop = image.crop((int(box[0] - 0.15 * w), int(box[1] - 0.15 * h),
+                                   int(box[2] + 0.15 * w), int(box[3] + 0.15 * h)))
+            x, y = (k % cols) * cell, (k // cols) * (cell + 14)
+            sheet.paste(crop.resize((cell, cell)), (x, y))
+            tag = "M" if src == "mtcnn" else "S"
+            draw.text((x + 2, y + cell), f"{start + k} {tag} {conf:.2f}", fill="black")
+        path = out / f"unmatched_{start // per_sheet + 1:02d}.png"
+        sheet.save(path)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    truth = load_truth(args.data)
+    photos = sorted(truth)
+    if args.limit:
+        photos = photos[:args.limit]
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(photos)} photos from {args.data}, {args.threads} thread(s), IoU >= {args.iou}, "
+          f"recall on faces with short side >= {args.min_size} px")
+
+    results = []
+    t0 = time.perf_counter()
+    ours = FaceDetector(num_threads=args.threads)
+    print(f"defaults: {ours.settings} (loaded in {time.perf_counter() - t0:.1f} s)")
+
+    def detect_ours(detector):
+        def run(rgb):
+            return [(f.x1, f.y1, f.x2, f.y2, f.confidence, f.detector) for f in detector.detect(rgb)]
+        return run
+
+    defaults = run_detector("maskdetect defaults", detect_ours(ours), photos, args.data, truth)
+    results.append(score(defaults, truth, args.min_size, args.iou))
+    if args.first_stage:
+        first = FaceDetector(second_stage=False)
+        det = run_detector("maskdetect second_stage=False", detect_ours(first), photos, args.data, truth)
+        results.append(score(det, truth, args.min_size, args.iou))
+    if not args.no_plain:
+        from mtcnn import MTCNN
+
+        plain = MTCNN()
+
+        def detect_plain(rgb):
+            rows = []
+            for face in plain.detect_faces(rgb):
+                x, y, w, h = face["box"]
+                rows.append((x, y, x + w, y + h, float(face["confidence"]), "mtcnn"))
+            return rows
+
+        det = run_detector("plain MTCNN (mtcnn 1.0.0 defaults)", detect_plain, photos, args.data, truth)
+        results.append(score(det, truth, args.min_size, args.iou))
+        results.append(score(det.filtered("plain MTCNN, confidence >= 0.9", 0.9), truth, args.min_size, args.iou))
+
+    for r in results:
+        print_result(r, args.min_size)
+
+    unmatched = sorted(results[0]["_unmatched"], key=lambda u: (u[3], -u[2]))
+    with open(args.out / "unmatched.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "image", "x1", "y1", "x2", "y2", "confidence", "detector"])
+        for k, (photo, box, conf, src) in enumerate(unmatched):
+            writer.writerow([k, photo, *(f"{v:.1f}" for v in box), f"{conf:.3f}", src])
+    sheets = contact_sheet(unmatched, args.data, args.out, args.sheet_max)
+    summary = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    print(f"\nunmatched boxes of the defaults: {len(unmatched)} "
+          f"(M = MTCNN, S = second stage; {min(len(unmatched), args.sheet_max)} on the sheets)")
+    for path in sheets:
+        print(f"contact sheet: {path}")
+    print(f"details: {args.out / 'unmatched.csv'}, {args.out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

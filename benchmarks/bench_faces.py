@@ -1,0 +1,112 @@
+"""Speed of the face stage against the simple way, on the same photos in the same run, with recall for both.
+
+Baseline: one process, the same detectors and settings, but each photo at full resolution, one call
+per photo, crops saved as they come. Ours: ``maskdetect.faces.run`` (detection on a copy shrunk to
+--detect-size, crops from the full resolution, one detector process per core).
+
+    .venv/bin/python benchmarks/bench_faces.py --limit 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_detection import DEFAULT_DATA, load_truth  # noqa: E402
+
+from maskdetect import faces, images, records, runtime  # noqa: E402
+from maskdetect.detectors import iou  # noqa: E402
+
+MIN_FACE = 32
+MATCH_IOU = 0.4
+
+
+def recall(found: dict[str, list], truth: dict) -> dict[str, tuple[int, int]]:
+    """Per label: (ground-truth faces of at least MIN_FACE px matched by a box with IoU >= 0.4, all such faces)."""
+    totals: dict[str, list[int]] = {}
+    for photo, labelled in truth.items():
+        if photo not in found:
+            continue
+        boxes = np.asarray(found[photo], dtype=float).reshape(-1, 4)
+        for label, box in labelled:
+            if min(box[2] - box[0], box[3] - box[1]) < MIN_FACE:
+                continue
+            total = totals.setdefault(label, [0, 0])
+            total[1] += 1
+            if len(boxes) and iou(np.asarray(box, dtype=float)[None], boxes).max() >= MATCH_IOU:
+                total[0] += 1
+    return {label: (hit, count) for label, (hit, count) in sorted(totals.items())}
+
+
+def run_baseline(photos: list[Path], settings: faces.CropSettings, output: Path) -> tuple[float, dict[str, list]]:
+    from maskdetect.detectors import DetectorSettings, FaceDetector
+
+    start = time.perf_counter()
+    with runtime.native_stderr_silenced():
+        detector = FaceDetector(DetectorSettings(threshold=settings.threshold, detect_size=None,
+                                                 second_stage=settings.second_stage))
+    found = {}
+    for path in photos:
+        rgb = images.load_rgb(path)
+        detected = detector.detect(rgb)
+        for index, face in enumerate(detected):
+            crop = faces.crop_face(rgb, (face.x1, face.y1, face.x2, face.y2), settings.margin, settings.size)
+            faces.atomic_write_image(crop, output / f"{path.stem}_face{index}.jpg")
+        found[path.name] = [(face.x1, face.y1, face.x2, face.y2) for face in detected]
+    return time.perf_counter() - start, found
+
+
+def run_ours(photos: list[Path], settings: faces.CropSettings, work: Path, jobs: int) -> tuple[float, dict]:
+    source = work / "in" / "photos"
+    source.mkdir(parents=True)
+    for path in photos:
+        shutil.copy(path, source / path.name)
+    start = time.perf_counter()
+    faces.run(work / "in", work / "out", settings, jobs)
+    seconds = time.perf_counter() - start
+    found: dict[str, list] = {path.name: [] for path in photos}
+    for row in records.read_rows(work / "out" / faces.MANIFEST):
+        if row["kind"] == faces.AUTO:
+            found[Path(row["source"]).name].append(tuple(float(row[key]) for key in ("x1", "y1", "x2", "y2")))
+    return seconds, found
+
+
+def describe(name: str, seconds: float, count: int, scores: dict) -> str:
+    parts = ", ".join(f"{label} {hit / total:.1%} ({hit}/{total})" for label, (hit, total) in scores.items())
+    rate = count / seconds
+    return f"{name:9s} {count} photos in {seconds:6.1f} s = {rate:5.2f} photos/s; recall (>= {MIN_FACE} px): {parts}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--limit", type=int, default=120, help="photos to use (the first N by name)")
+    parser.add_argument("--jobs", type=int, default=runtime.default_jobs())
+    parser.add_argument("--no-second-stage", action="store_true")
+    args = parser.parse_args(argv)
+    if not (args.data / "boxes.csv").exists():
+        print(f"skipped: {args.data} is absent")
+        return 0
+    truth = load_truth(args.data)
+    photos = [args.data / "images" / name for name in sorted(truth)[: args.limit]]
+    settings = faces.CropSettings(second_stage=not args.no_second_stage)
+    with tempfile.TemporaryDirectory() as work:
+        base_seconds, base_found = run_baseline(photos, settings, Path(work) / "baseline")
+        our_seconds, our_found = run_ours(photos, settings, Path(work) / "ours", args.jobs)
+    print(describe("baseline", base_seconds, len(photos), recall(base_found, truth)) + " (1 process, full resolution)")
+    print(describe("ours", our_seconds, len(photos), recall(our_found, truth))
+          + f" ({args.jobs} processes, detect at {settings.detect_size} px)")
+    print(f"speed-up: {base_seconds / our_seconds:.2f}x (model loading included in both)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
