@@ -305,6 +305,14 @@ class _Mtcnn:
                 return resize_to_square(boxes)
 
         self._model = MTCNN(stages=[SafePNet, StageRNet, StageONet])
+        # mtcnn calls its Keras models eagerly, one call per pyramid level; compiled once with
+        # shape-agnostic signatures they give the same boxes at less than half the time.
+        import tensorflow as tf
+
+        signatures = {SafePNet: [None, None, None, 3], StageRNet: [None, 24, 24, 3], StageONet: [None, 48, 48, 3]}
+        for stage in self._model.stages:
+            stage._model = tf.function(stage.model, reduce_retracing=True,
+                                       input_signature=[tf.TensorSpec(signatures[type(stage)], tf.float32)])
 
     def __call__(self, rgb: np.ndarray, settings: DetectorSettings) -> np.ndarray:
         """Rows: x1, y1, x2, y2, confidence, 5 landmark x, 5 landmark y (image coordinates)."""

@@ -340,8 +340,11 @@ def list_sources(input_root: Path, classes: Sequence[str] | None = None) -> list
 
 
 def run(input_root: Path, output: Path, settings: CropSettings, jobs: int = 1,
-        classes: Sequence[str] | None = None) -> dict:
-    """Crop every face of every photo not done yet; returns counts for the summary."""
+        classes: Sequence[str] | None = None, on_result=None) -> dict:
+    """Crop every face of every photo not done yet; returns counts for the summary.
+
+    ``on_result(SourceResult)``, when given, is called as each photo is recorded (benchmarks time it).
+    """
     from maskdetect import runtime
 
     sources = list_sources(input_root, classes)
@@ -364,6 +367,8 @@ def run(input_root: Path, output: Path, settings: CropSettings, jobs: int = 1,
         if result.faces:
             records.append_rows(output / MANIFEST, FACE_FIELDS, result.faces)
         records.append_rows(output / SOURCES, SOURCE_FIELDS, [{**result.source, "time": _now()}])
+        if on_result is not None:
+            on_result(result)
         counts["faces"] += int(result.source["faces"])
         counts["low_confidence"] += int(result.source["low_confidence"])
         if result.source["status"] in ("no_face", "unreadable"):
