@@ -205,21 +205,12 @@ def done_sources(output: Path) -> set[str]:
     if torn:
         # A kill between a photo's face rows and its sources.csv row: that photo is redone, and its
         # crops (same names) are rewritten, so its old rows go.
-        kept = [row for row in rows if row not in torn]
-        rewrite_rows(manifest, FACE_FIELDS, kept)
+        redo = {row["source_sha256"] for row in torn}
+        records.replace_rows(manifest, FACE_FIELDS,
+                             [row for row in rows if row["source_sha256"] not in redo or row["kind"] == MANUAL])
         log.info("resuming: %d face rows of %d unfinished photos are redone", len(torn),
                  len({row["source_sha256"] for row in torn}))
     return finished
-
-
-def rewrite_rows(path: Path, fieldnames: Sequence[str], rows: Sequence[dict]) -> None:
-    """Replace a CSV record whole (temporary file + rename), for the rare edits of an append-only record."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    records.append_rows(temporary, list(rows[0].keys()) if rows else fieldnames, rows)
-    if not rows:
-        records.append_rows(temporary, fieldnames, [])
-    os.replace(temporary, path)
 
 
 def atomic_no_face_copy(source: Path, class_name: str, output: Path) -> Path:
@@ -237,6 +228,8 @@ def load_for_detection(path: Path) -> np.ndarray:
 
 # The detector of this process: built once per worker, since loading the models takes seconds.
 _DETECTOR = None
+# Photos up to this long side that show no face are retried inside a border: tight face crops.
+_PAD_RETRY_MAX_SIDE = 512
 
 
 def _detector_settings(settings: CropSettings, threads: int | None = None):
@@ -276,7 +269,8 @@ def detect_faces(rgb: np.ndarray, settings: CropSettings) -> tuple[list, bool]:
     no face, it is looked at again inside a border of half its size on each side.
     """
     faces = _DETECTOR.detect(rgb, settings.review_threshold)
-    if any(face.detector != "mtcnn_low" for face in faces) or not settings.pad_retry or max(rgb.shape[:2]) > 512:
+    found = any(face.detector != "mtcnn_low" for face in faces)
+    if found or not settings.pad_retry or max(rgb.shape[:2]) > _PAD_RETRY_MAX_SIDE:
         return faces, False
     height, width = rgb.shape[:2]
     pad_y, pad_x = height // 2, width // 2

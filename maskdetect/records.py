@@ -59,3 +59,23 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
         return []
     with open(path, newline="", **_ENCODING) as handle:
         return list(csv.DictReader(handle))
+
+
+def replace_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping]) -> None:
+    """Rewrite a record whole, for the rare edit of an append-only record (a review, a resume).
+
+    Written to a temporary file and renamed over the old one under the same lock as appends, so a
+    reader sees the old or the new record, never a mix, and no concurrent append is lost.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.rewrite")
+    with _lock(path):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), extrasaction="raise", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        with open(temporary, "w", newline="", **_ENCODING) as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)

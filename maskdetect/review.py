@@ -231,7 +231,7 @@ def apply_verdicts(output: Path, verdicts: dict[str, str]) -> dict[str, int]:
     if rejected_rows:
         records.append_rows(output / REJECTED_DIR / REJECTED_RECORD, [*faces.FACE_FIELDS, "detail"], rejected_rows)
     if len(kept_rows) != len(rows) or counts["accepted"]:
-        faces.rewrite_rows(manifest, faces.FACE_FIELDS, kept_rows)
+        records.replace_rows(manifest, faces.FACE_FIELDS, kept_rows)
     return counts
 
 

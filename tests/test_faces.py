@@ -137,7 +137,7 @@ def test_review_verdicts_and_manual_boxes(small_run, tmp_path):
     rows = records.read_rows(work / faces.MANIFEST)
     for row in rows:
         row["crop"] = str(work / Path(row["crop"]).relative_to(output.resolve()))
-    faces.rewrite_rows(work / faces.MANIFEST, faces.FACE_FIELDS, rows)
+    records.replace_rows(work / faces.MANIFEST, faces.FACE_FIELDS, rows)
     crop = Path(rows[0]["crop"])
     verdicts = tmp_path / "review_mask.txt"
     verdicts.write_text(f"reject {crop.name}\nreject not_a_crop.jpg\n")
