@@ -283,6 +283,8 @@ def detect_faces(rgb: np.ndarray, settings: CropSettings) -> tuple[list, bool]:
         if (x2 - x1) * (y2 - y1) >= 0.5 * face.width * face.height:
             found.append(type(face)(float(x1), float(y1), float(x2), float(y2), face.confidence,
                                     _shift(face.landmarks, pad_x, pad_y), face.detector))
+    if not any(face.detector != "mtcnn_low" for face in found):
+        return faces, False  # nothing better inside the border: keep the first look's review faces
     return found, True
 
 
