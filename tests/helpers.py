@@ -123,3 +123,29 @@ def build_messy_tree(root: Path) -> dict[str, str]:
         "mask/link.jpg": images.SYMLINK,
     })
     return expected
+
+
+def make_crop_dataset(root: Path, per_class: int = 24, size: int = 64, classes=("mask", "without_mask")) -> Path:
+    """A small crop data set from a real face: the astronaut's face, moved, scaled, mirrored and lit
+    differently; in the first class a coloured mask covers the lower half of the face."""
+    from PIL import ImageDraw, ImageEnhance, ImageOps
+
+    base = picture("astronaut")
+    rng = np.random.default_rng(3)
+    for class_index, class_name in enumerate(classes):
+        folder = root / class_name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            side = int(rng.integers(130, 190))
+            left, top = int(rng.integers(140, 200)), int(rng.integers(40, 90))
+            crop = base.crop((left, top, left + side, top + side)).resize((size, size))
+            if index % 2:
+                crop = ImageOps.mirror(crop)
+            crop = ImageEnhance.Brightness(crop).enhance(float(rng.uniform(0.7, 1.3)))
+            if class_index == 0:
+                colour = tuple(int(c) for c in rng.integers(0, 255, size=3))
+                ImageDraw.Draw(crop).rectangle((size * 0.2, size * 0.55, size * 0.85, size * 0.95), fill=colour)
+            elif class_index > 1:
+                crop = ImageOps.grayscale(crop).convert("RGB")
+            crop.save(folder / f"{class_name}_{index:03d}.jpg", quality=90)
+    return root

@@ -1,0 +1,156 @@
+"""The training data: face crops by class, grouped by source photo, split without leaks.
+
+Pure Python and numpy here; the ``tf.data`` pipeline is built by :func:`make_dataset`, which imports
+TensorFlow only when it is called.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskdetect import faces, images, records, runtime
+
+log = logging.getLogger(__name__)
+
+# Formats TensorFlow's decode_image reads; anything else is skipped with a warning.
+TF_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
+CROP_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Crops:
+    """Every usable crop: its path, class index and group (source photo)."""
+
+    paths: list[str]
+    labels: np.ndarray
+    groups: list[str]
+    class_names: list[str]
+    skipped: int = 0
+
+    def digest(self) -> str:
+        """A short hash of the file list and labels: two runs on the same data share it."""
+        digest = hashlib.sha256()
+        for path, label in zip(self.paths, self.labels, strict=True):
+            digest.update(f"{Path(path).name}\t{self.class_names[label]}\n".encode())
+        return digest.hexdigest()[:12]
+
+
+def _check_crop(path: Path) -> str:
+    check = images.check_file(path, min_size=1)
+    if not check.ok:
+        return f"{check.reason}: {check.detail}"
+    if check.image_format not in TF_FORMATS:
+        return f"format {check.image_format} is not one TensorFlow decodes; convert it to JPEG or PNG"
+    return ""
+
+
+def find_crops(data_dir: str | Path, jobs: int = 1) -> Crops:
+    """The crops under ``data_dir/<class>/``, checked; grouped by source photo via ``faces.csv``."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ValueError(f"data folder {data_dir} does not exist; run ./preprocess.sh first")
+    class_dirs = images.class_dirs(data_dir)
+    if len(class_dirs) < 2:
+        found = ", ".join(folder.name for folder in class_dirs) or "none"
+        raise ValueError(f"training needs at least two class folders in {data_dir} (found: {found})")
+    candidates = [(path, index) for index, folder in enumerate(class_dirs)
+                  for path in sorted(folder.iterdir())
+                  if path.is_file() and path.suffix.lower() in CROP_EXTENSIONS and not path.name.startswith(".")]
+    problems = runtime.parallel_map(_check_crop, [path for path, _ in candidates], jobs, "checking crops")
+    source_of = {str(Path(row["crop"]).resolve()): row["source_sha256"]
+                 for row in records.read_rows(data_dir / faces.MANIFEST) if row.get("crop")}
+    paths, labels, groups, skipped = [], [], [], 0
+    for (path, label), problem in zip(candidates, problems, strict=True):
+        if problem:
+            log.warning("skipping %s: %s", path, problem)
+            skipped += 1
+            continue
+        resolved = str(path.resolve())
+        paths.append(resolved)
+        labels.append(label)
+        # a crop that faces.csv does not know (added by hand) is a group of its own
+        groups.append(source_of.get(resolved, resolved))
+    crops = Crops(paths, np.asarray(labels, dtype=np.int64), groups, [folder.name for folder in class_dirs], skipped)
+    counts = Counter(crops.labels.tolist())
+    for index, name in enumerate(crops.class_names):
+        if counts[index] == 0:
+            raise ValueError(f"class folder {data_dir / name} has no usable images")
+    return crops
+
+
+def grouped_split(labels: np.ndarray, groups: Sequence[str], shares: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Indices for each split (e.g. shares (0.7, 0.15, 0.15)), stratified by class and grouped.
+
+    Every crop of one group (one source photo) lands in the same split. Groups are placed one at a
+    time, in a seeded random order, into the split that is furthest below its share of the group's
+    classes; so each class is spread over the splits in about the given shares.
+    """
+    labels = np.asarray(labels)
+    shares = np.asarray(shares, dtype=float)
+    if shares.min() < 0 or not np.isclose(shares.sum(), 1.0):
+        raise ValueError(f"split shares must be non-negative and sum to 1, not {shares.tolist()}")
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    members: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    order = list(members)
+    np.random.default_rng(seed).shuffle(order)
+    # big groups first, so the last small ones can even out the shares
+    order.sort(key=lambda group: -len(members[group]))
+    totals = np.bincount(labels, minlength=classes).astype(float)
+    targets = shares[:, None] * totals[None, :]
+    filled = np.zeros_like(targets)
+    assigned: list[list[int]] = [[] for _ in shares]
+    for group in order:
+        composition = np.bincount(labels[members[group]], minlength=classes).astype(float)
+        need = ((targets - filled) * composition[None, :]).sum(axis=1) / composition.sum()
+        need[shares == 0] = -np.inf
+        split = int(np.argmax(need))
+        filled[split] += composition
+        assigned[split].extend(members[group])
+    return [np.asarray(sorted(indices), dtype=np.int64) for indices in assigned]
+
+
+def class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
+    """Weights inversely proportional to class frequency (balanced), for an imbalanced training set."""
+    counts = np.bincount(labels, minlength=classes).astype(float)
+    return {index: float(len(labels) / (classes * count)) if count else 0.0 for index, count in enumerate(counts)}
+
+
+@functools.lru_cache(maxsize=1)
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def make_dataset(paths: Sequence[str], labels: np.ndarray, image_size: int, batch_size: int, *,
+                 shuffle: bool, seed: int, augment=None):
+    """A ``tf.data`` pipeline: decode and resize once, cache in memory, shuffle, batch, augment, prefetch.
+
+    Images stay uint8 0-255 (models rescale inside), so the saved model takes raw pixels.
+    """
+    tf = _tf()
+
+    def load(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+    dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels)))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,349 @@
+"""Train one classifier on the face crops: split, fit, evaluate once on the test set, record everything.
+
+A run writes ``<logs>/runs/<time>_<id>/`` (config.json, history.csv, metrics.json, model.keras and
+plots) and appends one row to ``<logs>/training_log.csv``. The test set is touched once, at the end;
+early stopping and the best weights are chosen on the validation set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskdetect import __version__, data, records, runtime
+
+log = logging.getLogger(__name__)
+
+NETWORKS = ("small", "deep", "mobilenetv2")
+OPTIMIZERS = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
+AUGMENTATIONS = ("none", "light", "heavy")
+LOG_NAME = "training_log.csv"
+META_NAME = "maskdetect.json"  # added inside model.keras: class names and image size travel with the model
+LOG_FIELDS = [
+    "time", "run_id", "sweep_id", "status", "model", "epochs", "batch_size", "image_size", "kernel_size",
+    "optimizer", "learning_rate", "augmentation", "seed", "val_split", "test_split", "data", "data_size",
+    "data_hash", "classes", "train_size", "val_size", "test_size", "skipped_crops", "epochs_run", "best_epoch",
+    "stopped_early", "train_seconds", "images_per_second", "train_accuracy", "val_accuracy", "val_loss",
+    "test_accuracy", "test_loss", "roc_auc", "per_class", "model_path", "run_dir", "notes", "code_version",
+    "error",
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The seven hyperparameters and the rest of a run, validated on construction."""
+
+    model: str = "small"
+    epochs: int = 30
+    batch_size: int = 32
+    image_size: int = 96
+    kernel_size: int = 3
+    optimizer: str = "adam"
+    learning_rate: float | None = None
+    augmentation: str = "light"
+    data: str = "processed_data"
+    logs: str = "logs"
+    seed: int = 42
+    val_split: float = 0.15
+    test_split: float = 0.15
+    notes: str = ""
+    weights: str | None = None
+    jobs: int = 0
+    sweep_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.model not in NETWORKS:
+            raise ValueError(f"--model must be one of {', '.join(NETWORKS)}, not {self.model!r}")
+        if not 1 <= self.epochs <= 10_000:
+            raise ValueError(f"--epochs must be between 1 and 10000, not {self.epochs}")
+        if not 1 <= self.batch_size <= 4096:
+            raise ValueError(f"--batch-size must be between 1 and 4096, not {self.batch_size}")
+        if not 32 <= self.image_size <= 512:
+            raise ValueError(f"--image-size must be between 32 and 512 pixels, not {self.image_size}")
+        if self.kernel_size not in (3, 5, 7):
+            raise ValueError(f"--kernel-size must be 3, 5 or 7, not {self.kernel_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.learning_rate is not None and not 0 < self.learning_rate < 10:
+            raise ValueError(f"--learning-rate must be between 0 and 10, not {self.learning_rate}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"--augmentation must be one of {', '.join(AUGMENTATIONS)}, not {self.augmentation!r}")
+        for name in ("val_split", "test_split"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 0.5, not {getattr(self, name)}")
+        if self.weights and self.model != "mobilenetv2":
+            raise ValueError("--weights is for --model mobilenetv2 only")
+        if self.weights and not Path(self.weights).is_file():
+            raise ValueError(f"--weights file {self.weights} does not exist")
+
+    @property
+    def rate(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else OPTIMIZERS[self.optimizer]
+
+    def hyperparameters(self) -> dict:
+        return {key: getattr(self, key) for key in ("model", "epochs", "batch_size", "image_size", "kernel_size",
+                                                     "optimizer", "augmentation")} | {"learning_rate": self.rate}
+
+
+def code_version() -> str:
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10)
+        if commit.returncode == 0 and commit.stdout.strip():
+            return f"{__version__}+{commit.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+def append_log(logs: str | Path, row: dict) -> None:
+    records.append_rows(Path(logs) / LOG_NAME, LOG_FIELDS, [{key: row.get(key, "") for key in LOG_FIELDS}])
+
+
+def _optimizer(settings: Settings):
+    import keras
+
+    if settings.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=settings.rate, momentum=0.9, nesterov=True)
+    return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+            "rmsprop": keras.optimizers.RMSprop}[settings.optimizer](learning_rate=settings.rate)
+
+
+def save_model(model, path: Path, meta: dict) -> None:
+    """Save ``model`` with the class names and image size inside the .keras archive."""
+    model.save(path)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(META_NAME, json.dumps(meta, indent=2))
+
+
+def load_model(path: str | Path):
+    """A saved classifier and its metadata (class names, image size); Keras's safe mode stays on."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file {path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = json.loads(archive.read(META_NAME))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        raise ValueError(f"{path} is not a model saved by train_a_model.py") from None
+    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    return model, meta
+
+
+def predict_probabilities(model, pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities, shape (n, classes), for uint8 images already at the model's input size."""
+    output = model.predict(pixels, verbose=0, batch_size=64)
+    if output.shape[-1] == 1:
+        output = np.concatenate([1 - output, output], axis=1)
+    return output
+
+
+def run(settings: Settings, callbacks: Sequence = ()) -> dict:
+    """Train, evaluate and record one run; returns its log row. Raises ValueError for bad data."""
+    jobs = settings.jobs or runtime.default_jobs()
+    crops = data.find_crops(settings.data, jobs)
+    shares = (1 - settings.val_split - settings.test_split, settings.val_split, settings.test_split)
+    splits = data.grouped_split(crops.labels, crops.groups, shares, settings.seed)
+    for name, indices in zip(("train", "validation", "test"), splits, strict=True):
+        present = np.bincount(crops.labels[indices], minlength=len(crops.class_names))
+        empty = [crops.class_names[i] for i, count in enumerate(present) if count == 0]
+        if empty:
+            raise ValueError(f"too few images to split: the {name} set gets none of {', '.join(empty)} "
+                             f"({len(crops.paths)} crops in all); add images or lower the split shares")
+
+    run_id = time.strftime("%Y%m%d-%H%M%S_") + uuid.uuid4().hex[:6]
+    run_dir = Path(settings.logs) / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    row = {**dataclasses.asdict(settings), "learning_rate": settings.rate, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "run_id": run_id, "run_dir": str(run_dir), "data_size": len(crops.paths), "data_hash": crops.digest(),
+           "classes": " ".join(crops.class_names), "train_size": len(splits[0]), "val_size": len(splits[1]),
+           "test_size": len(splits[2]), "skipped_crops": crops.skipped, "code_version": code_version()}
+    (run_dir / "config.json").write_text(json.dumps({**row, "split_seed": settings.seed}, indent=2, default=str))
+    try:
+        row.update(_train_and_evaluate(settings, crops, splits, run_dir, callbacks))
+    except KeyboardInterrupt:
+        row.update(status="interrupted", error="stopped by Ctrl-C")
+        append_log(settings.logs, row)
+        raise
+    except Exception as error:  # recorded, then re-raised: a failed run leaves a row that says why
+        row.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
+        append_log(settings.logs, row)
+        raise
+    append_log(settings.logs, row)
+    return row
+
+
+def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: Path, callbacks) -> dict:
+    with runtime.native_stderr_silenced():
+        import keras
+        import tensorflow as tf
+
+        tf.constant(0)  # TensorFlow looks for GPUs at its first operation and logs it to stderr
+
+    from maskdetect import models, plots
+
+    keras.utils.set_random_seed(settings.seed)
+    train_idx, val_idx, test_idx = splits
+    paths = np.asarray(crops.paths)
+    classes = len(crops.class_names)
+    binary = classes == 2
+    augment = models.build_augmentation(settings.augmentation, settings.seed)
+
+    def dataset(indices, shuffle, augmentation=None):
+        return data.make_dataset(paths[indices], crops.labels[indices], settings.image_size, settings.batch_size,
+                                 shuffle=shuffle, seed=settings.seed, augment=augmentation)
+
+    train_ds, val_ds = dataset(train_idx, True, augment), dataset(val_idx, False)
+    model = models.build_model(settings.model, settings.image_size, settings.kernel_size, classes, settings.weights)
+    model.compile(optimizer=_optimizer(settings),
+                  loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True)
+    fit_callbacks = [
+        stopper,
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        *callbacks,
+    ]
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs,
+                        class_weight=data.class_weights(crops.labels[train_idx], classes),
+                        callbacks=fit_callbacks, shuffle=False,  # the dataset shuffles itself
+                        verbose=1 if sys.stdout.isatty() else 2)
+    train_seconds = time.perf_counter() - start
+    epochs_run = len(history.history["loss"])
+    val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
+    best_epoch = int(np.argmin(history.history["val_loss"])) + 1
+
+    # the test set, once
+    test_pixels = np.concatenate([batch for batch, _ in dataset(test_idx, False)])
+    probabilities = predict_probabilities(model, test_pixels)
+    truth = crops.labels[test_idx]
+    predicted = probabilities.argmax(axis=1)
+    metrics = evaluate(truth, probabilities, crops.class_names)
+    model_path = run_dir / "model.keras"
+    meta = {"class_names": crops.class_names, "image_size": settings.image_size, "binary": binary,
+            "network": settings.model, "run_id": run_dir.name, "hyperparameters": settings.hyperparameters()}
+    save_model(model, model_path, meta)
+    metrics.update(val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
+                   best_epoch=best_epoch, train_seconds=round(train_seconds, 1))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plots.learning_curves(history.history, run_dir / "curves.png")
+    plots.confusion(metrics["confusion_matrix"], crops.class_names, run_dir / "confusion.png")
+    if binary:
+        plots.roc(truth, probabilities[:, 1], metrics["roc_auc"], crops.class_names, run_dir / "roc.png")
+    wrong = np.flatnonzero(predicted != truth)
+    plots.misclassified(test_pixels[wrong], truth[wrong], probabilities[wrong], crops.class_names,
+                        paths[test_idx][wrong], run_dir / "misclassified.png")
+    print(metrics["report"])
+    images_seen = len(train_idx) * epochs_run
+    return {
+        "epochs_run": epochs_run, "best_epoch": best_epoch, "stopped_early": epochs_run < settings.epochs,
+        "train_seconds": round(train_seconds, 1), "images_per_second": round(images_seen / train_seconds, 1),
+        "train_accuracy": round(float(history.history["accuracy"][best_epoch - 1]), 4),
+        "val_accuracy": round(float(val_accuracy), 4), "val_loss": round(float(val_loss), 4),
+        "test_accuracy": round(metrics["accuracy"], 4), "test_loss": round(metrics["loss"], 4),
+        "roc_auc": round(metrics["roc_auc"], 4) if metrics["roc_auc"] is not None else "",
+        "per_class": json.dumps(metrics["per_class"]), "model_path": str(model_path),
+        # a sweep's median-stopping callback marks the trials it cut short
+        "status": "pruned" if any(getattr(callback, "pruned", False) for callback in callbacks) else "ok",
+    }
+
+
+def evaluate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
+    """Accuracy, log loss, per-class precision/recall/F1, ROC-AUC and the confusion matrix."""
+    from sklearn import metrics
+
+    predicted = probabilities.argmax(axis=1)
+    labels = list(range(len(class_names)))
+    report = metrics.classification_report(truth, predicted, labels=labels, target_names=list(class_names),
+                                           digits=4, zero_division=0, output_dict=True)
+    try:
+        if len(class_names) == 2:
+            auc = metrics.roc_auc_score(truth, probabilities[:, 1])
+        else:
+            auc = metrics.roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels)
+    except ValueError:  # one class only in the test set
+        auc = None
+    return {
+        "accuracy": float(metrics.accuracy_score(truth, predicted)),
+        "loss": float(metrics.log_loss(truth, np.clip(probabilities, 1e-7, 1), labels=labels)),
+        "roc_auc": None if auc is None else float(auc),
+        "per_class": {name: {key: round(float(report[name][key]), 4) for key in ("precision", "recall", "f1-score")}
+                      for name in class_names},
+        "confusion_matrix": metrics.confusion_matrix(truth, predicted, labels=labels).tolist(),
+        "report": metrics.classification_report(truth, predicted, labels=labels, target_names=list(class_names),
+                                                digits=4, zero_division=0),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="train_a_model.py",
+        description="Train a mask / no-mask (or more classes) classifier on processed_data/<class>/ face crops.",
+    )
+    # choices are checked by Settings, so a wrong value is one line, not argparse's usage block
+    parser.add_argument("--model", default=defaults.model,
+                        help="small: 3 conv blocks, quick; deep: 4 blocks of 2 convs; mobilenetv2: "
+                        "from scratch, or from --weights (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help="most epochs; early stopping on validation loss ends sooner (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default %(default)s)")
+    parser.add_argument("--image-size", type=int, default=defaults.image_size,
+                        help="crops are resized to this square size (default %(default)s)")
+    parser.add_argument("--kernel-size", type=int, default=defaults.kernel_size,
+                        help="3, 5 or 7: convolution kernel of small and deep (default %(default)s)")
+    parser.add_argument("--optimizer", default=defaults.optimizer,
+                        help=f"{', '.join(OPTIMIZERS)}; sgd uses Nesterov momentum 0.9 (default %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="default: " + ", ".join(f"{name} {rate:g}" for name, rate in OPTIMIZERS.items()))
+    parser.add_argument("--augmentation", default=defaults.augmentation,
+                        help="none; light: flips, rotations, zoom; heavy: also contrast, brightness and "
+                        "video-like blur (default %(default)s)")
+    parser.add_argument("--data", default=defaults.data, help="folder of <class>/ crops (default %(default)s)")
+    parser.add_argument("--logs", default=defaults.logs, help="run folders and training_log.csv (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="(default %(default)s)")
+    parser.add_argument("--val-split", type=float, default=defaults.val_split, help="(default %(default)s)")
+    parser.add_argument("--test-split", type=float, default=defaults.test_split, help="(default %(default)s)")
+    parser.add_argument("--notes", default="", help="free text saved in the log row")
+    parser.add_argument("--weights", help="a local MobileNetV2 ImageNet weights file (no download)")
+    parser.add_argument("--jobs", type=int, default=0, help="processes for checking the crops (default: all cores)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    fields = {field.name for field in dataclasses.fields(Settings)}
+    return Settings(**{key: value for key, value in vars(args).items() if key in fields})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runtime.configure_logging(args.verbose)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def body() -> int:
+        row = run(settings_from(args))
+        print(f"train_a_model: {row['data_size']} crops ({row['train_size']} train / {row['val_size']} validation / "
+              f"{row['test_size']} test, {row['skipped_crops']} skipped); {row['epochs_run']} epochs in "
+              f"{row['train_seconds']} s; validation accuracy {row['val_accuracy']}, test accuracy "
+              f"{row['test_accuracy']}; model {row['model_path']}")
+        return runtime.EXIT_OK
+
+    return runtime.run_cli(body, "train_a_model: interrupted; the run is logged with status 'interrupted'.")

@@ -1,0 +1,137 @@
+"""train_a_model.py: tiny real trainings, the grouped split, the log, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_crop_dataset
+
+from maskdetect import data, faces, records, train
+
+TINY = ["--epochs", "2", "--image-size", "32", "--batch-size", "8", "--jobs", "1"]
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> Path:
+    return make_crop_dataset(tmp_path_factory.mktemp("crops") / "processed_data", per_class=24)
+
+
+@pytest.mark.parametrize("network", ["small", "deep", "mobilenetv2"])
+def test_tiny_run_saves_a_model_that_reloads_and_predicts(crops, tmp_path, network, capsys):
+    logs = tmp_path / "logs"
+    argv = ["--data", str(crops), "--logs", str(logs), "--model", network, "--notes", "tiny", *TINY]
+    assert train.main(argv) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    rows = records.read_rows(logs / train.LOG_NAME)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["status"] == "ok" and row["model"] == network and row["image_size"] == "32"
+    assert row["epochs"] == "2" and row["optimizer"] == "adam" and row["notes"] == "tiny"
+    assert 0 <= float(row["val_accuracy"]) <= 1 and 0 <= float(row["test_accuracy"]) <= 1
+    assert int(row["train_size"]) + int(row["val_size"]) + int(row["test_size"]) == 48
+    run_dir = Path(row["run_dir"])
+    for name in ("config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "confusion.png",
+                 "roc.png", "misclassified.png"):
+        assert (run_dir / name).exists(), name
+
+    model, meta = train.load_model(row["model_path"])
+    assert meta["class_names"] == ["mask", "without_mask"] and meta["image_size"] == 32
+    pixels = np.random.default_rng(0).integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    probabilities = train.predict_probabilities(model, pixels)
+    assert probabilities.shape == (5, 2)
+    assert np.all((probabilities >= 0) & (probabilities <= 1)) and np.allclose(probabilities.sum(axis=1), 1)
+
+
+def test_three_classes_use_softmax(tmp_path):
+    root = make_crop_dataset(tmp_path / "data", per_class=14, classes=("a", "b", "c"))
+    assert train.main(["--data", str(root), "--logs", str(tmp_path / "logs"), *TINY]) == 0
+    row = records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]
+    model, meta = train.load_model(row["model_path"])
+    assert model.output_shape[-1] == 3 and meta["class_names"] == ["a", "b", "c"]
+
+
+def test_grouped_split_keeps_each_photo_on_one_side():
+    rng = np.random.default_rng(0)
+    groups = [f"photo{index // 3}" for index in range(600)]  # three crops per photo
+    labels = np.array([int(rng.random() < 0.3) for _ in range(200) for _ in range(3)])
+    splits = data.grouped_split(labels, groups, (0.7, 0.15, 0.15), seed=1)
+    assert sorted(np.concatenate(splits).tolist()) == list(range(600))
+    seen = [{groups[i] for i in split} for split in splits]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    for split, share in zip(splits, (0.7, 0.15, 0.15), strict=True):
+        assert abs(len(split) / 600 - share) < 0.03
+        assert abs(labels[split].mean() - labels.mean()) < 0.05  # stratified
+    again = data.grouped_split(labels, groups, (0.7, 0.15, 0.15), seed=1)
+    assert [split.tolist() for split in splits] == [split.tolist() for split in again]  # seeded
+
+
+def test_crops_of_one_photo_are_grouped_through_faces_csv(tmp_path):
+    root = make_crop_dataset(tmp_path / "processed_data", per_class=12)
+    crops_on_disk = sorted(root.glob("*/*.jpg"))
+    rows = [{"crop": str(path.resolve()), "source": f"photo{i // 4}.jpg", "source_sha256": f"sha{i // 4}",
+             "class": path.parent.name, "kind": "auto"} for i, path in enumerate(crops_on_disk)]
+    records.append_rows(root / faces.MANIFEST, faces.FACE_FIELDS, rows)
+    found = data.find_crops(root)
+    assert len(set(found.groups)) == 6
+    for seed in range(5):
+        splits = data.grouped_split(found.labels, found.groups, (0.6, 0.2, 0.2), seed)
+        sides = [{found.groups[i] for i in split} for split in splits]
+        assert sum(len(side) for side in sides) == 6
+
+
+def _append(logs: str, worker: int) -> None:
+    for index in range(40):
+        train.append_log(logs, {"run_id": f"{worker}-{index}", "status": "ok", "notes": "a, \"b\"\nc"})
+
+
+def test_two_runs_appending_at_once_leave_a_valid_log(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append, args=(str(tmp_path), worker)) for worker in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    with open(tmp_path / train.LOG_NAME, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == train.LOG_FIELDS and len(rows) == 81
+    assert all(len(row) == len(train.LOG_FIELDS) for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--epochs", "0"], "--epochs"), (["--kernel-size", "4"], "--kernel-size"),
+        (["--image-size", "8"], "--image-size"), (["--optimizer", "adagrad"], "--optimizer"),
+        (["--model", "resnet"], "--model"), (["--augmentation", "wild"], "--augmentation"),
+        (["--learning-rate", "-1"], "--learning-rate"), (["--val-split", "0.7"], "--val-split"),
+        (["--weights", "w.h5"], "--weights"),
+    ],
+)
+def test_bad_flags_are_one_line(crops, tmp_path, capsys, flags, message):
+    assert train.main(["--data", str(crops), "--logs", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_bad_data_is_one_line(tmp_path, capsys):
+    single = make_crop_dataset(tmp_path / "single", per_class=6, classes=("mask",))
+    few = make_crop_dataset(tmp_path / "few", per_class=2)
+    cases = [(tmp_path / "absent", "does not exist"), (single, "at least two class folders"),
+             (few, "too few images")]
+    for folder, message in cases:
+        assert train.main(["--data", str(folder), "--logs", str(tmp_path / "logs"), *TINY]) == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
+
+
+def test_an_unreadable_crop_is_skipped_and_counted(tmp_path, capsys):
+    root = make_crop_dataset(tmp_path / "data", per_class=12)
+    (root / "mask" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    assert train.main(["--data", str(root), "--logs", str(tmp_path / "logs"), *TINY]) == 0
+    assert records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]["skipped_crops"] == "1"
+    assert "skipping" in capsys.readouterr().err
