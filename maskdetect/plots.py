@@ -68,7 +68,7 @@ def roc(truth: np.ndarray, scores: np.ndarray, auc: float | None, class_names: S
 
 
 def misclassified(pixels: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
-                  paths: Sequence[str], path: Path, limit: int = 36) -> None:
+                  path: Path, limit: int = 36) -> None:
     """A grid of the test crops the model got wrong, with the true class and the probabilities."""
     count = min(limit, len(pixels))
     columns = 6

@@ -249,7 +249,7 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
         plots.roc(truth, probabilities[:, 1], metrics["roc_auc"], crops.class_names, run_dir / "roc.png")
     wrong = np.flatnonzero(predicted != truth)
     plots.misclassified(test_pixels[wrong], truth[wrong], probabilities[wrong], crops.class_names,
-                        paths[test_idx][wrong], run_dir / "misclassified.png")
+                        run_dir / "misclassified.png")
     print(metrics["report"])
     images_seen = len(train_idx) * epochs_run
     return {
