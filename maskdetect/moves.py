@@ -97,17 +97,19 @@ def set_aside_moves(
 
 @contextmanager
 def _interrupt_after() -> Iterator[None]:
-    """Hold back Ctrl-C until the block is done, so a move and its record are never torn apart."""
+    """Hold back Ctrl-C (and SIGTERM) until the block is done, so a move and its record never come apart."""
     caught: list[int] = []
     try:
-        previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+        previous = {number: signal.signal(number, lambda number, frame: caught.append(number))
+                    for number in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: signals cannot be handled here anyway
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         if caught:
             raise KeyboardInterrupt
 

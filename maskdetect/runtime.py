@@ -36,7 +36,16 @@ def configure_logging(verbose: bool = False) -> None:
 
 
 def run_cli(body: Callable[[], int], interrupted: str) -> int:
-    """Run a command's body: a ValueError is the user's mistake (one line, exit 2), Ctrl-C exits 130."""
+    """Run a command's body: a ValueError is the user's mistake (one line, exit 2), Ctrl-C exits 130.
+
+    A polite kill (SIGTERM) is handled like Ctrl-C, so it too leaves whole records behind.
+    """
+    def terminate(number, frame):
+        raise KeyboardInterrupt
+
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: no signal handlers there
+        previous = signal.signal(signal.SIGTERM, terminate)
     try:
         return body()
     except ValueError as error:
@@ -45,6 +54,9 @@ def run_cli(body: Callable[[], int], interrupted: str) -> int:
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
