@@ -32,7 +32,7 @@ def _conv_block(x, filters: int, kernel_size: int, convs: int, name: str):
 
 def build_model(network: str, image_size: int, kernel_size: int, num_classes: int,
                 weights: str | None = None) -> keras.Model:
-    """``small``: 3 blocks of one conv (32-64-128 filters), quick. ``deep``: 4 blocks of two convs
+    """``small``: 4 blocks of one conv (32-64-128-256 filters), quick. ``deep``: 4 blocks of two convs
     (32-64-128-256). ``mobilenetv2``: Keras's MobileNetV2 (its own 3x3 kernels), from scratch unless
     ``weights`` names a local ImageNet weights file (no download)."""
     if network not in NETWORKS:
@@ -52,7 +52,7 @@ def build_model(network: str, image_size: int, kernel_size: int, num_classes: in
         return keras.Model(inputs, _head(backbone(x), num_classes, 0.2), name="mobilenetv2")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs)
     if network == "small":
-        for index, filters in enumerate((32, 64, 128)):
+        for index, filters in enumerate((32, 64, 128, 256)):
             x = _conv_block(x, filters, kernel_size, 1, f"block{index + 1}")
         return keras.Model(inputs, _head(x, num_classes, 0.3), name="small")
     for index, filters in enumerate((32, 64, 128, 256)):

@@ -34,7 +34,7 @@ LOG_NAME = "training_log.csv"
 META_NAME = "maskdetect.json"  # added inside model.keras: class names and image size travel with the model
 LOG_FIELDS = [
     "time", "run_id", "sweep_id", "status", "model", "epochs", "batch_size", "image_size", "kernel_size",
-    "optimizer", "learning_rate", "augmentation", "seed", "val_split", "test_split", "data", "data_size",
+    "optimizer", "learning_rate", "augmentation", "seed", "val_split", "test_split", "weights", "data", "data_size",
     "data_hash", "classes", "train_size", "val_size", "test_size", "skipped_crops", "epochs_run", "best_epoch",
     "stopped_early", "train_seconds", "images_per_second", "train_accuracy", "val_accuracy", "val_loss",
     "test_accuracy", "test_loss", "roc_auc", "per_class", "model_path", "run_dir", "notes", "code_version",
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # choices are checked by Settings, so a wrong value is one line, not argparse's usage block
     parser.add_argument("--model", default=defaults.model,
-                        help="small: 3 conv blocks, quick; deep: 4 blocks of 2 convs; mobilenetv2: "
+                        help="small: 4 blocks of one conv, quick; deep: 4 blocks of 2 convs; mobilenetv2: "
                         "from scratch, or from --weights (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="most epochs; early stopping on validation loss ends sooner (default %(default)s)")

@@ -135,3 +135,15 @@ def test_an_unreadable_crop_is_skipped_and_counted(tmp_path, capsys):
     assert train.main(["--data", str(root), "--logs", str(tmp_path / "logs"), *TINY]) == 0
     assert records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]["skipped_crops"] == "1"
     assert "skipping" in capsys.readouterr().err
+
+
+def test_mobilenetv2_starts_from_a_local_weights_file(crops, tmp_path):
+    import keras
+
+    backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None)
+    weights = tmp_path / "mobilenet_v2_no_top.weights.h5"
+    backbone.save_weights(weights)
+    argv = ["--data", str(crops), "--logs", str(tmp_path / "logs"), "--model", "mobilenetv2",
+            "--weights", str(weights), *TINY]
+    assert train.main(argv) == 0
+    assert records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]["weights"] == str(weights)
