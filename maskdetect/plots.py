@@ -73,7 +73,7 @@ def misclassified(pixels: np.ndarray, truth: np.ndarray, probabilities: np.ndarr
     count = min(limit, len(pixels))
     columns = 6
     rows = max(1, int(np.ceil(count / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2, rows * 2.3), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2, rows * 2.6), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= count:
