@@ -45,6 +45,11 @@ def append_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterab
             os.fsync(handle.fileno())
 
 
+def read_header(path: str | os.PathLike) -> list[str] | None:
+    """The column names of an existing record, or None for an absent or empty file."""
+    return _read_header(Path(path))
+
+
 def _read_header(path: Path) -> list[str] | None:
     if not path.exists() or path.stat().st_size == 0:
         return None

@@ -49,7 +49,7 @@ class Settings:
     model: str = "small"
     epochs: int = 30
     batch_size: int = 32
-    image_size: int = 96
+    image_size: int = 64
     kernel_size: int = 3
     optimizer: str = "adam"
     learning_rate: float | None = None
@@ -110,7 +110,15 @@ def code_version() -> str:
 
 
 def append_log(logs: str | Path, row: dict) -> None:
-    records.append_rows(Path(logs) / LOG_NAME, LOG_FIELDS, [{key: row.get(key, "") for key in LOG_FIELDS}])
+    """One row in ``<logs>/training_log.csv``. A log begun by an older version keeps its columns:
+    columns it lacks are left out with a warning, never a lost run."""
+    path = Path(logs) / LOG_NAME
+    header = records.read_header(path) or LOG_FIELDS
+    missing = [key for key in LOG_FIELDS if key not in header]
+    if missing:
+        log.warning("%s has no column(s) %s (an older log); they are left out of this row. Move the file "
+                    "aside to start a log with every column.", path, ", ".join(missing))
+    records.append_rows(path, header, [{key: row.get(key, "") for key in header}])
 
 
 def _optimizer(settings: Settings):

@@ -147,3 +147,12 @@ def test_mobilenetv2_starts_from_a_local_weights_file(crops, tmp_path):
             "--weights", str(weights), *TINY]
     assert train.main(argv) == 0
     assert records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]["weights"] == str(weights)
+
+
+def test_an_older_log_without_new_columns_still_gets_the_row(crops, tmp_path):
+    logs = tmp_path / "logs"
+    old_columns = [column for column in train.LOG_FIELDS if column not in ("weights", "sweep_id")]
+    records.append_rows(logs / train.LOG_NAME, old_columns, [{"run_id": "old", "status": "ok"}])
+    assert train.main(["--data", str(crops), "--logs", str(logs), *TINY]) == 0
+    rows = records.read_rows(logs / train.LOG_NAME)
+    assert [row["run_id"] for row in rows][0] == "old" and rows[1]["status"] == "ok" and "weights" not in rows[1]
