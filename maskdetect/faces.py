@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdetect import images, records
+from maskdetect import images, records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ FACE_FIELDS = [
     "detector", *(f"{name}_{axis}" for name in _LANDMARKS for axis in "xy"), "settings", "time",
 ]
 SOURCE_FIELDS = ["source", "source_sha256", "class", "status", "faces", "low_confidence", "seconds", "detail", "time"]
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
-
 
 # kinds of crop
 AUTO = "auto"
@@ -134,6 +130,10 @@ def crop_face(rgb: np.ndarray, box: Sequence[float], margin: float, size: int) -
 # Writing
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def atomic_write_image(array: np.ndarray, path: Path, quality: int = 95) -> None:
     """Save an RGB array as JPEG; a temporary name and a rename mean a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,8 +208,7 @@ def done_sources(output: Path) -> set[str]:
         redo = {row["source_sha256"] for row in torn}
         records.replace_rows(manifest, FACE_FIELDS,
                              [row for row in rows if row["source_sha256"] not in redo or row["kind"] == MANUAL])
-        log.info("resuming: %d face rows of %d unfinished photos are redone", len(torn),
-                 len({row["source_sha256"] for row in torn}))
+        log.info("resuming: %d face rows of %d unfinished photos are redone", len(torn), len(redo))
     return finished
 
 
@@ -217,10 +216,6 @@ def atomic_no_face_copy(source: Path, class_name: str, output: Path) -> Path:
     target = output / NO_FACE_DIR / class_name / source.name
     atomic_copy(source, target)
     return target
-
-
-def load_for_detection(path: Path) -> np.ndarray:
-    return images.load_rgb(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,8 +237,6 @@ def _detector_settings(settings: CropSettings, threads: int | None = None):
 def init_worker(settings: CropSettings, threads: int = 1) -> None:
     """Build this process's detector, each process using ``threads`` threads so workers share cores fairly."""
     global _DETECTOR
-    from maskdetect import runtime
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with runtime.native_stderr_silenced():
         import cv2
@@ -341,8 +334,6 @@ def run(input_root: Path, output: Path, settings: CropSettings, jobs: int = 1,
 
     ``on_result(SourceResult)``, when given, is called as each photo is recorded (benchmarks time it).
     """
-    from maskdetect import runtime
-
     sources = list_sources(input_root, classes)
     output.mkdir(parents=True, exist_ok=True)
     for stale in output.rglob(".*.tmp"):  # our own half-written files from a killed run
@@ -390,8 +381,6 @@ def class_yield(output: Path) -> dict[str, float]:
 def build_parser():
     import argparse
 
-    from maskdetect import runtime
-
     parser = argparse.ArgumentParser(
         prog="process_faces.py",
         description="Find every face in the photos of each class and save it as a square crop; "
@@ -429,8 +418,6 @@ def build_parser():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from maskdetect import runtime
-
     args = build_parser().parse_args(argv)
     runtime.configure_logging(args.verbose)
     return runtime.run_cli(
@@ -440,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args) -> int:
-    from maskdetect import review, runtime
+    from maskdetect import review
 
     settings = CropSettings(
         size=args.size, margin=args.margin, threshold=args.threshold, review_threshold=args.review_threshold,

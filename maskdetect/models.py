@@ -9,9 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-NETWORKS = ("small", "deep", "mobilenetv2")
-AUGMENTATIONS = ("none", "light", "heavy")
-KERNEL_SIZES = (3, 5, 7)
+from maskdetect.train import AUGMENTATIONS, KERNEL_SIZES, NETWORKS
 
 
 def _head(features, num_classes: int, dropout: float):

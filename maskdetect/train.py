@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 NETWORKS = ("small", "deep", "mobilenetv2")
 OPTIMIZERS = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
 AUGMENTATIONS = ("none", "light", "heavy")
+KERNEL_SIZES = (3, 5, 7)
 LOG_NAME = "training_log.csv"
 META_NAME = "maskdetect.json"  # added inside model.keras: class names and image size travel with the model
 LOG_FIELDS = [
@@ -73,7 +74,7 @@ class Settings:
             raise ValueError(f"--batch-size must be between 1 and 4096, not {self.batch_size}")
         if not 32 <= self.image_size <= 512:
             raise ValueError(f"--image-size must be between 32 and 512 pixels, not {self.image_size}")
-        if self.kernel_size not in (3, 5, 7):
+        if self.kernel_size not in KERNEL_SIZES:
             raise ValueError(f"--kernel-size must be 3, 5 or 7, not {self.kernel_size}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
