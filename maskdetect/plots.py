@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(figure, path: Path) -> None:
+def save(figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -31,7 +31,7 @@ def learning_curves(history: dict, path: Path) -> None:
         axis.legend()
     best = int(np.argmin(history["val_loss"])) + 1
     axes[0].axvline(best, color="grey", linestyle=":", label="best")
-    _save(figure, path)
+    save(figure, path)
 
 
 def confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path) -> None:
@@ -49,7 +49,7 @@ def confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path:
             axis.text(column, row, str(value), ha="center", va="center",
                       color="white" if value > matrix.max() / 2 else "black")
     axis.set_title("test set")
-    _save(figure, path)
+    save(figure, path)
 
 
 def roc(truth: np.ndarray, scores: np.ndarray, auc: float | None, class_names: Sequence[str], path: Path) -> None:
@@ -64,7 +64,7 @@ def roc(truth: np.ndarray, scores: np.ndarray, auc: float | None, class_names: S
     axis.set_ylabel("true positive rate")
     axis.set_title(f"ROC, positive class: {class_names[1]}")
     axis.legend(loc="lower right")
-    _save(figure, path)
+    save(figure, path)
 
 
 def misclassified(pixels: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
@@ -85,4 +85,4 @@ def misclassified(pixels: np.ndarray, truth: np.ndarray, probabilities: np.ndarr
     if count == 0:
         axes.flat[0].text(0.5, 0.5, "no test crop was misclassified", ha="center", va="center")
     figure.suptitle(f"misclassified test crops: {len(pixels)}" + (f" (first {count})" if len(pixels) > count else ""))
-    _save(figure, path)
+    save(figure, path)

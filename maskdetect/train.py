@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,8 +163,15 @@ def predict_probabilities(model, pixels: np.ndarray) -> np.ndarray:
     return output
 
 
-def run(settings: Settings, callbacks: Sequence = ()) -> dict:
-    """Train, evaluate and record one run; returns its log row. Raises ValueError for bad data."""
+def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], None] | None = None) -> dict:
+    """Train, evaluate and record one run; returns its log row. Raises ValueError for bad data.
+
+    ``record`` receives the row, also the row of a failed or interrupted run just before the error is
+    raised again; the default appends it to ``<logs>/training_log.csv``. A sweep passes its own, so that
+    the row reaches the driver, which alone writes the log.
+    """
+    if record is None:
+        record = functools.partial(append_log, settings.logs)
     jobs = settings.jobs or runtime.default_jobs()
     crops = data.find_crops(settings.data, jobs)
     shares = (1 - settings.val_split - settings.test_split, settings.val_split, settings.test_split)
@@ -187,13 +195,13 @@ def run(settings: Settings, callbacks: Sequence = ()) -> dict:
         row.update(_train_and_evaluate(settings, crops, splits, run_dir, callbacks))
     except KeyboardInterrupt:
         row.update(status="interrupted", error="stopped by Ctrl-C")
-        append_log(settings.logs, row)
+        record(row)
         raise
     except Exception as error:  # recorded, then re-raised: a failed run leaves a row that says why
         row.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
-        append_log(settings.logs, row)
+        record(row)
         raise
-    append_log(settings.logs, row)
+    record(row)
     return row
 
 
