@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import html.parser
 import io
 import os
+import shutil
 import struct
+import subprocess
 import sys
+import urllib.parse
 import zlib
 from pathlib import Path
 
@@ -149,3 +153,51 @@ def make_crop_dataset(root: Path, per_class: int = 24, size: int = 64, classes=(
                 crop = ImageOps.grayscale(crop).convert("RGB")
             crop.save(folder / f"{class_name}_{index:03d}.jpg", quality=90)
     return root
+
+
+class PageTargets(html.parser.HTMLParser):
+    """The images and the links (other than #anchors) of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img" and attrs.get("src"):
+            self.images.append(attrs["src"])
+        if tag == "a" and attrs.get("href") and not attrs["href"].startswith("#"):
+            self.links.append(attrs["href"])
+
+
+def page_targets(page: Path) -> PageTargets:
+    """Every image and link of ``page``, each checked to be a relative path to a file that exists."""
+    parser = PageTargets()
+    parser.feed(page.read_text(encoding="utf-8"))
+    for target in parser.images + parser.links:
+        assert not urllib.parse.urlparse(target).scheme and not target.startswith("/"), f"not relative: {target}"
+        assert (page.parent / urllib.parse.unquote(target)).exists(), target
+    return parser
+
+
+def chromium() -> str:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: .ci/run installs it")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return browser
+
+
+def render_page(page: Path, profile: Path, shot: Path, size: str = "1280,3800") -> str:
+    """``page`` in headless Chromium: its DOM after its scripts ran, and a screenshot (checked not blank)."""
+    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--virtual-time-budget=5000", f"--user-data-dir={profile}"]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    subprocess.run([*flags, f"--window-size={size}", "--hide-scrollbars", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 10, "the screenshot is blank"
+    return dom.stdout

@@ -1,0 +1,537 @@
+"""One HTML page that ties a pipeline run together: detections, training plots, the sweep, data set counts.
+
+``python -m maskdetect.report`` writes ``logs/report.html``. Pictures come first (annotated detection
+examples, then the latest successful training run's curves, confusion matrix, ROC and misclassified
+crops), then the sweep leaderboard and the counts after each data stage with links to the review
+sheets. Images are referenced by paths relative to the page, not embedded, so the page stays small
+and the ``logs/`` folder (with the data folders beside it) can be moved or opened anywhere. Every
+section tolerates missing inputs: it says "not run yet" and which command fills it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import math
+import os
+import time
+import urllib.parse
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from maskdetect import faces, images, moves, records, runtime
+
+log = logging.getLogger(__name__)
+
+# Kept here rather than imported from train/review: importing those would pull in TensorFlow or more.
+LOG_NAME = "training_log.csv"
+RUN_PLOTS = (("curves.png", "Learning curves"), ("confusion.png", "Confusion matrix (test set)"),
+             ("roc.png", "ROC (test set)"), ("misclassified.png", "Misclassified test crops"))
+SETTINGS = ("model", "epochs", "batch_size", "image_size", "kernel_size", "optimizer", "learning_rate",
+            "augmentation", "seed")
+LEADERBOARD_SIZE = 20
+COMPLETED = ("ok", "pruned")  # a pruned trial was stopped early by the sweep, but it was evaluated
+SWEEP_DIR = "sweeps"  # auto_train.py's plot: <logs>/sweeps/<sweep id>_val_accuracy.png
+DETECTION_EXAMPLES = 24
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})  # what a browser shows
+
+# The command that fills each section, shown when it is empty.
+HINTS = {
+    "detections": "./detect_mask.py --output logs/detect/examples PHOTO...",
+    "training": "./train_a_model.py",
+    "sweep": "./auto_train.py",
+    "organise": "./preprocess.sh",
+    "faces": "./preprocess.sh   (step 3: process_faces.py)",
+}
+
+
+def _link(target: str | Path, page_dir: Path) -> str:
+    return urllib.parse.quote(Path(os.path.relpath(Path(target).resolve(), page_dir.resolve())).as_posix())
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _percent(value) -> str:
+    number = _number(value)
+    return "–" if number is None else f"{100 * number:.1f} %"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    try:
+        return records.read_rows(path)
+    except (OSError, UnicodeError, ValueError) as error:  # a damaged record: the section says so, the page stays
+        log.warning("cannot read %s: %s", path, error)
+        return []
+
+
+def _missing(what: str, hint: str) -> str:
+    return f'<p class="missing">{_e(what)}: not run yet. Run <code>{_e(hint)}</code></p>'
+
+
+def _figure(path: Path, caption: str, page_dir: Path, css: str = "") -> str:
+    link = _link(path, page_dir)
+    return (f'<figure class="{css}"><a href="{link}"><img src="{link}" alt="{_e(caption)}"></a>'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence], css: str = "") -> str:
+    head = "".join(f"<th>{_e(cell)}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _cards(items: Sequence[tuple[str, str]]) -> str:
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><div class="value">{_e(value)}</div><div class="label">{_e(label)}</div></div>'
+        for label, value in items) + "</div>"
+
+
+# ---------------------------------------------------------------------------------------------
+# detections
+
+
+def newest_detection_folder(logs: Path) -> Path | None:
+    """The most recently written folder under ``<logs>/detect/``, or None."""
+    top = Path(logs) / "detect"
+    folders = [entry for entry in top.iterdir() if entry.is_dir()] if top.is_dir() else []
+    return max(folders, key=lambda folder: folder.stat().st_mtime, default=None)
+
+
+def _outputs(folder: Path, summary: dict) -> list[tuple[str, str, Path]]:
+    """(source, kind, annotated file) per source: from summary.json when it lists them, else every image
+    in the folder (annotated images carry their source's name; folders keep their layout)."""
+    listed = summary.get("sources") if isinstance(summary.get("sources"), list) else []
+    found = [(str(item.get("source", "")), str(item.get("kind", "image")), folder / str(item.get("output", "")))
+             for item in listed if isinstance(item, dict) and item.get("output")]
+    if found:
+        return [(source, kind, path) for source, kind, path in found
+                if path.is_file() and path.resolve().is_relative_to(folder.resolve())]
+    return [(path.name, "image", path) for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in path.relative_to(folder).parts)]
+
+
+def _detections(folder: Path | None, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
+    if folder is None or not folder.is_dir():
+        return _missing("Detection examples", HINTS["detections"]), []
+    summary = _read_json(folder / "summary.json")
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    rows = _rows(folder / "detections.csv")
+    for row in rows:
+        by_source[row.get("source", "")].append(row)
+        by_name[Path(row.get("source", "")).name].append(row)
+    outputs = _outputs(folder, summary)
+    pictures = [(source, path) for source, kind, path in outputs
+                if kind == "image" and path.suffix.lower() in IMAGE_SUFFIXES]
+    videos = [path for _, kind, path in outputs if kind != "image"]
+    figures = []
+    for source, picture in pictures[:DETECTION_EXAMPLES]:
+        faces_here = by_source.get(source) or by_name.get(Path(source).name, [])
+        caption = ", ".join(f"{row.get('label', '?')} {_percent(row.get('probability'))}" for row in faces_here)
+        figures.append(_figure(picture, f"{Path(source).name}: {caption or 'no face'}", page_dir))
+    labels = Counter(row.get("label", "") for row in rows)
+    split = " · ".join(f"{count} {label or '?'}" for label, count in labels.most_common())
+    cards = [(f"faces detected: {split}", str(sum(labels.values())))] if rows else []
+    totals = summary.get("totals") if isinstance(summary.get("totals"), dict) else {}
+    if _number(totals.get("mask_wearing_rate")) is not None:
+        cards.append(("mask-wearing rate (detections)", _percent(totals["mask_wearing_rate"])))
+    facts = [(key, value) for key, value in {**summary, **totals}.items()
+             if isinstance(value, str | int | float | bool)][:16]
+    parts = [f'<p class="note">From <code>{_e(folder)}</code>: {len(pictures)} annotated image(s)'
+             + (f", the first {DETECTION_EXAMPLES} shown" if len(pictures) > DETECTION_EXAMPLES else "") + ".</p>"]
+    if figures:
+        parts.append('<div class="gallery">' + "".join(figures) + "</div>")
+    else:
+        parts.append(_missing("Annotated images in this folder", HINTS["detections"]))
+    if videos:
+        parts.append("<p>Annotated videos: " + " · ".join(
+            f'<a href="{_link(path, page_dir)}">{_e(path.name)}</a>' for path in videos) + "</p>")
+    if facts:
+        parts.append("<details><summary>summary.json</summary>" + _table(["", ""], facts, "facts") + "</details>")
+    return "".join(parts), cards
+
+
+# ---------------------------------------------------------------------------------------------
+# training and sweeps
+
+
+def _run_dir(row: dict, logs: Path) -> Path | None:
+    for candidate in (logs / "runs" / row.get("run_id", ""), Path(row.get("run_dir") or "")):
+        if row.get("run_id") and candidate.is_dir():
+            return candidate
+    return None
+
+
+def latest_run(logs: Path) -> tuple[dict, Path] | None:
+    """The newest successful run: its log row (or config.json) and its folder."""
+    logs = Path(logs)
+    for row in reversed(_rows(logs / LOG_NAME)):
+        folder = _run_dir(row, logs)
+        if row.get("status") == "ok" and folder is not None:
+            return row, folder
+    # no log: the newest run folder with metrics (folder names start with the time)
+    runs = logs / "runs"
+    folders = sorted((entry for entry in runs.iterdir() if (entry / "metrics.json").is_file()),
+                     key=lambda entry: entry.name) if runs.is_dir() else []
+    if folders:
+        return _read_json(folders[-1] / "config.json"), folders[-1]
+    return None
+
+
+def _training(logs: Path, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
+    found = latest_run(logs)
+    if found is None:
+        return _missing("Training", HINTS["training"]), []
+    row, folder = found
+    metrics = _read_json(folder / "metrics.json")
+
+    def value(key):
+        return row.get(key) if row.get(key) not in (None, "") else metrics.get(key, "")
+
+    cards = [("validation accuracy", _percent(value("val_accuracy"))),
+             ("test accuracy", _percent(value("test_accuracy") or metrics.get("accuracy")))]
+    if _number(value("roc_auc")) is not None:
+        cards.append(("ROC AUC (test)", f"{_number(value('roc_auc')):.3f}"))
+    plots = [(folder / name, caption) for name, caption in RUN_PLOTS if (folder / name).is_file()]
+    wide = {"curves.png", "misclassified.png"}
+    figures = "".join(_figure(path, caption, page_dir, "wide" if path.name in wide else "half")
+                      for path, caption in plots)
+    settings = [(key, row[key]) for key in SETTINGS if row.get(key) not in (None, "")]
+    facts = [("run", folder.name), ("time", row.get("time", "")), ("classes", row.get("classes", "")),
+             ("crops train / validation / test", " / ".join(str(row.get(k, "?")) for k in
+                                                           ("train_size", "val_size", "test_size"))),
+             ("epochs run (best)", f"{value('epochs_run')} ({value('best_epoch')})"),
+             ("training time", f"{value('train_seconds')} s"), ("code", row.get("code_version", "")),
+             ("notes", row.get("notes", ""))]
+    per_class = metrics.get("per_class") or _loads(row.get("per_class"))
+    class_rows = [(name, *(f"{_number(scores.get(key)) or 0:.3f}" for key in ("precision", "recall", "f1-score")))
+                  for name, scores in per_class.items() if isinstance(scores, dict)]
+    files = [f'<a href="{_link(folder / name, page_dir)}">{_e(name)}</a>'
+             for name in ("config.json", "metrics.json", "history.csv") if (folder / name).is_file()]
+    log_rows = _rows(logs / LOG_NAME)
+    statuses = Counter(row.get("status", "") for row in log_rows)
+    tally = ", ".join(f"{count} {status or '?'}" for status, count in statuses.most_common())
+    html_text = (
+        f'<div class="plots">{figures or _missing("Plots of run " + folder.name, HINTS["training"])}</div>'
+        '<div class="columns">'
+        f'<div><h3>Settings</h3>{_table(["setting", "value"], settings, "facts")}</div>'
+        f'<div><h3>Run</h3>{_table(["", ""], facts, "facts")}</div>'
+        + (f'<div><h3>Per class (test set)</h3>{_table(["class", "precision", "recall", "F1"], class_rows)}</div>'
+           if class_rows else "")
+        + "</div>"
+        + f'<p class="note">Run folder <code>{_e(folder)}</code>: {" · ".join(files)}. '
+        + (f"{len(log_rows)} run(s) in <code>{_e(logs / LOG_NAME)}</code>: {_e(tally)}.</p>" if log_rows else "</p>")
+    )
+    return html_text, cards
+
+
+def _loads(text) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def sweep_leaderboard(logs: Path, size: int = LEADERBOARD_SIZE) -> tuple[str, list[dict], Counter]:
+    """The newest sweep in the training log: its id, its best ``size`` completed runs by validation accuracy
+    (ties: lower validation loss), and the count of its rows by status. Test accuracy rides along; it never
+    ranks. The same order as auto_train.py's leaderboard, kept here so the report needs no training code."""
+    rows = [row for row in _rows(Path(logs) / LOG_NAME) if row.get("sweep_id")]
+    if not rows:
+        return "", [], Counter()
+    sweep = rows[-1]["sweep_id"]
+    trials = [row for row in rows if row["sweep_id"] == sweep]
+    completed = [row for row in trials
+                 if row.get("status") in COMPLETED and _number(row.get("val_accuracy")) is not None]
+    ranked = sorted(completed, key=lambda row: (-_number(row["val_accuracy"]), _number(row.get("val_loss")) or 0.0))
+    return sweep, ranked[:size], Counter(row.get("status", "") for row in trials)
+
+
+def _sweep(logs: Path, page_dir: Path) -> str:
+    sweep, ranked, statuses = sweep_leaderboard(logs)
+    if not sweep:
+        return _missing("Sweep", HINTS["sweep"])
+    plot = Path(logs) / SWEEP_DIR / f"{sweep}_val_accuracy.png"
+    figure = (f'<div class="plots">{_figure(plot, "Validation accuracy by hyperparameter", page_dir, "wide")}</div>'
+              if plot.is_file() else "")
+    header = ["#", "validation accuracy", "test accuracy", "status", "model", "optimizer", "learning rate",
+              "batch", "image", "kernel", "augmentation", "epochs run", "seconds", "run"]
+    rows = [(rank, _percent(row.get("val_accuracy")), _percent(row.get("test_accuracy")), row.get("status", ""),
+             row.get("model", ""), row.get("optimizer", ""), row.get("learning_rate", ""), row.get("batch_size", ""),
+             row.get("image_size", ""), row.get("kernel_size", ""), row.get("augmentation", ""),
+             row.get("epochs_run", ""), row.get("train_seconds", ""), row.get("run_id", ""))
+            for rank, row in enumerate(ranked, 1)]
+    tally = ", ".join(f"{count} {status or '?'}" for status, count in statuses.most_common())
+    board = _table(header, rows, "leaderboard") if rows else "<p>No trial of this sweep has completed yet.</p>"
+    return figure + (
+        f'<p class="note">Sweep <code>{_e(sweep)}</code>: {sum(statuses.values())} trial(s) ({_e(tally)}). '
+        f"Ranked by validation accuracy; the test accuracy is shown for reference only and was not used to "
+        f"choose. The top {len(rows)} completed.</p>" + board)
+
+
+# ---------------------------------------------------------------------------------------------
+# data set counts
+
+
+def _files_in(folder: Path) -> int:
+    count = 0
+    for _directory, subdirs, files in os.walk(folder):
+        subdirs[:] = [name for name in subdirs if not name.startswith(images.RESERVED_PREFIXES)]
+        count += sum(1 for name in files if not name.startswith("."))
+    return count
+
+
+def data_counts(data: Path, processed: Path, logs: Path) -> dict:
+    """Per class: files kept in ``data`` now, set aside by reason (from the journal), and the face
+    stage's photos read / with a face / no face, crops and low-confidence crops."""
+    data, processed = Path(data), Path(processed)
+    kept = {folder.name: _files_in(folder) for folder in images.class_dirs(data)} if data.is_dir() else {}
+    journal = _rows(moves.journal_path(logs))
+    ours = [row for row in journal if row.get("input") == str(data.resolve())]
+    journal = ours or journal  # a journal written from another place: count it all
+    last_undo = max((i for i, row in enumerate(journal) if row.get("action") == moves.UNDO), default=-1)
+    aside: dict[str, Counter] = defaultdict(Counter)
+    seen = set()
+    for row in journal[last_undo + 1:]:
+        key = (row.get("original"), row.get("reason"))
+        if row.get("action") in (moves.SET_ASIDE, moves.DELETE) and key not in seen:
+            seen.add(key)  # a rerun after a kill journals the unfinished moves again
+            aside[row.get("original", "").split("/", 1)[0]][row.get("reason") or "?"] += 1
+    sources: dict[str, Counter] = defaultdict(Counter)
+    for row in _rows(processed / faces.SOURCES):
+        sources[row.get("class", "")][row.get("status", "")] += 1
+    crops: dict[str, Counter] = defaultdict(Counter)
+    for row in _rows(processed / faces.MANIFEST):
+        crops[row.get("class", "")][row.get("kind", "")] += 1
+    for row in _rows(processed / "_rejected" / "rejected.csv"):
+        crops[row.get("class", "")]["rejected"] += 1
+    classes = sorted(set(kept) | set(aside) | set(sources) | set(crops))
+    return {"classes": classes, "kept": kept, "aside": aside, "sources": sources, "crops": crops,
+            "journal": bool(journal), "faces_run": bool(sources or crops)}
+
+
+def _bars(stages: Sequence[tuple[str, int]]) -> str:
+    top = max((count for _, count in stages), default=0) or 1
+    return '<div class="bars">' + "".join(
+        f'<div class="bar"><span class="name">{_e(name)}</span><span class="track"><span class="fill" '
+        f'style="width:{100 * count / top:.1f}%"></span></span><span class="count">{count}</span></div>'
+        for name, count in stages) + "</div>"
+
+
+def _data_section(data: Path, processed: Path, logs: Path, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
+    counts = data_counts(data, processed, logs)
+    classes, kept, aside, sources, crops = (counts[key] for key in ("classes", "kept", "aside", "sources", "crops"))
+    if not classes:
+        return _missing(f"Data set ({data}/<class>/)", HINTS["organise"]), []
+    reasons = sorted({reason for counter in aside.values() for reason in counter})
+    def pick(table: dict[str, Counter], name: str | None) -> Counter:
+        return sum(table.values(), Counter()) if name is None else table.get(name, Counter())
+
+    photo_rows, face_rows = [], []
+    for name in [*classes, None]:  # None: the total row
+        set_aside, read, cut = pick(aside, name), pick(sources, name), pick(crops, name)
+        kept_now = sum(kept.values()) if name is None else kept.get(name, 0)
+        photo_rows.append((name or "all", kept_now + sum(set_aside.values()),
+                           *(set_aside.get(reason, 0) for reason in reasons), kept_now))
+        face_rows.append((name or "all", sum(read.values()), read.get("faces", 0), read.get("no_face", 0),
+                          read.get("unreadable", 0), cut.get(faces.AUTO, 0) + cut.get(faces.MANUAL, 0),
+                          cut.get(faces.LOW_CONFIDENCE, 0), cut.get("rejected", 0)))
+    photo_header = ["class", "files found", *(reason.replace("_", " ") for reason in reasons), "kept"]
+    face_header = ["class", "photos read", "with a face", "no face", "unreadable", "face crops", "low confidence",
+                   "rejected in review"]
+    found_total, kept_total = photo_rows[-1][1], photo_rows[-1][-1]
+    with_face_total, crops_total = face_rows[-1][2], face_rows[-1][5]
+    stages = [("files found", found_total), ("kept after checks", kept_total),
+              ("photos with a face", with_face_total), ("face crops (training set)", crops_total)]
+    duplicates = sum(counter.get(images.DUPLICATE, 0) for counter in aside.values())
+    conflicts = sum(counter.get(images.LABEL_CONFLICT, 0) for counter in aside.values())
+    cards = [("photos kept", str(kept_total)), ("face crops", str(crops_total))]
+    notes = []
+    if not counts["journal"]:
+        notes.append(_missing("Organising (the journal logs/preprocess/renames.csv)", HINTS["organise"]))
+    if not counts["faces_run"]:
+        notes.append(_missing("The face stage", HINTS["faces"]))
+    sheets = sorted((logs / "review").glob("*.html")) if (logs / "review").is_dir() else []
+    review = ("<p>Review sheets (click the crops that are not faces, draw boxes on the photos with no face): "
+              + " · ".join(f'<a href="{_link(sheet, page_dir)}">{_e(sheet.stem)}</a>' for sheet in sheets) + "</p>"
+              if sheets else _missing("Review sheets", HINTS["faces"]))
+    journal_link = moves.journal_path(logs)
+    journal_text = (f' Every change is journaled in <a href="{_link(journal_link, page_dir)}">{_e(journal_link)}</a>.'
+                    if journal_link.is_file() else "")
+    html_text = (
+        _bars(stages) + review
+        + '<div class="columns">'
+        + f'<div class="scroll"><h3>Organising: files set aside by reason</h3>'
+          f'{_table(photo_header, photo_rows, "counts")}</div>'
+        + f'<div class="scroll"><h3>Face stage</h3>{_table(face_header, face_rows, "counts")}</div></div>'
+        + f'<p class="note">{duplicates} duplicate(s) and {conflicts} label conflict(s) set aside. '
+          f"Set-aside files are under "
+          f"<code>{_e(data)}/_rejected/&lt;reason&gt;/</code>; photos with no face are copied to "
+          f"<code>{_e(processed)}/_no_face/&lt;class&gt;/</code>.{journal_text}</p>"
+        + "".join(notes)
+    )
+    return html_text, cards
+
+
+# ---------------------------------------------------------------------------------------------
+# the page
+
+_STYLE = """
+:root{--ink:#1d2330;--muted:#667085;--line:#e4e7ec;--accent:#2d6cdf;--bg:#f6f7f9}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:var(--ink);background:var(--bg);
+ line-height:1.45}
+header{background:#1d2330;color:#fff;padding:18px 28px}
+header h1{margin:0;font-size:22px;font-weight:600}
+header p{margin:4px 0 0;color:#c7cbd4;font-size:13px}
+header code{background:#2b3345;color:#e4e7ec}
+nav{position:sticky;top:0;z-index:2;background:#fff;border-bottom:1px solid var(--line);padding:8px 28px;font-size:14px}
+nav a{margin-right:18px;color:var(--accent);text-decoration:none}
+main{max-width:1280px;margin:0 auto;padding:8px 28px 40px}
+section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:14px 20px 18px;margin:18px 0}
+h2{font-size:18px;margin:4px 0 10px}
+h3{font-size:14px;margin:12px 0 6px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:18px 0 0}
+.card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:8px 14px;min-width:120px}
+.card .value{font-size:22px;font-weight:650}
+.card .label{font-size:12px;color:var(--muted)}
+figure{margin:0}
+figure img{display:block;max-width:100%;border-radius:6px;border:1px solid var(--line);background:#fafafa}
+figcaption{font-size:12px;color:var(--muted);margin-top:4px;word-break:break-word}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:14px}
+.gallery img{width:100%;height:220px;object-fit:contain;background:#111}
+.plots{display:flex;flex-wrap:wrap;gap:16px}
+.plots .wide{flex:1 1 100%}
+.plots .half{flex:1 1 420px;max-width:600px}
+.plots img{margin:0 auto}
+.columns{display:flex;flex-wrap:wrap;gap:28px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}
+th{background:#f2f4f7;font-weight:600}
+table.facts td,table.facts th{text-align:left}
+table.facts td:first-child{color:var(--muted)}
+table.leaderboard tbody tr:first-child{background:#eef6ee;font-weight:600}
+table.counts tbody tr:last-child{font-weight:650;background:#f9fafb}
+.scroll{overflow-x:auto}
+.bars{margin:6px 0 12px;max-width:760px}
+.bar{display:flex;align-items:center;gap:10px;margin:4px 0;font-size:13px}
+.bar .name{width:190px;color:var(--muted)}
+.bar .track{flex:1;background:#eef1f5;border-radius:4px;height:14px}
+.bar .fill{display:block;height:14px;border-radius:4px;background:var(--accent)}
+.bar .count{width:64px;text-align:right;font-variant-numeric:tabular-nums}
+.note{font-size:13px;color:var(--muted)}
+.missing{background:#fff8e6;border:1px dashed #e0b341;border-radius:8px;padding:8px 12px;font-size:14px}
+code{background:#f2f4f7;border-radius:4px;padding:1px 5px;font-size:12.5px}
+img.broken{min-height:40px;min-width:120px;border:2px dashed #d33}
+"""
+
+# Marks any picture that does not load (a folder moved, a file deleted) so it is seen, not silently blank.
+_SCRIPT = """
+window.addEventListener('load', () => {
+  let broken = 0;
+  document.querySelectorAll('img').forEach(img => {
+    if (!img.complete || img.naturalWidth === 0) { broken += 1; img.classList.add('broken'); }
+  });
+  document.body.dataset.broken = broken;
+  document.body.dataset.ready = 'yes';
+});
+"""
+
+
+def build(logs: Path, data: Path, processed: Path, detections: Path | None, output: Path) -> str:
+    """The report's HTML, with links relative to ``output``'s folder."""
+    logs, data, processed, output = Path(logs), Path(data), Path(processed), Path(output)
+    page_dir = output.parent
+    if detections is None:
+        detections = newest_detection_folder(logs)
+    detect_html, detect_cards = _detections(detections, page_dir)
+    train_html, train_cards = _training(logs, page_dir)
+    data_html, data_cards = _data_section(data, processed, logs, page_dir)
+    sections = [("detections", "Detection examples", detect_html),
+                ("training", "Training: the latest run", train_html),
+                ("sweep", "Sweep leaderboard", _sweep(logs, page_dir)),
+                ("data", "Data set after each stage", data_html)]
+    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
+    body = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>' for key, title, content in sections)
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>maskdetect report</title><style>{_STYLE}</style></head><body>"
+        f"<header><h1>maskdetect: pipeline report</h1><p>{_e(time.strftime('%Y-%m-%d %H:%M'))} · data "
+        f"<code>{_e(data)}</code> · crops <code>{_e(processed)}</code> · logs <code>{_e(logs)}</code></p></header>"
+        f"<nav>{nav}</nav><main>{_cards(train_cards + data_cards + detect_cards)}{body}</main>"
+        f"<script>{_SCRIPT}</script></body></html>"
+    )
+
+
+def write_report(logs: Path, data: Path, processed: Path, detections: Path | None = None,
+                 output: Path | None = None) -> Path:
+    """Write the report (default ``<logs>/report.html``) whole, by a rename; returns its path."""
+    output = Path(output) if output else Path(logs) / "report.html"
+    if detections is not None and not Path(detections).is_dir():
+        raise ValueError(f"--detections {detections} is not a folder")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    text = build(logs, data, processed, Path(detections) if detections else None, output)
+    partial = output.with_name(f".{output.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, output)
+    return output
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m maskdetect.report",
+        description="Write one HTML page that ties the pipeline together: detection examples, the latest "
+        "training run's plots, the sweep leaderboard and the data set counts after each stage.",
+    )
+    parser.add_argument("--logs", default="logs", help="(default %(default)s)")
+    parser.add_argument("--data", default="original_data", help="the photos, one folder per class "
+                        "(default %(default)s)")
+    parser.add_argument("--processed", default="processed_data", help="the face crops (default %(default)s)")
+    parser.add_argument("--detections", default=None, help="a folder written by detect_mask.py --output "
+                        "(default: the newest folder under LOGS/detect/)")
+    parser.add_argument("--output", default=None, help="the page (default LOGS/report.html)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runtime.configure_logging(args.verbose)
+
+    def body() -> int:
+        path = write_report(Path(args.logs), Path(args.data), Path(args.processed),
+                            Path(args.detections) if args.detections else None,
+                            Path(args.output) if args.output else None)
+        print(f"report: {path} (open it in a browser: {path.resolve().as_uri()})")
+        return runtime.EXIT_OK
+
+    return runtime.run_cli(body, "report: interrupted; the previous report, if any, is unchanged.")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
