@@ -227,11 +227,15 @@ _DETECTOR = None
 _PAD_RETRY_MAX_SIDE = 512
 
 
-def _detector_settings(settings: CropSettings, threads: int | None = None):
+def detector_settings(settings: CropSettings, threads: int | None = None):
+    """The detector settings the face stage uses; inference (maskdetect.detect) builds its detector from them too."""
     from maskdetect.detectors import DetectorSettings
 
     return DetectorSettings(threshold=settings.threshold, detect_size=settings.detect_size,
                             second_stage=settings.second_stage, num_threads=threads)
+
+
+_detector_settings = detector_settings  # the old private name
 
 
 def init_worker(settings: CropSettings, threads: int = 1) -> None:
@@ -251,17 +255,19 @@ def init_worker(settings: CropSettings, threads: int = 1) -> None:
                 pass
         from maskdetect.detectors import FaceDetector
 
-        _DETECTOR = FaceDetector(_detector_settings(settings, threads or None))
+        _DETECTOR = FaceDetector(detector_settings(settings, threads or None))
         _DETECTOR.detect(np.zeros((64, 64, 3), np.uint8))  # the first call builds the graphs: log it here
 
 
-def detect_faces(rgb: np.ndarray, settings: CropSettings) -> tuple[list, bool]:
+def detect_faces(rgb: np.ndarray, settings: CropSettings, detector=None) -> tuple[list, bool]:
     """Faces in ``rgb`` (at or above the review threshold), and whether the padded retry found them.
 
     A tight face crop gives a detector that needs context nothing to see: when a small photo shows
-    no face, it is looked at again inside a border of half its size on each side.
+    no face, it is looked at again inside a border of half its size on each side. ``detector`` is
+    this process's worker detector (``init_worker``) unless another is given (inference keeps its own).
     """
-    faces = _DETECTOR.detect(rgb, settings.review_threshold)
+    detector = _DETECTOR if detector is None else detector
+    faces = detector.detect(rgb, settings.review_threshold)
     found = any(face.detector != "mtcnn_low" for face in faces)
     if found or not settings.pad_retry or max(rgb.shape[:2]) > _PAD_RETRY_MAX_SIDE:
         return faces, False
@@ -269,7 +275,7 @@ def detect_faces(rgb: np.ndarray, settings: CropSettings) -> tuple[list, bool]:
     pad_y, pad_x = height // 2, width // 2
     padded = np.pad(rgb, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="constant", constant_values=0)
     found = []
-    for face in _DETECTOR.detect(padded, settings.review_threshold):
+    for face in detector.detect(padded, settings.review_threshold):
         x1, x2 = np.clip([face.x1 - pad_x, face.x2 - pad_x], 0, width)
         y1, y2 = np.clip([face.y1 - pad_y, face.y2 - pad_y], 0, height)
         # a face mostly inside the original picture; a box found in the black border is not one

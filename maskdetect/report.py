@@ -23,18 +23,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskdetect import faces, images, moves, records, runtime
+from maskdetect.sweep import SWEEP_DIR, leaderboard
+from maskdetect.train import LOG_NAME
 
 log = logging.getLogger(__name__)
 
 # Kept here rather than imported from train/review: importing those would pull in TensorFlow or more.
-LOG_NAME = "training_log.csv"
 RUN_PLOTS = (("curves.png", "Learning curves"), ("confusion.png", "Confusion matrix (test set)"),
              ("roc.png", "ROC (test set)"), ("misclassified.png", "Misclassified test crops"))
 SETTINGS = ("model", "epochs", "batch_size", "image_size", "kernel_size", "optimizer", "learning_rate",
             "augmentation", "seed")
 LEADERBOARD_SIZE = 20
-COMPLETED = ("ok", "pruned")  # a pruned trial was stopped early by the sweep, but it was evaluated
-SWEEP_DIR = "sweeps"  # auto_train.py's plot: <logs>/sweeps/<sweep id>_val_accuracy.png
 DETECTION_EXAMPLES = 24
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})  # what a browser shows
 
@@ -258,16 +257,13 @@ def _loads(text) -> dict:
 def sweep_leaderboard(logs: Path, size: int = LEADERBOARD_SIZE) -> tuple[str, list[dict], Counter]:
     """The newest sweep in the training log: its id, its best ``size`` completed runs by validation accuracy
     (ties: lower validation loss), and the count of its rows by status. Test accuracy rides along; it never
-    ranks. The same order as auto_train.py's leaderboard, kept here so the report needs no training code."""
+    ranks: auto_train.py's own leaderboard."""
     rows = [row for row in _rows(Path(logs) / LOG_NAME) if row.get("sweep_id")]
     if not rows:
         return "", [], Counter()
     sweep = rows[-1]["sweep_id"]
     trials = [row for row in rows if row["sweep_id"] == sweep]
-    completed = [row for row in trials
-                 if row.get("status") in COMPLETED and _number(row.get("val_accuracy")) is not None]
-    ranked = sorted(completed, key=lambda row: (-_number(row["val_accuracy"]), _number(row.get("val_loss")) or 0.0))
-    return sweep, ranked[:size], Counter(row.get("status", "") for row in trials)
+    return sweep, leaderboard(trials)[:size], Counter(row.get("status", "") for row in trials)
 
 
 def _sweep(logs: Path, page_dir: Path) -> str:
