@@ -117,11 +117,18 @@ def newest_detection_folder(logs: Path) -> Path | None:
     return max(folders, key=lambda folder: folder.stat().st_mtime, default=None)
 
 
+def _annotated(folder: Path, output: str) -> Path:
+    # summary.json names each annotated file relative to the folder, or as detect_mask.py was given it
+    path = Path(output)
+    candidates = [path] if path.is_absolute() else [folder / path, path]
+    return next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
+
+
 def _outputs(folder: Path, summary: dict) -> list[tuple[str, str, Path]]:
     """(source, kind, annotated file) per source: from summary.json when it lists them, else every image
     in the folder (annotated images carry their source's name; folders keep their layout)."""
     listed = summary.get("sources") if isinstance(summary.get("sources"), list) else []
-    found = [(str(item.get("source", "")), str(item.get("kind", "image")), folder / str(item.get("output", "")))
+    found = [(str(item.get("source", "")), str(item.get("kind", "image")), _annotated(folder, str(item["output"])))
              for item in listed if isinstance(item, dict) and item.get("output")]
     if found:
         return [(source, kind, path) for source, kind, path in found
