@@ -618,15 +618,20 @@ def plot_by_hyperparameter(rows: Sequence[Mapping[str, str]], path: Path) -> Non
         values = sorted({row.get(key, "") for row in rows}, key=lambda value: (_float(value) is None,
                                                                                _float(value) or 0, value))
         for position, value in enumerate(values):
-            scores = [_float(row["val_accuracy"]) for row in rows if row.get(key, "") == value]
-            axis.scatter(position + rng.uniform(-0.12, 0.12, len(scores)), scores, s=18, alpha=0.7)
-            axis.hlines(np.median(scores), position - 0.3, position + 0.3, colors="black", linewidth=1.5)
+            group = [row for row in rows if row.get(key, "") == value]
+            for status, face in (("ok", "tab:blue"), ("pruned", "none")):
+                scores = [_float(row["val_accuracy"]) for row in group if row.get("status") == status]
+                axis.scatter(position + rng.uniform(-0.12, 0.12, len(scores)), scores, s=22, alpha=0.8,
+                             facecolors=face, edgecolors="tab:blue", label=status if position == 0 else None)
+            axis.hlines(np.median([_float(row["val_accuracy"]) for row in group]), position - 0.3, position + 0.3,
+                        colors="black", linewidth=1.5, label="median" if position == 0 else None)
         axis.set_xticks(range(len(values)), values, rotation=30 if len(values) > 3 else 0)
         axis.set_title(key.replace("_", " "))
         axis.set_ylabel("validation accuracy")
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(keys):]:
         axis.axis("off")
+    axes.flat[0].legend(fontsize="small", title="pruned: stopped early", title_fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     plots.save(figure, path)
 

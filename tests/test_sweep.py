@@ -155,9 +155,10 @@ def test_four_trials_survive_a_sigkill_and_resume_only_the_missing_ones(crops, t
 
 def test_a_failing_trial_does_not_stop_the_others(crops, tmp_path):
     logs = tmp_path / "logs"
-    # trial 1 is killed as the out-of-memory killer would; 2 and 4 are bad combinations; 3 trains
+    # two trials at once: one of them is killed as the out-of-memory killer would, the other trains;
+    # the other two are bad combinations
     driver = auto_train("--data", str(crops), "--logs", str(logs), *TINY, "--batch-size", "8", "16",
-                        "--learning-rate", "0.001", "50")
+                        "--learning-rate", "0.001", "50", "--jobs", "2")
     child = wait_for(lambda: trial_children(driver.pid), what="the first trial")[0]
     os.kill(child, signal.SIGKILL)
     out, err = driver.communicate(timeout=300)
