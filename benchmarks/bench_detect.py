@@ -1,0 +1,213 @@
+"""End-to-end mask detection on labelled photos, and detect_mask's speed on a 640x480 video.
+
+1. Accuracy. On the detection set (``boxes.csv`` + ``images/``, the format bench_detection.py reads), each
+   photo goes through ``maskdetect.detect.MaskDetector``: the face stage's detector and settings, then the
+   classifier on every face in one batch. For ground-truth faces whose short side is at least --min-size px
+   (32, as bench_detection's recall), per class:
+     - face-stage recall: a kept box has IoU >= 0.4 with the face (bench_detection's rule);
+     - end-to-end: found AND the best-overlapping box is classified as the face's label (what a user gets);
+     - the gap in points between the two (target: at most 2), and the classifier's accuracy on found faces.
+   ``incorrect_mask`` faces are reported too; a model without that class can only get them wrong.
+2. Speed. A 640x480 video is made from --video-photos of the photos (letterboxed, each held for --hold frames
+   while it zooms in slowly, so no two frames are alike) and run through ``detect.process`` twice in this run:
+   detection on every frame (k=1) and every --every frames (boxes carried between, classification on every
+   frame). Frames/s count everything a user waits for: decoding, detection, classification, drawing and
+   writing the annotated video; the models are loaded before the clock starts. Target: >= 10 frames/s with
+   k > 1 on this machine (2 cores).
+
+One annotated photo with many faces is written to ``logs/bench_detect_crowd.jpg`` (git-ignored).
+
+    .venv/bin/python benchmarks/bench_detect.py --model logs/runs/<run>/model.keras
+    .venv/bin/python benchmarks/bench_detect.py --model M --limit 100 --video-photos 20 --every 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench_detection import load_photo, load_truth  # noqa: E402
+
+from maskdetect import detect, runtime  # noqa: E402
+from maskdetect.detectors import iou as box_iou  # noqa: E402
+
+DEFAULT_DETECTION = REPO.parent / "shared" / "data" / "detection"
+CLASSES = ("mask", "without_mask", "incorrect_mask")
+VIDEO_SIZE = (640, 480)
+CROWD = REPO / "logs" / "bench_detect_crowd.jpg"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="a model.keras (default: the best run in logs/training_log.csv)")
+    parser.add_argument("--logs", type=Path, default=REPO / "logs", help="for the default model (default %(default)s)")
+    parser.add_argument("--detection", type=Path, default=DEFAULT_DETECTION,
+                        help="folder with boxes.csv and images/ (default %(default)s)")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N photos (sorted by name); 0: all")
+    parser.add_argument("--every", type=int, default=detect.DEFAULT_VIDEO_EVERY,
+                        help="the larger k of the speed test (default %(default)s)")
+    parser.add_argument("--video-photos", type=int, default=30, help="photos in the test video (default %(default)s)")
+    parser.add_argument("--hold", type=int, default=8, help="frames each photo is held (default %(default)s)")
+    parser.add_argument("--min-size", type=int, default=32, help="short side (px) of the faces counted")
+    parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
+    parser.add_argument("--skip-video", action="store_true", help="accuracy only")
+    args = parser.parse_args(argv)
+    if args.limit < 0 or args.every < 2 or args.video_photos < 1 or args.hold < 1 or not 0 < args.iou <= 1:
+        parser.error("--limit >= 0, --every >= 2, --video-photos >= 1, --hold >= 1, 0 < --iou <= 1")
+    if not (args.detection / "boxes.csv").is_file() or not (args.detection / "images").is_dir():
+        parser.error(f"{args.detection} has no boxes.csv and images/ (see --detection)")
+    return args
+
+
+def photo_sizes(data: Path) -> dict[str, tuple[int, int]]:
+    with open(data / "boxes.csv", newline="") as handle:
+        return {row["image"]: (int(row["width"]), int(row["height"])) for row in csv.DictReader(handle)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 1: accuracy
+
+
+def accuracy(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[str], truth: dict,
+             sizes: dict) -> tuple[dict, str]:
+    counted, found, correct = Counter(), Counter(), Counter()
+    confusion: dict[str, Counter] = defaultdict(Counter)  # true label -> predicted labels of found faces
+    seconds, crowd, crowd_faces = [], "", -1
+    start = time.perf_counter()
+    for index, photo in enumerate(photos):
+        width, height = sizes[photo]
+        rgb = load_photo(args.detection / "images" / photo, width, height)
+        began = time.perf_counter()
+        detections = pipeline.image(rgb)
+        seconds.append(time.perf_counter() - began)
+        labels = truth[photo]
+        boxes = np.array([d.box for d in detections]).reshape(-1, 4)
+        overlap = box_iou(np.array([box for _, box in labels]), boxes)
+        for row, (label, box) in enumerate(labels):
+            if min(box[2] - box[0], box[3] - box[1]) < args.min_size:
+                continue
+            counted[label] += 1
+            if overlap.shape[1] and overlap[row].max() >= args.iou:
+                predicted = detections[int(overlap[row].argmax())].label
+                found[label] += 1
+                correct[label] += predicted == label
+                confusion[label][predicted] += 1
+        if len(labels) > crowd_faces:
+            crowd, crowd_faces = photo, len(labels)
+        if (index + 1) % 100 == 0:
+            print(f"  {index + 1}/{len(photos)} photos, {np.mean(seconds):.3f} s/photo so far", flush=True)
+    print(f"accuracy part: {len(photos)} photos in {time.perf_counter() - start:.0f} s, "
+          f"{np.mean(seconds):.3f} s/photo (detection + classification)")
+    return {"counted": counted, "found": found, "correct": correct, "confusion": confusion}, crowd
+
+
+def report(result: dict, class_names: list[str], min_size: int) -> None:
+    print(f"\nper class, ground-truth faces with short side >= {min_size} px:")
+    print(f"  {'class':16s} {'faces':>6s} {'face-stage recall':>18s} {'end-to-end':>11s} {'gap':>8s} "
+          f"{'classifier on found':>20s}  target (gap <= 2 points)")
+    for label in CLASSES:
+        total = result["counted"][label]
+        if not total:
+            continue
+        found, correct = result["found"][label], result["correct"][label]
+        recall, end_to_end = found / total, correct / total
+        on_found = correct / found if found else float("nan")
+        gap = (recall - end_to_end) * 100
+        verdict = ("met" if gap <= 2 else "missed") if label in class_names else "n/a: not a class of the model"
+        print(f"  {label:16s} {total:6d} {recall:17.1%} {end_to_end:10.1%} {gap:6.1f} pt {on_found:19.1%}  {verdict}")
+    print("found faces, true label -> predicted: " + "; ".join(
+        f"{label}: " + ", ".join(f"{name} {count}" for name, count in sorted(result["confusion"][label].items()))
+        for label in CLASSES if result["confusion"][label]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 2: speed
+
+
+def make_video(path: Path, photos: list[str], data: Path, sizes: dict, hold: int) -> int:
+    """A 640x480 MJPG video: each photo letterboxed, held for ``hold`` frames while it zooms in by 1 % a frame."""
+    import cv2
+
+    width, height = VIDEO_SIZE
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, VIDEO_SIZE)
+    frames = 0
+    for photo in photos:
+        rgb = load_photo(data / "images" / photo, *sizes[photo])
+        fit = min(width / rgb.shape[1], height / rgb.shape[0])
+        for step in range(hold):
+            scale = fit * (1 + 0.01 * step)
+            w, h = max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))
+            resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            frame = np.zeros((height, width, 3), np.uint8)
+            # centre the (possibly larger) picture: crop what runs past the frame
+            sx, sy = max(0, (w - width) // 2), max(0, (h - height) // 2)
+            dx, dy = max(0, (width - w) // 2), max(0, (height - h) // 2)
+            part = resized[sy:sy + height, sx:sx + width]
+            frame[dy:dy + part.shape[0], dx:dx + part.shape[1]] = part
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            frames += 1
+    writer.release()
+    return frames
+
+
+def speed(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[str], sizes: dict) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench_detect_") as folder:
+        work = Path(folder)
+        video = work / "photos.avi"
+        frames = make_video(video, photos[: args.video_photos], args.detection, sizes, args.hold)
+        print(f"\nvideo: {frames} frames of {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]} ({min(len(photos), args.video_photos)} "
+              f"photos, {args.hold} frames each); {runtime.default_jobs()} cores")
+        rates = {}
+        for every in (1, args.every):
+            item = detect.Item("video", str(video), f"k{every}.mp4")
+            summary = detect.process(pipeline, [item], work / f"k{every}", every=every)
+            source = summary["sources"][0]
+            rates[every] = source["frames_per_second"]
+            print(f"  k={every:<3d} {source['frames']} frames in {source['seconds']:.1f} s: "
+                  f"{source['frames_per_second']:.1f} frames/s, {source['faces_per_frame']:.2f} faces/frame")
+        ratio = rates[args.every] / rates[1]
+        verdict = "met" if rates[args.every] >= 10 else "missed"
+        print(f"speed: k={args.every} is {ratio:.1f}x k=1; {rates[args.every]:.1f} frames/s at 640x480 "
+              f"(target >= 10: {verdict})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    runtime.configure_logging()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def body() -> int:
+        model_path = args.model or detect.best_model(args.logs)
+        classifier = detect.load_classifier(model_path)
+        start = time.perf_counter()
+        pipeline = detect.MaskDetector(classifier)
+        print(f"model: {model_path} (classes {', '.join(classifier.class_names)}; {classifier.image_size} px); "
+              f"detector loaded in {time.perf_counter() - start:.1f} s")
+        truth, sizes = load_truth(args.detection), photo_sizes(args.detection)
+        photos = sorted(truth)[: args.limit or None]
+        result, crowd = accuracy(pipeline, args, photos, truth, sizes)
+        report(result, classifier.class_names, args.min_size)
+        rgb = load_photo(args.detection / "images" / crowd, *sizes[crowd])
+        CROWD.parent.mkdir(parents=True, exist_ok=True)
+        detect.save_image(detect.annotate(rgb, pipeline.image(rgb), classifier.class_names), CROWD)
+        print(f"annotated crowd photo ({crowd}, {len(truth[crowd])} labelled faces): {CROWD}")
+        if not args.skip_video:
+            speed(pipeline, args, photos, sizes)
+        return runtime.EXIT_OK
+
+    return runtime.run_cli(body, "bench_detect: interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""detect_mask.py: photos, folders, a generated video, bad input, the default model, and exported models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import PYTHON, REPO, make_crop_dataset, picture, shared_data
+from PIL import Image
+
+from maskdetect import detect, export, faces, records, train
+
+# the astronaut's face in skimage.data.astronaut() (512 x 512), roughly
+ASTRONAUT_FACE = (170, 60, 270, 180)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 32 px model trained for one epoch on astronaut crops: fast; its answers need not be right."""
+    root = tmp_path_factory.mktemp("tiny")
+    crops = make_crop_dataset(root / "processed_data", per_class=12, size=64)
+    row = train.run(train.Settings(data=str(crops), logs=str(root / "logs"), epochs=1, image_size=32, batch_size=8,
+                                   jobs=1, augmentation="none"))
+    return Path(row["model_path"])
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    picture("astronaut").save(folder / "astronaut.png")
+    picture("coffee").save(folder / "coffee.jpg", quality=90)  # no face
+    return folder
+
+
+def read_detections(output: Path) -> list[dict]:
+    with open(output / detect.DETECTIONS, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def inside(box, region, slack: float = 30) -> bool:
+    return (box[0] >= region[0] - slack and box[1] >= region[1] - slack and box[2] <= region[2] + slack
+            and box[3] <= region[3] + slack)
+
+
+def test_photos_give_boxes_classes_and_annotated_copies(tiny_model, photos, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("astronaut.png", "coffee.jpg"):
+        (folder / name).write_bytes((photos / name).read_bytes())
+    (folder / "broken.jpg").write_bytes((photos / "coffee.jpg").read_bytes()[:200])  # a truncated JPEG
+    (folder / "notes.txt").write_text("not looked at")
+    output = tmp_path / "out"
+    code = detect.main([str(folder), "--model", str(tiny_model), "--output", str(output)])
+    captured = capsys.readouterr()
+    assert code == 1  # one file failed; the others were processed
+    errors = error_lines(captured.err)
+    assert len(errors) == 1 and "broken.jpg" in errors[0], captured.err
+
+    rows = read_detections(output)
+    assert set(detect.DETECTION_FIELDS) <= set(rows[0]) and {"source", "x1", "y1", "x2", "y2", "label",
+                                                             "probability"} <= set(rows[0])
+    assert [Path(row["source"]).name for row in rows] == ["astronaut.png"]  # one face; none in the coffee
+    row = rows[0]
+    box = [float(row[key]) for key in ("x1", "y1", "x2", "y2")]
+    assert inside(box, ASTRONAUT_FACE) and box[2] - box[0] > 50, box
+    assert row["label"] in ("mask", "without_mask") and 0.5 <= float(row["probability"]) <= 1
+
+    for name in ("astronaut.png", "coffee.jpg"):
+        annotated = output / "in" / name
+        assert annotated.is_file(), name
+        with Image.open(annotated) as image, Image.open(folder / name) as original:
+            assert image.size == original.size
+    drawn = np.asarray(Image.open(output / "in" / "astronaut.png").convert("RGB")).astype(int)
+    source = np.asarray(Image.open(folder / "astronaut.png").convert("RGB")).astype(int)
+    left = round(box[0])
+    assert np.abs(drawn - source).sum(axis=2)[round(box[1]):round(box[3]), left - 1:left + 2].max(axis=1).mean() > 50
+
+    summary = json.loads((output / detect.SUMMARY).read_text())
+    assert summary["totals"]["images"] == 2 and summary["totals"]["faces"] == 1 and summary["totals"]["failed"] == 1
+    assert sorted(source["output"] for source in summary["sources"]) == ["in/astronaut.png", "in/coffee.jpg"]
+    assert sum(summary["totals"]["faces_per_class"].values()) == 1
+    assert "mask-wearing rate" in captured.out
+
+
+def test_video_is_annotated_frame_by_frame_with_detection_every_k(tiny_model, tmp_path, capsys):
+    import cv2
+
+    video = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    base = np.asarray(picture("astronaut").resize((400, 400)))
+    for index in range(20):
+        frame = np.full((480, 640, 3), 40, np.uint8)
+        left = 20 + 8 * index  # the face moves right, 8 px a frame
+        frame[40:440, left:left + 400] = base
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    output = tmp_path / "out"
+    assert detect.main([str(video), "--model", str(tiny_model), "--output", str(output), "--every", "5"]) == 0
+    assert "20 frames" in capsys.readouterr().out
+
+    annotated = output / "walk.mp4"
+    if not annotated.exists():
+        annotated = output / "walk.avi"  # an OpenCV that cannot write mp4
+    frames = list(detect.iter_frames(annotated))
+    assert len(frames) == 20 and frames[0].shape == (480, 640, 3)
+    rows = read_detections(output)
+    by_frame = {}
+    for row in rows:
+        by_frame.setdefault(int(row["frame"]), []).append(row)
+    assert sorted(by_frame) == list(range(20))  # a face on every frame, detected or carried
+    assert all(len(found) == 1 for found in by_frame.values())
+    fresh = [frame for frame, found in by_frame.items() if found[0]["carried"] == "0"]
+    assert fresh == [0, 5, 10, 15]
+    # a carried box stays where it was found; a fresh one follows the face
+    assert by_frame[4][0]["x1"] == by_frame[0][0]["x1"] and float(by_frame[5][0]["x1"]) > float(by_frame[0][0]["x1"])
+    summary = json.loads((output / detect.SUMMARY).read_text())
+    source = summary["sources"][0]
+    assert source["frames"] == 20 and source["faces"] == 20 and source["detect_every"] == 5
+    assert source["mask_wearing_rate"] is not None and source["frames_per_second"] > 0
+
+
+def test_bad_models_are_one_line_each(tiny_model, photos, tmp_path, capsys):
+    import keras
+
+    text = tmp_path / "model.keras"
+    text.write_text("not a model")
+    foreign = tmp_path / "foreign.keras"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("config.json", "{}")
+    resized = tmp_path / "resized.keras"  # metadata that disagrees with the network's input
+    with zipfile.ZipFile(tiny_model) as source, zipfile.ZipFile(resized, "w") as target:
+        for entry in source.infolist():
+            content = source.read(entry)
+            if entry.filename == train.META_NAME:
+                content = json.dumps({**json.loads(content), "image_size": 48}).encode()
+            target.writestr(entry, content)
+    unsafe = tmp_path / "unsafe.keras"  # a Lambda layer runs arbitrary code: Keras's safe mode refuses it
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
+    train.save_model(keras.Model(inputs, outputs), unsafe, {"class_names": ["mask", "without_mask"], "image_size": 32})
+    for model, words in ((text, "not a model saved by train_a_model.py"),
+                         (unsafe, "cannot be loaded"),
+                         (foreign, "not a model saved by train_a_model.py"),
+                         (resized, "trained for another image size"),
+                         (tmp_path / "absent.keras", "does not exist")):
+        code = detect.main([str(photos / "astronaut.png"), "--model", str(model), "--output", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(error_lines(err)) == 1 and words in err, (model, err)
+
+
+def test_bad_inputs(tiny_model, photos, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["--model", str(tiny_model), "--output", str(tmp_path / "out")]
+    assert detect.main([str(empty), *argv]) == 2  # nothing at all to do: a user error
+    err = capsys.readouterr().err
+    assert len(error_lines(err)) == 1 and "has no images or videos" in err
+
+    # an empty folder and a webcam that does not open beside a good photo: reported, the photo still done
+    code = detect.main([str(empty), "9", str(photos / "astronaut.png"), *argv])
+    captured = capsys.readouterr()
+    assert code == 1
+    errors = error_lines(captured.err)
+    assert len(errors) == 2 and any("webcam 9 does not open" in line for line in errors), captured.err
+    assert len(read_detections(tmp_path / "out")) == 1
+
+    fake_video = tmp_path / "clip.mp4"
+    fake_video.write_bytes(b"\0" * 2000)
+    assert detect.main([str(fake_video), *argv]) == 1
+    assert "cannot read video" in capsys.readouterr().err
+
+    for flags, words in ((["--every", "0"], "--every"), (["--export", "onnx"], "--export")):
+        assert detect.main([str(photos / "astronaut.png"), *argv, *flags]) == 2
+        err = capsys.readouterr().err
+        assert len(error_lines(err)) == 1 and words in err
+
+
+def test_show_without_a_display_says_so(tiny_model, photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code = detect.main([str(photos / "astronaut.png"), "--model", str(tiny_model), "--output", str(tmp_path / "o"),
+                        "--show"])
+    assert code == 0
+    assert "--show: no display here" in capsys.readouterr().err
+
+
+def test_default_model_is_the_best_ok_run_in_the_log(tiny_model, tmp_path):
+    logs = tmp_path / "logs"
+    with pytest.raises(ValueError, match="no model to use"):
+        detect.best_model(logs)
+    other = tmp_path / "other.keras"
+    other.write_bytes(tiny_model.read_bytes())
+    rows = [{"status": "ok", "val_accuracy": "0.8", "model_path": str(tiny_model)},
+            {"status": "ok", "val_accuracy": "0.9", "model_path": str(other)},
+            {"status": "failed", "val_accuracy": "0.99", "model_path": str(tiny_model)},
+            {"status": "ok", "val_accuracy": "0.95", "model_path": str(tmp_path / "deleted.keras")}]
+    records.append_rows(logs / train.LOG_NAME, train.LOG_FIELDS, rows)
+    assert detect.best_model(logs) == other
+
+
+@pytest.mark.parametrize("export_format", export.FORMATS)
+def test_exported_model_agrees_with_keras(tiny_model, tmp_path, capsys, export_format):
+    import tensorflow as tf
+
+    target = tmp_path / ("model.tflite" if export_format == "tflite" else "savedmodel")
+    assert detect.main(["--model", str(tiny_model), "--export", export_format, "--export-path", str(target)]) == 0
+    assert str(target) in capsys.readouterr().out
+    predict, meta = export.load_exported(target, export_format)
+    assert meta["class_names"] == ["mask", "without_mask"] and meta["image_size"] == 32
+
+    # the same crops as inference makes them: faces.crop_face, then make_dataset's resize
+    rng = np.random.default_rng(1)
+    base = np.asarray(picture("astronaut"))
+    crops = []
+    for _ in range(12):
+        side = int(rng.integers(80, 200))
+        left, top = int(rng.integers(120, 260)), int(rng.integers(20, 120))
+        crop = faces.crop_face(base, (left, top, left + side, top + side), 0.2, 256)
+        if rng.random() < 0.5:
+            crop[140:240, 40:220] = rng.integers(0, 255, size=3)  # a mask-like patch
+        crops.append(crop)
+    crops = np.stack(crops)
+    pixels = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(crops, (32, 32), antialias=True)), 0, 255),
+                     tf.uint8).numpy()
+    model, _ = train.load_model(tiny_model)
+    expected = train.predict_probabilities(model, pixels)
+    got = predict(pixels)
+    assert got.shape == expected.shape
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert np.allclose(got, expected, atol=1e-4)
+    # and the inference path gives those classes from the 256 px crops
+    classifier = detect.load_classifier(tiny_model)
+    assert (classifier.probabilities(crops).argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_shared_photos(tiny_model, tmp_path, capsys):
+    photos = shared_data("photos")
+    with open(photos / "manifest.csv", newline="") as handle:
+        manifest = {row["file"]: row for row in csv.DictReader(handle)}
+    chosen = [name for name, row in manifest.items() if row["group"] == "no_face"][:2]
+    chosen += [name for name, row in manifest.items() if row["group"] in ("masked", "unmasked") and row["gt_faces"]
+               and int(row["gt_faces"]) <= 6][:2]
+    chosen += [name for name, row in manifest.items() if row["group"] == "precropped"][:1]
+    output = tmp_path / "out"
+    assert detect.main([str(photos / name) for name in chosen] + ["--model", str(tiny_model), "--output",
+                                                                   str(output)]) == 0
+    capsys.readouterr()
+    counts = {name: 0 for name in chosen}
+    for row in read_detections(output):
+        counts[str(Path(row["source"]).relative_to(photos))] += 1
+        assert row["label"] in ("mask", "without_mask")
+    for name in chosen:
+        row = manifest[name]
+        assert (output / Path(name).name).is_file()
+        if row["group"] == "no_face":
+            assert counts[name] == 0, f"{name} has no face, but {counts[name]} boxes"
+        elif row["gt_faces"]:
+            truth = int(row["gt_faces"])
+            assert abs(counts[name] - truth) <= max(1, truth // 5), f"{name}: {counts[name]} faces, truly {truth}"
+        else:
+            assert counts[name] == 1, name
+
+
+def test_entry_point_and_no_tensorflow_on_import():
+    code = "import sys, maskdetect.detect; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    assert subprocess.run([PYTHON, "-c", code], cwd=REPO, capture_output=True, timeout=120).returncode == 0
+    result = subprocess.run([PYTHON, str(REPO / "detect_mask.py"), "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "--every" in result.stdout and "--export" in result.stdout
