@@ -84,9 +84,11 @@ class CropSettings:
 def square_region(box: Sequence[float], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
     """The square around ``box`` (x1, y1, x2, y2) grown by ``margin`` of its long side on each side.
 
-    The square is shifted to lie inside the image where it fits, so the crop keeps real pixels;
-    only a square larger than the image runs past its edges. Returns integer x1, y1, x2, y2,
-    which may be negative or past the image where it does not fit.
+    The square is shifted to lie inside the image, and one larger than the image's short side is
+    shrunk to it: a crop holds only real pixels. Padding a tight face photo with a border instead
+    taught the classifier that a border means a class (faces_dataset's unmasked photos are tight
+    crops), and it then failed on faces in whole photos. Returns integer x1, y1, x2, y2 inside the
+    image.
     """
     x1, y1, x2, y2 = (float(value) for value in box)
     if not all(math.isfinite(value) for value in (x1, y1, x2, y2)):
@@ -97,30 +99,21 @@ def square_region(box: Sequence[float], margin: float, width: int, height: int) 
         raise ValueError(f"image size {width}x{height} is empty")
     if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
         raise ValueError(f"face box {tuple(box)} lies outside the {width}x{height} image")
-    side = max(1, round(max(x2 - x1, y2 - y1) * (1 + 2 * margin)))
-    left = round((x1 + x2) / 2 - side / 2)
-    top = round((y1 + y2) / 2 - side / 2)
-    if side <= width:
-        left = min(max(left, 0), width - side)
-    if side <= height:
-        top = min(max(top, 0), height - side)
+    side = min(max(1, round(max(x2 - x1, y2 - y1) * (1 + 2 * margin))), width, height)
+    left = min(max(round((x1 + x2) / 2 - side / 2), 0), width - side)
+    top = min(max(round((y1 + y2) / 2 - side / 2), 0), height - side)
     return left, top, left + side, top + side
 
 
 def crop_face(rgb: np.ndarray, box: Sequence[float], margin: float, size: int) -> np.ndarray:
-    """A ``size`` x ``size`` RGB crop of the square around ``box``; black where it runs past the image."""
+    """A ``size`` x ``size`` RGB crop of the square around ``box`` (see :func:`square_region`)."""
     import cv2
 
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
     height, width = rgb.shape[:2]
     left, top, right, bottom = square_region(box, margin, width, height)
-    inside = rgb[max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
-    square = cv2.copyMakeBorder(
-        inside,
-        max(0, -top), max(0, bottom - height), max(0, -left), max(0, right - width),
-        cv2.BORDER_CONSTANT, value=(0, 0, 0),
-    )
+    square = rgb[top:bottom, left:right]
     side = square.shape[0]
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
     return cv2.resize(square, (size, size), interpolation=interpolation)

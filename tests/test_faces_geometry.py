@@ -20,11 +20,13 @@ def test_square_shifts_inside_the_image_rather_than_padding():
     assert (right, bottom) == (100, 100)
 
 
-def test_square_larger_than_the_image_is_padded_black():
+def test_square_larger_than_the_image_shrinks_to_it_never_padded():
     image = np.full((40, 60, 3), 200, np.uint8)
+    image[:, :10] = 50
+    assert square_region((0, 0, 60, 40), 0.5, 60, 40) == (10, 0, 50, 40)  # centred, the image's height
     crop = crop_face(image, (0, 0, 60, 40), 0.5, 32)
-    assert crop.shape == (32, 32, 3)
-    assert crop[0, 16].max() == 0 and crop[16, 16].min() == 200  # black band above, picture in the middle
+    assert crop.shape == (32, 32, 3) and crop.min() == 200  # real pixels only: no border of any colour
+    assert square_region((2, 3, 28, 37), 0.2, 30, 40) == (0, 5, 30, 35)
 
 
 def test_tiny_and_several_faces_all_give_full_size_crops():
