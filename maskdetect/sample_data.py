@@ -213,6 +213,18 @@ def _target(root: Path, relative: PurePosixPath) -> Path:
     return target
 
 
+def _write_members(checked: list, target: Path, budget: list[int], is_dir, open_member) -> None:
+    # the members were all checked (list() ran the checks) before the first byte is written
+    for member, relative in checked:
+        path = _target(target, relative)
+        if is_dir(member):
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open_member(member) as source:
+            _copy_stream(source, path, budget)
+
+
 def safe_extract(archive: Path, target: Path) -> None:
     """Unpack a .zip or .tar(.gz/.bz2/.xz) into the existing folder ``target``.
 
@@ -223,15 +235,7 @@ def safe_extract(archive: Path, target: Path) -> None:
     budget = [MAX_EXTRACTED_BYTES]
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as handle:
-            checked = list(_zip_members(handle))
-            for info, relative in checked:
-                path = _target(target, relative)
-                if info.is_dir():
-                    path.mkdir(parents=True, exist_ok=True)
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with handle.open(info) as source:
-                    _copy_stream(source, path, budget)
+            _write_members(list(_zip_members(handle)), target, budget, zipfile.ZipInfo.is_dir, handle.open)
         return
     try:
         handle = tarfile.open(archive)  # noqa: SIM115 - closed below; tarfile.open raises before `with` could
@@ -239,16 +243,7 @@ def safe_extract(archive: Path, target: Path) -> None:
         raise ValueError(f"{archive} is not a zip or tar archive (or it is damaged); nothing was extracted") from None
     with handle:
         try:
-            checked = list(_tar_members(handle))
-            for member, relative in checked:
-                path = _target(target, relative)
-                if member.isdir():
-                    path.mkdir(parents=True, exist_ok=True)
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                source = handle.extractfile(member)
-                with source:
-                    _copy_stream(source, path, budget)
+            _write_members(list(_tar_members(handle)), target, budget, tarfile.TarInfo.isdir, handle.extractfile)
         except (tarfile.TarError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"{archive} is damaged ({error})") from None
 
