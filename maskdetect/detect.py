@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import export, faces, images, records, runtime, train
+from maskdetect import export, faces, images, records, runtime, sweep, train
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +90,17 @@ def class_colours(class_names: Sequence[str]) -> dict[str, tuple[int, int, int]]
 
 
 def best_model(logs: str | Path) -> Path:
-    """The model of the ``ok`` run with the highest validation accuracy in ``<logs>/training_log.csv``."""
+    """The model of the ``ok`` run with the highest validation accuracy in ``<logs>/training_log.csv``
+    (auto_train.py's ranking), among those whose model file still exists."""
     log_path = Path(logs) / train.LOG_NAME
-    candidates = []
-    for row in records.read_rows(log_path):
-        try:
-            accuracy = float(row.get("val_accuracy") or "nan")
-        except ValueError:
-            continue
-        path = row.get("model_path") or ""
-        if row.get("status") == "ok" and path and not math.isnan(accuracy) and Path(path).is_file():
-            candidates.append((accuracy, row.get("time", ""), path))
-    if not candidates:
+    ranked = sweep.leaderboard(row for row in records.read_rows(log_path)
+                               if row.get("status") == "ok" and row.get("model_path")
+                               and Path(row["model_path"]).is_file())
+    if not ranked:
         where = f"{log_path} has no finished run whose model file exists" if log_path.is_file() else \
             f"there is no training log {log_path}"
         raise ValueError(f"no model to use: {where}; train one with train_a_model.py or give --model PATH")
-    return Path(max(candidates)[2])
+    return Path(ranked[0]["model_path"])
 
 
 class Classifier:

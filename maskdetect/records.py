@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -64,6 +65,15 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
         return []
     with open(path, newline="", **_ENCODING) as handle:
         return list(csv.DictReader(handle))
+
+
+def finite_number(value: object) -> float | None:
+    """A CSV field as a finite number; None for an empty, non-numeric or non-finite field."""
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
 
 
 def replace_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping]) -> None:

@@ -14,7 +14,6 @@ import argparse
 import html
 import json
 import logging
-import math
 import os
 import time
 import urllib.parse
@@ -23,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskdetect import faces, images, moves, records, runtime
-from maskdetect.sweep import SWEEP_DIR, leaderboard
+from maskdetect.records import finite_number
+from maskdetect.sweep import GRID_KEYS, SWEEP_DIR, leaderboard
 from maskdetect.train import LOG_NAME
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 # Kept here rather than imported from train/review: importing those would pull in TensorFlow or more.
 RUN_PLOTS = (("curves.png", "Learning curves"), ("confusion.png", "Confusion matrix (test set)"),
              ("roc.png", "ROC (test set)"), ("misclassified.png", "Misclassified test crops"))
-SETTINGS = ("model", "epochs", "batch_size", "image_size", "kernel_size", "optimizer", "learning_rate",
-            "augmentation", "seed")
 LEADERBOARD_SIZE = 20
 DETECTION_EXAMPLES = 24
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})  # what a browser shows
@@ -55,16 +53,8 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _percent(value) -> str:
-    number = _number(value)
+    number = finite_number(value)
     return "–" if number is None else f"{100 * number:.1f} %"
 
 
@@ -161,7 +151,7 @@ def _detections(folder: Path | None, page_dir: Path) -> tuple[str, list[tuple[st
     split = " · ".join(f"{count} {label or '?'}" for label, count in labels.most_common())
     cards = [(f"faces detected: {split}", str(sum(labels.values())))] if rows else []
     totals = summary.get("totals") if isinstance(summary.get("totals"), dict) else {}
-    if _number(totals.get("mask_wearing_rate")) is not None:
+    if finite_number(totals.get("mask_wearing_rate")) is not None:
         cards.append(("mask-wearing rate (detections)", _percent(totals["mask_wearing_rate"])))
     facts = [(key, value) for key, value in {**summary, **totals}.items()
              if isinstance(value, str | int | float | bool)][:16]
@@ -218,13 +208,13 @@ def _training(logs: Path, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
 
     cards = [("validation accuracy", _percent(value("val_accuracy"))),
              ("test accuracy", _percent(value("test_accuracy") or metrics.get("accuracy")))]
-    if _number(value("roc_auc")) is not None:
-        cards.append(("ROC AUC (test)", f"{_number(value('roc_auc')):.3f}"))
+    if finite_number(value("roc_auc")) is not None:
+        cards.append(("ROC AUC (test)", f"{finite_number(value('roc_auc')):.3f}"))
     plots = [(folder / name, caption) for name, caption in RUN_PLOTS if (folder / name).is_file()]
     wide = {"curves.png", "misclassified.png"}
     figures = "".join(_figure(path, caption, page_dir, "wide" if path.name in wide else "half")
                       for path, caption in plots)
-    settings = [(key, row[key]) for key in SETTINGS if row.get(key) not in (None, "")]
+    settings = [(key, row[key]) for key in GRID_KEYS if row.get(key) not in (None, "")]
     facts = [("run", folder.name), ("time", row.get("time", "")), ("classes", row.get("classes", "")),
              ("crops train / validation / test", " / ".join(str(row.get(k, "?")) for k in
                                                            ("train_size", "val_size", "test_size"))),
@@ -232,7 +222,7 @@ def _training(logs: Path, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
              ("training time", f"{value('train_seconds')} s"), ("code", row.get("code_version", "")),
              ("notes", row.get("notes", ""))]
     per_class = metrics.get("per_class") or _loads(row.get("per_class"))
-    class_rows = [(name, *(f"{_number(scores.get(key)) or 0:.3f}" for key in ("precision", "recall", "f1-score")))
+    class_rows = [(name, *(f"{finite_number(scores.get(key)) or 0:.3f}" for key in ("precision", "recall", "f1-score")))
                   for name, scores in per_class.items() if isinstance(scores, dict)]
     files = [f'<a href="{_link(folder / name, page_dir)}">{_e(name)}</a>'
              for name in ("config.json", "metrics.json", "history.csv") if (folder / name).is_file()]

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,10 +36,11 @@ import numpy as np
 from tqdm import tqdm
 
 from maskdetect import records, runtime, train
+from maskdetect.records import finite_number
 
 log = logging.getLogger(__name__)
 
-HYPERPARAMETERS = ("model", "epochs", "batch_size", "image_size", "kernel_size", "optimizer", "augmentation")
+HYPERPARAMETERS = train.HYPERPARAMETERS
 GRID_KEYS = (*HYPERPARAMETERS, "learning_rate", "seed")
 # What makes two runs the same trial, together with the data set hash: a rerun skips a completed one.
 KEY_FIELDS = (*GRID_KEYS, "val_split", "test_split", "weights")
@@ -138,10 +139,9 @@ def settings_key(settings: train.Settings, data_hash: str) -> str:
     return trial_key({**dataclasses.asdict(settings), "learning_rate": settings.rate}, data_hash)
 
 
-def completed_keys(log_path: Path) -> set[str]:
-    """Keys of the runs in the log that finished (ok, or stopped by the median rule)."""
-    return {trial_key(row, row.get("data_hash", "")) for row in records.read_rows(log_path)
-            if row.get("status") in COMPLETED}
+def completed_keys(rows: Iterable[Mapping[str, str]]) -> set[str]:
+    """Keys of the log's runs that finished (ok, or stopped by the median rule)."""
+    return {trial_key(row, row.get("data_hash", "")) for row in rows if row.get("status") in COMPLETED}
 
 
 @dataclass
@@ -250,8 +250,9 @@ def child_main(argv: Sequence[str]) -> int:
     threads = int(spec.get("threads") or 0)
 
     def record(row: dict) -> None:
+        # the validation curve travels with the row: on Ray the run folder is on another machine
         temporary = result_path.with_suffix(".partial")
-        temporary.write_text(json.dumps(row, default=str))
+        temporary.write_text(json.dumps({**row, "curve": _history_curve(row)}, default=str))
         os.replace(temporary, result_path)
 
     def interrupt(number, frame):
@@ -272,15 +273,13 @@ def child_main(argv: Sequence[str]) -> int:
         if spec.get("median"):
             callbacks.append(_median_callback(spec["median"]["curve"], spec["median"]["grace"]))
         try:
-            row = train.run(settings, callbacks, record=record)
+            train.run(settings, callbacks, record=record)
         except KeyboardInterrupt:
             raise
         except Exception as error:
             if not result_path.exists():  # failed before train.run made a row (e.g. unreadable data)
                 record({**spec["settings"], "status": "failed", "error": f"{type(error).__name__}: {error}"[:500]})
             raise
-        curve = _history_curve(row)
-        record({**row, "curve": curve})
         return runtime.EXIT_OK
 
     try:
@@ -504,20 +503,18 @@ def _short(trial: Trial) -> str:
 
 
 def run_sweep(trials: Sequence[Trial], logs: Path, sweep_id: str, executor, threads: int,
-              restart: bool = False, median_grace: int | None = None, median_min_trials: int = 3,
-              on_row: Callable[[dict], None] | None = None) -> Outcome:
-    """Run the trials the log lacks (all of them with ``restart``), appending one row per trial."""
-    log_path = logs / train.LOG_NAME
-    done = set() if restart else completed_keys(log_path)
+              previous: Sequence[Mapping[str, str]] = (), median_grace: int | None = None,
+              median_min_trials: int = 3) -> Outcome:
+    """Run the trials that the ``previous`` log rows lack, appending one row per trial."""
+    done = completed_keys(previous)
     todo = [trial for trial in trials if trial.key not in done]
     skipped = len(trials) - len(todo)
-    # trials finished earlier in this sweep feed the median rule from the start
-    curves = [] if restart else [_history_curve(row) for row in records.read_rows(log_path)
-                                 if row.get("sweep_id") == sweep_id and row.get("status") in COMPLETED]
+    # trials finished earlier in this sweep feed the median rule and the best score from the start
+    earlier = [row for row in previous if row.get("sweep_id") == sweep_id and row.get("status") in COMPLETED]
+    curves = [_history_curve(row) for row in earlier]
     rows: list[dict] = []
-    best = max((float(row["val_accuracy"]) for row in records.read_rows(log_path)
-                if row.get("sweep_id") == sweep_id and row.get("val_accuracy") and row.get("status") in COMPLETED),
-               default=None)
+    scores = [finite_number(row.get("val_accuracy")) for row in earlier]
+    best = max((score for score in scores if score is not None), default=None)
     bar = tqdm(total=len(todo), desc=f"sweep {sweep_id}", unit="trial", dynamic_ncols=True)
     queue = list(todo)
     current: dict[int, str] = {}
@@ -536,12 +533,11 @@ def run_sweep(trials: Sequence[Trial], logs: Path, sweep_id: str, executor, thre
         if row.get("status") in COMPLETED:
             if curve:
                 curves.append(curve)
-            if row.get("val_accuracy") not in (None, ""):
-                best = max(best or 0.0, float(row["val_accuracy"]))
+            score = finite_number(row.get("val_accuracy"))
+            if score is not None:
+                best = score if best is None else max(best, score)
         if row.get("status") not in COMPLETED:
             tqdm.write(f"trial {trial.number} ({_short(trial)}) {row.get('status')}: {row.get('error', '')}")
-        if on_row:
-            on_row(row)
         bar.update()
         show()
 
@@ -579,17 +575,12 @@ def run_sweep(trials: Sequence[Trial], logs: Path, sweep_id: str, executor, thre
 
 # ---------------------------------------------------------------- report
 
-def _float(value: object) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def leaderboard(rows: Iterable[Mapping[str, str]]) -> list[Mapping[str, str]]:
     """Completed runs ranked by validation accuracy (test accuracy never ranks: it is the held-out check)."""
-    usable = [row for row in rows if row.get("status") in COMPLETED and _float(row.get("val_accuracy")) is not None]
-    return sorted(usable, key=lambda row: (-_float(row["val_accuracy"]), _float(row.get("val_loss")) or 0.0))
+    usable = [row for row in rows
+              if row.get("status") in COMPLETED and finite_number(row.get("val_accuracy")) is not None]
+    return sorted(usable, key=lambda row: (-finite_number(row["val_accuracy"]),
+                                           finite_number(row.get("val_loss")) or 0.0))
 
 
 def reproduce_command(row: Mapping[str, str]) -> str:
@@ -615,16 +606,17 @@ def plot_by_hyperparameter(rows: Sequence[Mapping[str, str]], path: Path) -> Non
                                 ((len(keys) + columns - 1) // columns)), squeeze=False)
     rng = np.random.default_rng(0)
     for axis, key in zip(axes.flat, keys, strict=False):
-        values = sorted({row.get(key, "") for row in rows}, key=lambda value: (_float(value) is None,
-                                                                               _float(value) or 0, value))
+        values = sorted({row.get(key, "") for row in rows}, key=lambda value: (finite_number(value) is None,
+                                                                               finite_number(value) or 0, value))
         for position, value in enumerate(values):
             group = [row for row in rows if row.get(key, "") == value]
             for status, face in (("ok", "tab:blue"), ("pruned", "none")):
-                scores = [_float(row["val_accuracy"]) for row in group if row.get("status") == status]
+                scores = [finite_number(row["val_accuracy"]) for row in group if row.get("status") == status]
                 axis.scatter(position + rng.uniform(-0.12, 0.12, len(scores)), scores, s=22, alpha=0.8,
                              facecolors=face, edgecolors="tab:blue", label=status if position == 0 else None)
-            axis.hlines(np.median([_float(row["val_accuracy"]) for row in group]), position - 0.3, position + 0.3,
-                        colors="black", linewidth=1.5, label="median" if position == 0 else None)
+            axis.hlines(np.median([finite_number(row["val_accuracy"]) for row in group]),
+                        position - 0.3, position + 0.3, colors="black", linewidth=1.5,
+                        label="median" if position == 0 else None)
         axis.set_xticks(range(len(values)), values, rotation=30 if len(values) > 3 else 0)
         axis.set_title(key.replace("_", " "))
         axis.set_ylabel("validation accuracy")
@@ -662,7 +654,8 @@ def report(log_path: Path, sweep_id: str | None = None, top: int = 20, plot: boo
     lines.append(header)
     for rank, row in enumerate(ranked[:top], 1):
         lines.append(
-            f"{rank:>3} {_float(row['val_accuracy']):>7.4f} {_float(row.get('test_accuracy')) or 0:>8.4f}  "
+            f"{rank:>3} {finite_number(row['val_accuracy']):>7.4f} "
+            f"{finite_number(row.get('test_accuracy')) or 0:>8.4f}  "
             f"{row.get('status', ''):<6} {row.get('model', ''):<11} {row.get('epochs_run', ''):>3} "
             f"{row.get('batch_size', ''):>5} {row.get('image_size', ''):>4} {row.get('kernel_size', ''):>4} "
             f"{row.get('optimizer', ''):<9} {row.get('augmentation', ''):<7} "
@@ -777,7 +770,9 @@ def _main(args: argparse.Namespace) -> int:
     sweep_id = sweep_id_for(trials, data_hash)
     if args.restart:
         sweep_id += time.strftime("-%Y%m%d%H%M%S")
-    done = set() if args.restart else completed_keys(logs / train.LOG_NAME)
+    # --restart: as if the log were empty
+    previous = [] if args.restart else records.read_rows(logs / train.LOG_NAME)
+    done = completed_keys(previous)
     todo = sum(trial.key not in done for trial in trials)
     print(f"auto_train: sweep {sweep_id}: {len(trials)} trials over {', '.join(grid)} on {len(crops.paths)} crops "
           f"(data {data_hash}); {len(trials) - todo} already done, {todo} to run")
@@ -796,7 +791,7 @@ def _main(args: argparse.Namespace) -> int:
         threads = args.threads or max(1, cores // jobs)
         executor = LocalExecutor(jobs, logs / SWEEP_DIR / sweep_id / "work")
     start = time.monotonic()
-    outcome = run_sweep(trials, logs, sweep_id, executor, threads, args.restart, args.median_stop,
+    outcome = run_sweep(trials, logs, sweep_id, executor, threads, previous, args.median_stop,
                         args.median_min_trials)
     hours = (time.monotonic() - start) / 3600
     counts = {status: sum(row.get("status") == status for row in outcome.rows)

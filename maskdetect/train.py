@@ -32,6 +32,8 @@ NETWORKS = ("small", "deep", "mobilenetv2")
 OPTIMIZERS = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
 AUGMENTATIONS = ("none", "light", "heavy")
 KERNEL_SIZES = (3, 5, 7)
+# the seven a sweep varies (with the learning rate); in this order in plots and leaderboards
+HYPERPARAMETERS = ("model", "epochs", "batch_size", "image_size", "kernel_size", "optimizer", "augmentation")
 LOG_NAME = "training_log.csv"
 META_NAME = "maskdetect.json"  # added inside model.keras: class names and image size travel with the model
 LOG_FIELDS = [
@@ -96,8 +98,7 @@ class Settings:
         return self.learning_rate if self.learning_rate is not None else OPTIMIZERS[self.optimizer]
 
     def hyperparameters(self) -> dict:
-        return {key: getattr(self, key) for key in ("model", "epochs", "batch_size", "image_size", "kernel_size",
-                                                     "optimizer", "augmentation")} | {"learning_rate": self.rate}
+        return {key: getattr(self, key) for key in HYPERPARAMETERS} | {"learning_rate": self.rate}
 
 
 def code_version() -> str:
