@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 # Formats TensorFlow's decode_image reads; anything else is skipped with a warning.
 TF_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
-CROP_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,8 @@ def find_crops(data_dir: str | Path, jobs: int = 1) -> Crops:
         raise ValueError(f"training needs at least two class folders in {data_dir} (found: {found})")
     candidates = [(path, index) for index, folder in enumerate(class_dirs)
                   for path in sorted(folder.iterdir())
-                  if path.is_file() and path.suffix.lower() in CROP_EXTENSIONS and not path.name.startswith(".")]
+                  if path.is_file() and path.suffix.lower() in images.IMAGE_EXTENSIONS
+                  and not path.name.startswith(".")]
     problems = runtime.parallel_map(_check_crop, [path for path, _ in candidates], jobs, "checking crops")
     source_of = {str(Path(row["crop"]).resolve()): row["source_sha256"]
                  for row in records.read_rows(data_dir / faces.MANIFEST) if row.get("crop")}

@@ -80,7 +80,7 @@ def hash_file(item: tuple[Path, str]) -> HashedFile:
                 # JPEG can decode at 1/2..1/8 scale for free; the hash only looks at 32x32 pixels.
                 image.draft("L", (128, 128))
                 return HashedFile(path, class_name, digest, perceptual_hash(image), width, height, size)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+    except images.DECODE_ERRORS as error:
         log.warning("%s: cannot decode (%s); only exact copies of it are looked for", path, error)
         return HashedFile(path, class_name, digest, None, size=size)
 

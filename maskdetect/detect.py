@@ -37,11 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import export, faces, images, records, runtime, sweep, train
+from maskdetect import export, faces, images, moves, records, runtime, sweep, train
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 DETECTIONS = "detections.csv"
 SUMMARY = "summary.json"
@@ -313,13 +312,7 @@ def plan_inputs(inputs: Sequence[str]) -> tuple[list[Item], list[str]]:
     items, problems, taken = [], [], set()
 
     def unique(name: str) -> str:
-        candidate, number = name, 1
-        stem, suffix = os.path.splitext(name)
-        while candidate in taken:
-            candidate = f"{stem}_{number}{suffix}"
-            number += 1
-        taken.add(candidate)
-        return candidate
+        return moves.free_name(name, taken)
 
     for text in inputs:
         if text.isdigit():
@@ -328,11 +321,11 @@ def plan_inputs(inputs: Sequence[str]) -> tuple[list[Item], list[str]]:
         path = Path(text)
         if path.is_dir():
             found = [file for file in images.walk_files(path)
-                     if file.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS and not file.is_symlink()
+                     if file.suffix.lower() in images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS and not file.is_symlink()
                      and not any(part.startswith(".") for part in file.relative_to(path).parts)]
             if not found:
                 problems.append(f"folder {path} has no images or videos (looked for "
-                                f"{', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")
+                                f"{', '.join(sorted(images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")
             for file in found:
                 relative = Path(path.resolve().name or "input") / file.relative_to(path)
                 name = str(relative.with_suffix(".mp4")) if _kind_of(file) == "video" else str(relative)
@@ -493,12 +486,10 @@ def run_video(pipeline: MaskDetector, capture, item: Item, output: Path, every: 
 
 
 def run_image(pipeline: MaskDetector, item: Item, output: Path, writer_rows, display: Display) -> Tally:
-    from PIL import Image
-
     start = time.perf_counter()
     try:
         rgb = images.load_rgb(item.source)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except images.DECODE_ERRORS as error:
         raise OSError(f"cannot read image {item.source}: {error}") from None
     detections = pipeline.image(rgb)
     annotated = annotate(rgb, detections, pipeline.classifier.class_names)
@@ -534,18 +525,15 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
         writer = csv.DictWriter(handle, fieldnames=DETECTION_FIELDS, lineterminator="\n")
         writer.writeheader()
 
-        def write_rows(rows: list[dict]) -> None:
-            writer.writerows(rows)
-
         try:
             for item in items:
                 try:
                     if item.kind == "image":
-                        tally = run_image(pipeline, item, output, write_rows, display)
+                        tally = run_image(pipeline, item, output, writer.writerows, display)
                     else:
                         capture = open_capture(item)
                         tally = run_video(pipeline, capture, item, output,
-                                          every or DEFAULT_VIDEO_EVERY, write_rows, display, max_frames)
+                                          every or DEFAULT_VIDEO_EVERY, writer.writerows, display, max_frames)
                 except OSError as error:
                     print(f"error: {error}", file=sys.stderr)
                     failures.append({"source": item.source, "error": str(error)})
@@ -657,6 +645,7 @@ def _main(args) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     output = args.output or args.logs / "detect" / time.strftime("%Y%m%d-%H%M%S")
+    _refuse_to_overwrite_sources(items, output)
     pipeline = MaskDetector(classifier)
     summary = process(pipeline, items, output, args.every, args.show, args.max_frames, problems)
     totals = summary["totals"]
@@ -667,6 +656,19 @@ def _main(args) -> int:
           + (f"; mask-wearing rate {rate:.1%}" if rate is not None else "")
           + f"; written to {output} ({DETECTIONS}, {SUMMARY}, annotated copies)")
     return runtime.EXIT_FAILURE if summary["failed"] else runtime.EXIT_OK
+
+
+def _refuse_to_overwrite_sources(items: Sequence[Item], output: Path) -> None:
+    """An annotated copy must never land on a photo or video it was made from (``--output`` = the photos' folder)."""
+    sources = {Path(item.source).resolve() for item in items if item.kind != "webcam"}
+    for item in items:
+        target = output / item.output
+        # a video goes to .mp4, or .avi where this OpenCV cannot write mp4
+        targets = [target] if item.kind == "image" else [target.with_suffix(".mp4"), target.with_suffix(".avi")]
+        for candidate in targets:
+            if candidate.resolve() in sources:
+                raise ValueError(f"--output {output} would overwrite {candidate} with its annotated copy; "
+                                 "choose another folder")
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:

@@ -293,7 +293,7 @@ def process_source(task: tuple[str, str, str, str, CropSettings]) -> SourceResul
     base = {"source": str(source), "source_sha256": sha256, "class": class_name}
     try:
         rgb = images.load_rgb(source)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except images.DECODE_ERRORS as error:
         result.source = {**base, "status": "unreadable", "faces": 0, "low_confidence": 0, "detail": str(error)}
         return result
     faces, padded = detect_faces(rgb, settings)

@@ -43,6 +43,13 @@ FORMAT_EXTENSIONS = {
     "GIF": ".gif",
 }
 
+# Extensions of the image files the stages look for (crops, photos to detect in).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+# What Pillow raises on a file it cannot decode (truncated, damaged, a bomb): caught wherever a stage
+# decodes a photo, so one bad file is one line and the stage goes on.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
 # Folders that the pipeline itself makes next to the class folders start with one of these.
 RESERVED_PREFIXES = ("_", ".")
 

@@ -56,10 +56,7 @@ MAX_SEARCH_DEPTH = 3
 TIMEOUT_S = 30
 _CHUNK = 1 << 20
 # Judged by extension only to *find* the data set; the organise step decodes every file later.
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
-     *images.FORMAT_EXTENSIONS.values()}
-)
+IMAGE_SUFFIXES = frozenset({".jpe", ".jfif", *images.IMAGE_EXTENSIONS, *images.FORMAT_EXTENSIONS.values()})
 
 
 def how_to(destination: Path) -> str:

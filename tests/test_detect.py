@@ -277,3 +277,14 @@ def test_entry_point_and_no_tensorflow_on_import():
     result = subprocess.run([PYTHON, str(REPO / "detect_mask.py"), "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "--every" in result.stdout and "--export" in result.stdout
+
+
+def test_an_output_folder_that_holds_the_photos_is_refused(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    picture("astronaut").save(folder / "astronaut.png")
+    before = (folder / "astronaut.png").read_bytes()
+    assert detect.main([str(folder / "astronaut.png"), "--model", str(tiny_model), "--output", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert len(error_lines(err)) == 1 and "would overwrite" in err
+    assert (folder / "astronaut.png").read_bytes() == before and sorted(folder.iterdir()) == [folder / "astronaut.png"]
