@@ -15,7 +15,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -162,13 +162,18 @@ def _apply_one(root: Path, move: Move) -> str:
     return move.action
 
 
+def since_last_undo(rows: Sequence[Mapping[str, str]]) -> list:
+    """The journal rows still in effect: those after the last undo."""
+    last_undo = max((i for i, row in enumerate(rows) if row.get("action") == UNDO), default=-1)
+    return list(rows[last_undo + 1 :])
+
+
 def undo(root: str | os.PathLike, logs: str | os.PathLike) -> Counter:
     """Put back every file the journal says was renamed or set aside under ``root``, newest first."""
     root = Path(root).resolve()
     journal = journal_path(logs)
     rows = [row for row in records.read_rows(journal) if row["input"] == str(root)]
-    last_undo = max((i for i, row in enumerate(rows) if row["action"] == UNDO), default=-1)
-    pending = rows[last_undo + 1 :]
+    pending = since_last_undo(rows)
     counts: Counter = Counter()
     for row in tqdm(list(reversed(pending)), desc="undo", unit="file", dynamic_ncols=True, leave=False):
         original, new = root / row["original"], root / row["new"]

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import faces, images, moves, records, runtime
+from maskdetect import faces, images, moves, records, review, runtime
 from maskdetect.records import finite_number
 from maskdetect.sweep import GRID_KEYS, SWEEP_DIR, leaderboard
 from maskdetect.train import LOG_NAME
@@ -305,10 +305,9 @@ def data_counts(data: Path, processed: Path, logs: Path) -> dict:
     journal = _rows(moves.journal_path(logs))
     ours = [row for row in journal if row.get("input") == str(data.resolve())]
     journal = ours or journal  # a journal written from another place: count it all
-    last_undo = max((i for i, row in enumerate(journal) if row.get("action") == moves.UNDO), default=-1)
     aside: dict[str, Counter] = defaultdict(Counter)
     seen = set()
-    for row in journal[last_undo + 1:]:
+    for row in moves.since_last_undo(journal):
         key = (row.get("original"), row.get("reason"))
         if row.get("action") in (moves.SET_ASIDE, moves.DELETE) and key not in seen:
             seen.add(key)  # a rerun after a kill journals the unfinished moves again
@@ -319,7 +318,7 @@ def data_counts(data: Path, processed: Path, logs: Path) -> dict:
     crops: dict[str, Counter] = defaultdict(Counter)
     for row in _rows(processed / faces.MANIFEST):
         crops[row.get("class", "")][row.get("kind", "")] += 1
-    for row in _rows(processed / "_rejected" / "rejected.csv"):
+    for row in _rows(processed / review.REJECTED_DIR / review.REJECTED_RECORD):
         crops[row.get("class", "")]["rejected"] += 1
     classes = sorted(set(kept) | set(aside) | set(sources) | set(crops))
     return {"classes": classes, "kept": kept, "aside": aside, "sources": sources, "crops": crops,
