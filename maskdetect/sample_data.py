@@ -253,11 +253,6 @@ def is_archive(path: Path) -> bool:
 # finding the data set inside what was unpacked
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.is_symlink()
-                  and not entry.name.startswith(images.RESERVED_PREFIXES))
-
-
 def _has_images(folder: Path, directly: bool = False) -> bool:
     walker = [(folder, [], [entry.name for entry in folder.iterdir()])] if directly else os.walk(folder)
     for directory, subdirs, files in walker:
@@ -270,7 +265,7 @@ def _has_images(folder: Path, directly: bool = False) -> bool:
 def _is_data_root(folder: Path) -> bool:
     # A data root holds two or more class folders of images and no pictures of its own: a repository's
     # top folder (README pictures, demo photos) is not one, its dataset/ folder is.
-    classes = [entry for entry in _visible_dirs(folder) if _has_images(entry)]
+    classes = [entry for entry in images.class_dirs(folder) if _has_images(entry)]
     return len(classes) >= 2 and not _has_images(folder, directly=True)
 
 
@@ -284,11 +279,11 @@ def find_data_root(top: Path, subdir: str | None = None) -> Path:
     top = Path(top)
     if subdir:
         relative = _safe_relative(subdir)
-        tops = [top, *_visible_dirs(top)] if len(_visible_dirs(top)) == 1 else [top]
+        tops = [top, *images.class_dirs(top)] if len(images.class_dirs(top)) == 1 else [top]
         for base in tops:
             candidate = base.joinpath(*relative.parts)
             if candidate.is_dir():
-                if len([entry for entry in _visible_dirs(candidate) if _has_images(entry)]) < 2:
+                if len([entry for entry in images.class_dirs(candidate) if _has_images(entry)]) < 2:
                     raise ValueError(f"{subdir}/ in the sample data has fewer than 2 class folders with images")
                 return candidate
         raise ValueError(f"the sample data has no folder {subdir}/")
@@ -297,7 +292,7 @@ def find_data_root(top: Path, subdir: str | None = None) -> Path:
         for folder in level:
             if _is_data_root(folder):
                 return folder
-        level = [child for folder in level for child in _visible_dirs(folder)]
+        level = [child for folder in level for child in images.class_dirs(folder)]
     raise ValueError("the sample data holds no folder laid out as <class>/<images> with 2 or more classes "
                      f"(searched {MAX_SEARCH_DEPTH} levels down); name it with --subdir")
 
@@ -305,7 +300,7 @@ def find_data_root(top: Path, subdir: str | None = None) -> Path:
 def class_counts(root: Path) -> dict[str, int]:
     """Image files (by extension) per class folder of a data root."""
     counts = {}
-    for folder in _visible_dirs(root):
+    for folder in images.class_dirs(root):
         counts[folder.name] = sum(
             1 for directory, subdirs, files in os.walk(folder) for name in files
             if Path(name).suffix.lower() in IMAGE_SUFFIXES
