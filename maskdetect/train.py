@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -227,7 +228,8 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
                                  shuffle=shuffle, seed=settings.seed, augment=augmentation)
 
     train_ds, val_ds = dataset(train_idx, True, augment), dataset(val_idx, False)
-    model = models.build_model(settings.model, settings.image_size, settings.kernel_size, classes, settings.weights)
+    model = models.build_model(settings.model, settings.image_size, settings.kernel_size, classes, settings.weights,
+                               steps_per_epoch=math.ceil(len(train_idx) / settings.batch_size))
     model.compile(optimizer=_optimizer(settings),
                   loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
