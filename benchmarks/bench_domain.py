@@ -1,0 +1,209 @@
+"""Where end-to-end accuracy is lost: the training set's faces versus faces like those the model is used on.
+
+bench_detect.py measures the classifier on the faces MTCNN finds in the labelled detection photos. This
+benchmark asks why it loses what it loses, by training the project's own classifier (``train.run``, the same
+hyperparameters every time) on three data sets, in one run, and testing each on held-out photos:
+
+  training            --data alone (the user's crops, e.g. the processed faces_dataset);
+  training+in-domain  --data plus the labelled faces of the other half of the detection photos, cropped from
+                      their ground-truth boxes with the face stage's geometry;
+  in-domain           those labelled faces alone.
+
+The detection photos are split into two folds by a hash of their names; a model never sees a face of the
+photos it is tested on. Each model is tested on the faces the face stage finds in the held-out fold (matched
+to a labelled face at IoU >= --iou, short side >= --min-size px, as bench_detect counts them); the two folds'
+counts are summed. Printed per class: the classifier's accuracy on found faces, end-to-end (found and right,
+over all labelled faces) and the gap to the face stage's recall; and ROC AUC, which says how well the scores
+separate the classes whatever the decision threshold. The data sets are hard links to the crops without
+faces.csv, so each model's own validation split (it only drives early stopping here) is by crop, not photo.
+
+    .venv/bin/python benchmarks/bench_domain.py --data processed_data
+    .venv/bin/python benchmarks/bench_domain.py --data processed_data --epochs 5 --limit 200   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench_detect import DEFAULT_DETECTION, photo_sizes  # noqa: E402
+from bench_detection import load_photo, load_truth  # noqa: E402
+
+from maskdetect import detect, faces, images, runtime, train  # noqa: E402
+from maskdetect.detectors import iou as box_iou  # noqa: E402
+
+FOLDS = 2
+SOURCES = ("training", "training+in-domain", "in-domain")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = train.Settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO / "processed_data",
+                        help="the training crops, one folder per class (default %(default)s)")
+    parser.add_argument("--detection", type=Path, default=DEFAULT_DETECTION,
+                        help="folder with boxes.csv and images/ (default %(default)s)")
+    parser.add_argument("--model", default=defaults.model, help="network (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="(default %(default)s)")
+    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="(default %(default)s)")
+    parser.add_argument("--augmentation", default=defaults.augmentation, help="(default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="(default %(default)s)")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N photos (sorted by name); 0: all")
+    parser.add_argument("--min-size", type=int, default=32, help="short side (px) of the faces counted")
+    parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
+    parser.add_argument("--work", type=Path, help="keep the data sets and models here (default: a temporary "
+                                                    "folder, removed at the end)")
+    return parser.parse_args(argv)
+
+
+def fold_of(photo: str) -> int:
+    return zlib.crc32(photo.encode()) % FOLDS
+
+
+def collect(args: argparse.Namespace, class_names: list[str]) -> dict:
+    """Face-stage crops of the found faces and ground-truth crops of every counted face, with their labels."""
+    truth, sizes = load_truth(args.detection), photo_sizes(args.detection)
+    photos = sorted(truth)[: args.limit or None]
+    detector = detect._face_detector(detect.CROP)
+    settings = detect.CROP
+    found = {"crops": [], "labels": [], "folds": []}
+    labelled = {"crops": [], "labels": [], "folds": []}
+    counted = Counter()
+    start = time.perf_counter()
+    for index, photo in enumerate(photos):
+        rgb = load_photo(args.detection / "images" / photo, *sizes[photo])
+        kept, _ = faces.detect_faces(rgb, settings, detector)
+        kept = [face for face in kept if face.detector != "mtcnn_low"]
+        boxes = np.array([(face.x1, face.y1, face.x2, face.y2) for face in kept]).reshape(-1, 4)
+        overlap = box_iou(np.array([box for _, box in truth[photo]]), boxes)
+        fold = fold_of(photo)
+        for row, (label, box) in enumerate(truth[photo]):
+            if label not in class_names or min(box[2] - box[0], box[3] - box[1]) < args.min_size:
+                continue
+            counted[label, fold] += 1
+            try:
+                crop = faces.crop_face(rgb, tuple(box), settings.margin, settings.size)
+            except ValueError:
+                continue
+            labelled["crops"].append(crop), labelled["labels"].append(label), labelled["folds"].append(fold)
+            if overlap.shape[1] and overlap[row].max() >= args.iou:
+                face = kept[int(overlap[row].argmax())]
+                found["crops"].append(faces.crop_face(rgb, (face.x1, face.y1, face.x2, face.y2), settings.margin,
+                                                      settings.size))
+                found["labels"].append(label), found["folds"].append(fold)
+        if (index + 1) % 100 == 0:
+            print(f"  {index + 1}/{len(photos)} photos", flush=True)
+    print(f"face stage on {len(photos)} photos in {time.perf_counter() - start:.0f} s: "
+          f"{len(found['labels'])} labelled faces found of {sum(counted.values())} counted")
+    return {"found": {key: np.asarray(value) for key, value in found.items()},
+            "labelled": {key: np.asarray(value) for key, value in labelled.items()}, "counted": counted}
+
+
+def build_data(folder: Path, training: Path | None, labelled: dict, fold: int | None, class_names: list[str]) -> Path:
+    """``folder``/<class>/: links to the training crops, plus the labelled faces of photos outside ``fold``."""
+    for name in class_names:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        if training is not None:
+            for path in images.walk_files(training / name):
+                try:
+                    os.link(path, folder / name / path.name)
+                except OSError:  # another file system: a copy
+                    shutil.copy2(path, folder / name / path.name)
+    if fold is not None:
+        for index in np.flatnonzero(labelled["folds"] != fold):
+            label = str(labelled["labels"][index])
+            faces.atomic_write_image(labelled["crops"][index], folder / label / f"in_domain_{index:05d}.jpg")
+    return folder
+
+
+def train_model(args: argparse.Namespace, data: Path, work: Path) -> Path:
+    settings = train.Settings(model=args.model, epochs=args.epochs, image_size=args.image_size,
+                              augmentation=args.augmentation, seed=args.seed, data=str(data),
+                              logs=str(work / "logs"), notes=f"bench_domain {data.name}")
+    started = time.perf_counter()
+    row = train.run(settings)
+    print(f"  {data.name}: {row['train_size']} training crops, {row['epochs_run']} epochs in "
+          f"{time.perf_counter() - started:.0f} s; its own validation accuracy {row['val_accuracy']}", flush=True)
+    return Path(row["model_path"])
+
+
+def score(model_path: Path, found: dict, fold: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    classifier = detect.load_classifier(model_path)
+    chosen = np.flatnonzero(found["folds"] == fold)
+    probabilities = np.concatenate([classifier.probabilities(found["crops"][chosen[start:start + 128]])
+                                    for start in range(0, len(chosen), 128)] or [np.zeros((0, 2))])
+    return found["labels"][chosen], probabilities, classifier.class_names
+
+
+def report(results: dict, counted: Counter, class_names: list[str]) -> None:
+    from sklearn import metrics
+
+    print("\nheld-out found faces, both folds summed (end-to-end = found and right / labelled faces):")
+    print(f"  {'trained on':20s} {'class':14s} {'classifier':>10s} {'end-to-end':>10s} {'recall':>7s} "
+          f"{'gap':>7s}   ROC AUC")
+    for source in SOURCES:
+        labels = np.concatenate([labels for labels, _ in results[source]])
+        probabilities = np.concatenate([probs for _, probs in results[source]])
+        predicted = np.asarray(class_names)[probabilities.argmax(axis=1)]
+        if len(class_names) == 2:
+            auc = metrics.roc_auc_score(labels == class_names[1], probabilities[:, 1])
+        else:
+            auc = metrics.roc_auc_score(labels, probabilities, multi_class="ovr", labels=class_names)
+        for position, name in enumerate(class_names):
+            total = sum(count for (label, _), count in counted.items() if label == name)
+            of_class = labels == name
+            right = int((predicted[of_class] == name).sum())
+            recall, end_to_end = of_class.sum() / max(total, 1), right / max(total, 1)
+            print(f"  {source if position == 0 else '':20s} {name:14s} {right / max(of_class.sum(), 1):10.1%} "
+                  f"{end_to_end:10.1%} {recall:7.1%} {100 * (recall - end_to_end):5.1f} pt"
+                  + (f"   {auc:.4f}" if position == 0 else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    runtime.configure_logging()
+
+    def body() -> int:
+        class_names = [path.name for path in images.class_dirs(args.data)]
+        if not class_names:
+            raise ValueError(f"{args.data} has no class folders of crops")
+        work = args.work or Path(tempfile.mkdtemp(prefix="bench_domain_"))
+        try:
+            cache = collect(args, class_names)
+            found, labelled = cache["found"], cache["labelled"]
+            per_fold = Counter(zip(labelled["folds"].tolist(), labelled["labels"].tolist(), strict=True))
+            print("labelled in-domain faces: " + "; ".join(
+                f"fold {fold}: " + ", ".join(f"{name} {per_fold[fold, name]}" for name in class_names)
+                for fold in range(FOLDS)))
+            results: dict[str, list] = {source: [] for source in SOURCES}
+            print("training:", flush=True)
+            alone = train_model(args, build_data(work / "training", args.data, labelled, None, class_names), work)
+            for fold in range(FOLDS):
+                results["training"].append(score(alone, found, fold)[:2])
+                for source, training in (("training+in-domain", args.data), ("in-domain", None)):
+                    data = build_data(work / f"{source.replace('+', '_')}_fold{fold}", training, labelled, fold,
+                                      class_names)
+                    results[source].append(score(train_model(args, data, work), found, fold)[:2])
+            report(results, cache["counted"], class_names)
+        finally:
+            if args.work is None:
+                shutil.rmtree(work, ignore_errors=True)
+        return runtime.EXIT_OK
+
+    return runtime.run_cli(body, "bench_domain: interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
