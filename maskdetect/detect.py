@@ -58,7 +58,8 @@ _WINDOW = "detect_mask"
 # Colours (RGB) by class: green for a mask, red for none, then distinct colours for the other classes.
 _GREEN, _RED = (0, 200, 0), (230, 30, 30)
 _OTHER_COLOURS = ((255, 150, 0), (0, 140, 255), (200, 0, 200), (0, 200, 200), (255, 230, 0), (140, 90, 40))
-_NOT_WORN = ("without", "no_", "nomask", "unmask", "not_", "incorrect", "improper", "wrong", "bad", "partial")
+_NO_MASK = ("without", "no_", "nomask", "unmask", "not_")
+_NOT_WORN = (*_NO_MASK, "incorrect", "improper", "wrong", "bad", "partial")
 
 
 def _normal(name: str) -> str:
@@ -74,7 +75,7 @@ def wears_mask(class_name: str) -> bool:
 
 def _no_mask(class_name: str) -> bool:
     name = _normal(class_name)
-    return "mask" in name and any(word in name for word in ("without", "no_", "nomask", "unmask", "not_"))
+    return "mask" in name and any(word in name for word in _NO_MASK)
 
 
 def class_colours(class_names: Sequence[str]) -> dict[str, tuple[int, int, int]]:
