@@ -79,6 +79,17 @@ def photo_sizes(data: Path) -> dict[str, tuple[int, int]]:
 # Part 1: accuracy
 
 
+def matches(labels: list, boxes: np.ndarray, min_size: int, iou: float):
+    """(label, box, index of the best-overlapping box or None) for each labelled face counted: short side at
+    least ``min_size`` px; a box matches at IoU >= ``iou``."""
+    overlap = box_iou(np.array([box for _, box in labels]).reshape(-1, 4), np.asarray(boxes).reshape(-1, 4))
+    for row, (label, box) in enumerate(labels):
+        if min(box[2] - box[0], box[3] - box[1]) < min_size:
+            continue
+        best = int(overlap[row].argmax()) if overlap.shape[1] and overlap[row].max() >= iou else None
+        yield label, box, best
+
+
 def accuracy(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[str], truth: dict,
              sizes: dict) -> tuple[dict, str]:
     counted, found, correct = Counter(), Counter(), Counter()
@@ -92,14 +103,10 @@ def accuracy(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: li
         detections = pipeline.image(rgb)
         seconds.append(time.perf_counter() - began)
         labels = truth[photo]
-        boxes = np.array([d.box for d in detections]).reshape(-1, 4)
-        overlap = box_iou(np.array([box for _, box in labels]), boxes)
-        for row, (label, box) in enumerate(labels):
-            if min(box[2] - box[0], box[3] - box[1]) < args.min_size:
-                continue
+        for label, _, best in matches(labels, np.array([d.box for d in detections]), args.min_size, args.iou):
             counted[label] += 1
-            if overlap.shape[1] and overlap[row].max() >= args.iou:
-                predicted = detections[int(overlap[row].argmax())].label
+            if best is not None:
+                predicted = detections[best].label
                 found[label] += 1
                 correct[label] += predicted == label
                 confusion[label][predicted] += 1

@@ -38,11 +38,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_detect import DEFAULT_DETECTION, photo_sizes  # noqa: E402
+from bench_detect import DEFAULT_DETECTION, matches, photo_sizes  # noqa: E402
 from bench_detection import load_photo, load_truth  # noqa: E402
 
 from maskdetect import detect, faces, images, runtime, train  # noqa: E402
-from maskdetect.detectors import iou as box_iou  # noqa: E402
 
 FOLDS = 2
 SOURCES = ("training", "training+in-domain", "in-domain")
@@ -76,33 +75,28 @@ def collect(args: argparse.Namespace, class_names: list[str]) -> dict:
     """Face-stage crops of the found faces and ground-truth crops of every counted face, with their labels."""
     truth, sizes = load_truth(args.detection), photo_sizes(args.detection)
     photos = sorted(truth)[: args.limit or None]
-    detector = detect._face_detector(detect.CROP)
-    settings = detect.CROP
+    finder = detect.MaskDetector(None)  # the face stage's detector and crops, no classifier
     found = {"crops": [], "labels": [], "folds": []}
     labelled = {"crops": [], "labels": [], "folds": []}
     counted = Counter()
     start = time.perf_counter()
     for index, photo in enumerate(photos):
         rgb = load_photo(args.detection / "images" / photo, *sizes[photo])
-        kept, _ = faces.detect_faces(rgb, settings, detector)
-        kept = [face for face in kept if face.detector != "mtcnn_low"]
-        boxes = np.array([(face.x1, face.y1, face.x2, face.y2) for face in kept]).reshape(-1, 4)
-        overlap = box_iou(np.array([box for _, box in truth[photo]]), boxes)
+        kept = finder.faces(rgb)
         fold = fold_of(photo)
-        for row, (label, box) in enumerate(truth[photo]):
-            if label not in class_names or min(box[2] - box[0], box[3] - box[1]) < args.min_size:
+        for label, box, best in matches(truth[photo], [(f.x1, f.y1, f.x2, f.y2) for f in kept], args.min_size,
+                                        args.iou):
+            if label not in class_names:
                 continue
             counted[label, fold] += 1
             try:
-                crop = faces.crop_face(rgb, tuple(box), settings.margin, settings.size)
+                crop = faces.crop_face(rgb, tuple(box), finder.settings.margin, finder.settings.size)
             except ValueError:
                 continue
             labelled["crops"].append(crop), labelled["labels"].append(label), labelled["folds"].append(fold)
-            if overlap.shape[1] and overlap[row].max() >= args.iou:
-                face = kept[int(overlap[row].argmax())]
-                found["crops"].append(faces.crop_face(rgb, (face.x1, face.y1, face.x2, face.y2), settings.margin,
-                                                      settings.size))
-                found["labels"].append(label), found["folds"].append(fold)
+            crops, _ = finder.crops(rgb, [kept[best]] if best is not None else [])
+            if crops:
+                found["crops"].append(crops[0]), found["labels"].append(label), found["folds"].append(fold)
         if (index + 1) % 100 == 0:
             print(f"  {index + 1}/{len(photos)} photos", flush=True)
     print(f"face stage on {len(photos)} photos in {time.perf_counter() - start:.0f} s: "

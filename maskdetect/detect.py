@@ -198,9 +198,9 @@ def _face_detector(settings: faces.CropSettings):
 
 
 class MaskDetector:
-    """The face stage's detector followed by the classifier."""
+    """The face stage's detector followed by the classifier (None: find and cut faces only)."""
 
-    def __init__(self, classifier: Classifier, settings: faces.CropSettings = CROP) -> None:
+    def __init__(self, classifier: Classifier | None, settings: faces.CropSettings = CROP) -> None:
         self.classifier = classifier
         self.settings = settings
         self.detector = _face_detector(settings)
@@ -210,8 +210,8 @@ class MaskDetector:
         found, _ = faces.detect_faces(rgb, self.settings, self.detector)
         return [face for face in found if face.detector != "mtcnn_low"]
 
-    def classify(self, rgb: np.ndarray, found: Sequence, carried: bool = False) -> list[Detection]:
-        """Classify ``found`` faces of ``rgb`` in one batch."""
+    def crops(self, rgb: np.ndarray, found: Sequence) -> tuple[list[np.ndarray], list]:
+        """The face stage's crops of ``found`` faces, and the faces they are of."""
         crops, kept = [], []
         for face in found:
             try:
@@ -220,6 +220,11 @@ class MaskDetector:
                 kept.append(face)
             except ValueError:  # a box carried onto a smaller frame, or empty: nothing to classify
                 continue
+        return crops, kept
+
+    def classify(self, rgb: np.ndarray, found: Sequence, carried: bool = False) -> list[Detection]:
+        """Classify ``found`` faces of ``rgb`` in one batch."""
+        crops, kept = self.crops(rgb, found)
         if not kept:
             return []
         probabilities = self.classifier.probabilities(np.stack(crops))
