@@ -129,8 +129,7 @@ class Classifier:
         """Class probabilities (n, classes) for uint8 crops (n, 256, 256, 3)."""
         if not len(crops):
             return np.zeros((0, len(self.class_names)), np.float32)
-        output = self._probabilities(np.ascontiguousarray(crops, dtype=np.uint8)).numpy()
-        return np.concatenate([1 - output, output], axis=1) if output.shape[-1] == 1 else output
+        return train.class_probabilities(self._probabilities(np.ascontiguousarray(crops, dtype=np.uint8)).numpy())
 
 
 def _first_line(error: Exception) -> str:

@@ -157,12 +157,16 @@ def load_model(path: str | Path):
     return model, meta
 
 
+def class_probabilities(output: np.ndarray) -> np.ndarray:
+    """A model's output as probabilities per class, (n, classes): a two-class model's single sigmoid
+    (the probability of the second class) becomes two columns."""
+    output = np.asarray(output)
+    return np.concatenate([1 - output, output], axis=1) if output.shape[-1] == 1 else output
+
+
 def predict_probabilities(model, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities, shape (n, classes), for uint8 images already at the model's input size."""
-    output = model.predict(pixels, verbose=0, batch_size=64)
-    if output.shape[-1] == 1:
-        output = np.concatenate([1 - output, output], axis=1)
-    return output
+    return class_probabilities(model.predict(pixels, verbose=0, batch_size=64))
 
 
 def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], None] | None = None) -> dict:
