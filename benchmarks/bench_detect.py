@@ -65,9 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.limit < 0 or args.every < 2 or args.video_photos < 1 or args.hold < 1 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --every >= 2, --video-photos >= 1, --hold >= 1, 0 < --iou <= 1")
-    if not (args.detection / "boxes.csv").is_file() or not (args.detection / "images").is_dir():
-        parser.error(f"{args.detection} has no boxes.csv and images/ (see --detection)")
+    require_detection_set(parser, args.detection)
     return args
+
+
+def require_detection_set(parser: argparse.ArgumentParser, folder: Path) -> None:
+    if not (folder / "boxes.csv").is_file() or not (folder / "images").is_dir():
+        parser.error(f"{folder} has no boxes.csv and images/ (see --detection)")
 
 
 def photo_sizes(data: Path) -> dict[str, tuple[int, int]]:

@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_detect import DEFAULT_DETECTION, matches, photo_sizes  # noqa: E402
+from bench_detect import DEFAULT_DETECTION, matches, photo_sizes, require_detection_set  # noqa: E402
 from bench_detection import load_photo, load_truth  # noqa: E402
 
 from maskdetect import detect, faces, images, runtime, train  # noqa: E402
@@ -64,7 +64,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
     parser.add_argument("--work", type=Path, help="keep the data sets and models here (default: a temporary "
                                                     "folder, removed at the end)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.limit < 0 or args.min_size < 1 or not 0 < args.iou <= 1:
+        parser.error("--limit >= 0, --min-size >= 1, 0 < --iou <= 1")
+    require_detection_set(parser, args.detection)
+    try:  # the hyperparameters are checked now, not after minutes of face detection
+        train_settings(args, args.data, args.work or Path("."))
+    except ValueError as error:
+        parser.error(str(error))
+    return args
 
 
 def fold_of(photo: str) -> int:
@@ -122,12 +130,15 @@ def build_data(folder: Path, training: Path | None, labelled: dict, fold: int | 
     return folder
 
 
+def train_settings(args: argparse.Namespace, data: Path, work: Path) -> train.Settings:
+    return train.Settings(model=args.model, epochs=args.epochs, image_size=args.image_size,
+                          augmentation=args.augmentation, seed=args.seed, data=str(data), logs=str(work / "logs"),
+                          notes=f"bench_domain {data.name}")
+
+
 def train_model(args: argparse.Namespace, data: Path, work: Path) -> Path:
-    settings = train.Settings(model=args.model, epochs=args.epochs, image_size=args.image_size,
-                              augmentation=args.augmentation, seed=args.seed, data=str(data),
-                              logs=str(work / "logs"), notes=f"bench_domain {data.name}")
     started = time.perf_counter()
-    row = train.run(settings)
+    row = train.run(train_settings(args, data, work))
     print(f"  {data.name}: {row['train_size']} training crops, {row['epochs_run']} epochs in "
           f"{time.perf_counter() - started:.0f} s; its own validation accuracy {row['val_accuracy']}", flush=True)
     return Path(row["model_path"])
