@@ -144,12 +144,13 @@ def train_model(args: argparse.Namespace, data: Path, work: Path) -> Path:
     return Path(row["model_path"])
 
 
-def score(model_path: Path, found: dict, fold: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def score(model_path: Path, found: dict, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """The labels and the model's class probabilities of the faces found in ``fold``."""
     classifier = detect.load_classifier(model_path)
     chosen = np.flatnonzero(found["folds"] == fold)
     probabilities = np.concatenate([classifier.probabilities(found["crops"][chosen[start:start + 128]])
                                     for start in range(0, len(chosen), 128)] or [np.zeros((0, 2))])
-    return found["labels"][chosen], probabilities, classifier.class_names
+    return found["labels"][chosen], probabilities
 
 
 def report(results: dict, counted: Counter, class_names: list[str]) -> None:
@@ -196,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             print("training:", flush=True)
             alone = train_model(args, build_data(work / "training", args.data, labelled, None, class_names), work)
             for fold in range(FOLDS):
-                results["training"].append(score(alone, found, fold)[:2])
+                results["training"].append(score(alone, found, fold))
                 for source, training in (("training+in-domain", args.data), ("in-domain", None)):
                     data = build_data(work / f"{source.replace('+', '_')}_fold{fold}", training, labelled, fold,
                                       class_names)
-                    results[source].append(score(train_model(args, data, work), found, fold)[:2])
+                    results[source].append(score(train_model(args, data, work), found, fold))
             report(results, cache["counted"], class_names)
         finally:
             if args.work is None:
