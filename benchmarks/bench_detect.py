@@ -7,6 +7,9 @@
      - face-stage recall: a kept box has IoU >= 0.4 with the face (bench_detection's rule);
      - end-to-end: found AND the best-overlapping box is classified as the face's label (what a user gets);
      - the gap in points between the two (target: at most 2), and the classifier's accuracy on found faces.
+   For a mask / without_mask model it also prints how well the classifier ranks the found faces (ROC AUC) and
+   the best that any decision threshold could give them, the threshold being picked on these same faces: a
+   ceiling that says whether a gap is a matter of the threshold or of the model, never a setting to use.
    ``incorrect_mask`` faces are reported too; a model without that class can only get them wrong.
 2. Speed. A 640x480 video is made from --video-photos of the photos (letterboxed, each held for --hold frames
    while it zooms in slowly, so no two frames are alike) and run through ``detect.process`` twice in this run:
@@ -97,6 +100,7 @@ def matches(labels: list, boxes: np.ndarray, min_size: int, iou: float):
 def accuracy(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[str], truth: dict,
              sizes: dict) -> tuple[dict, str]:
     counted, found, correct = Counter(), Counter(), Counter()
+    scored = []  # (true label, predicted label, its probability) of each found face
     confusion: dict[str, Counter] = defaultdict(Counter)  # true label -> predicted labels of found faces
     seconds, crowd, crowd_faces = [], "", -1
     start = time.perf_counter()
@@ -114,13 +118,47 @@ def accuracy(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: li
                 found[label] += 1
                 correct[label] += predicted == label
                 confusion[label][predicted] += 1
+                scored.append((label, predicted, detections[best].probability))
         if len(labels) > crowd_faces:
             crowd, crowd_faces = photo, len(labels)
         if (index + 1) % 100 == 0:
             print(f"  {index + 1}/{len(photos)} photos, {np.mean(seconds):.3f} s/photo so far", flush=True)
     print(f"accuracy part: {len(photos)} photos in {time.perf_counter() - start:.0f} s, "
           f"{np.mean(seconds):.3f} s/photo (detection + classification)")
-    return {"counted": counted, "found": found, "correct": correct, "confusion": confusion}, crowd
+    return {"counted": counted, "found": found, "correct": correct, "confusion": confusion, "scored": scored}, crowd
+
+
+def threshold_ceiling(positive: np.ndarray, score: np.ndarray) -> tuple[float, float, float, float]:
+    """(ROC AUC, threshold, negative-class accuracy, positive-class accuracy) where the threshold on
+    ``score >= threshold`` maximises the worse of the two accuracies. Picked on the scores it is measured on,
+    so the accuracies are the most any threshold can give those faces."""
+    from sklearn import metrics
+
+    positive = np.asarray(positive, bool)
+    if positive.all() or not positive.any():
+        raise ValueError("the ceiling needs faces of both classes")
+    false_positive, true_positive, thresholds = metrics.roc_curve(positive, score)
+    best = int(np.argmax(np.minimum(true_positive, 1 - false_positive)))
+    return (float(metrics.roc_auc_score(positive, score)), float(min(thresholds[best], 1.0)),
+            float(1 - false_positive[best]), float(true_positive[best]))
+
+
+def report_ceiling(result: dict, class_names: list[str]) -> None:
+    if sorted(class_names) != ["mask", "without_mask"]:
+        print("threshold ceiling: only for a model of the two classes mask and without_mask")
+        return
+    scored = [(label, predicted, p) for label, predicted, p in result["scored"] if label in class_names]
+    positive = np.array([label == "without_mask" for label, _, _ in scored])
+    score = np.array([p if predicted == "without_mask" else 1 - p for _, predicted, p in scored])
+    if positive.all() or not positive.any():
+        print("threshold ceiling: needs found faces of both classes")
+        return
+    auc, threshold, mask_accuracy, without_accuracy = threshold_ceiling(positive, score)
+    gaps = [result["found"][label] / result["counted"][label] * (1 - accuracy) * 100
+            for label, accuracy in (("mask", mask_accuracy), ("without_mask", without_accuracy))]
+    print(f"classifier on found faces: ROC AUC {auc:.4f}. The best any threshold could do, picked on these same "
+          f"faces (a ceiling, not a setting): P(without_mask) >= {threshold:.3f} gives mask {mask_accuracy:.1%}, "
+          f"without_mask {without_accuracy:.1%}, end-to-end gaps {gaps[0]:.1f} / {gaps[1]:.1f} pt")
 
 
 def report(result: dict, class_names: list[str], min_size: int) -> None:
@@ -209,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         photos = sorted(truth)[: args.limit or None]
         result, crowd = accuracy(pipeline, args, photos, truth, sizes)
         report(result, classifier.class_names, args.min_size)
+        report_ceiling(result, classifier.class_names)
         rgb = load_photo(args.detection / "images" / crowd, *sizes[crowd])
         CROWD.parent.mkdir(parents=True, exist_ok=True)
         detect.save_image(detect.annotate(rgb, pipeline.image(rgb), classifier.class_names), CROWD)
