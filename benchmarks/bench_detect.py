@@ -136,7 +136,7 @@ def threshold_ceiling(positive: np.ndarray, score: np.ndarray) -> tuple[float, f
 
     positive = np.asarray(positive, bool)
     if positive.all() or not positive.any():
-        raise ValueError("the ceiling needs faces of both classes")
+        raise ValueError("needs faces of both classes")
     false_positive, true_positive, thresholds = metrics.roc_curve(positive, score)
     best = int(np.argmax(np.minimum(true_positive, 1 - false_positive)))
     return (float(metrics.roc_auc_score(positive, score)), float(min(thresholds[best], 1.0)),
@@ -150,10 +150,11 @@ def report_ceiling(result: dict, class_names: list[str]) -> None:
     scored = [(label, predicted, p) for label, predicted, p in result["scored"] if label in class_names]
     positive = np.array([label == "without_mask" for label, _, _ in scored])
     score = np.array([p if predicted == "without_mask" else 1 - p for _, predicted, p in scored])
-    if positive.all() or not positive.any():
-        print("threshold ceiling: needs found faces of both classes")
+    try:
+        auc, threshold, mask_accuracy, without_accuracy = threshold_ceiling(positive, score)
+    except ValueError as error:  # found faces of one class only
+        print(f"threshold ceiling: {error}")
         return
-    auc, threshold, mask_accuracy, without_accuracy = threshold_ceiling(positive, score)
     gaps = [result["found"][label] / result["counted"][label] * (1 - accuracy) * 100
             for label, accuracy in (("mask", mask_accuracy), ("without_mask", without_accuracy))]
     print(f"classifier on found faces: ROC AUC {auc:.4f}. The best any threshold could do, picked on these same "
