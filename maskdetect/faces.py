@@ -380,6 +380,8 @@ def class_yield(output: Path) -> dict[str, float]:
 def build_parser():
     import argparse
 
+    from maskdetect import annotations
+
     parser = argparse.ArgumentParser(
         prog="process_faces.py",
         description="Find every face in the photos of each class and save it as a square crop; "
@@ -412,6 +414,15 @@ def build_parser():
                         "crops deleted by hand count as rejected")
     parser.add_argument("--manual-boxes", type=Path, metavar="FILE",
                         help="crop the boxes drawn on a review sheet (CSV: source,class,x1,y1,x2,y2)")
+    parser.add_argument("--annotations", nargs="+", type=Path, metavar="PATH",
+                        help="cut the labelled faces of these annotation sets instead of detecting faces: a PASCAL "
+                        "VOC folder (annotations/*.xml beside images/), a CSV of boxes (image,label,xmin,ymin,xmax,"
+                        "ymax) or a YOLO folder (labels/, images/, classes.txt); --classes keeps only those labels")
+    parser.add_argument("--label-map", nargs="+", metavar="OLD=NEW", default=[],
+                        help="with --annotations: rename labels (e.g. with_mask=mask), OLD=- drops a label")
+    parser.add_argument("--min-face", type=int, default=annotations.DEFAULT_MIN_FACE, metavar="PX",
+                        help="with --annotations: labelled faces whose short side is below PX are counted and "
+                        "skipped (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -446,7 +457,18 @@ def _main(args) -> int:
             raise ValueError(f"manual boxes file {args.manual_boxes} does not exist")
         written = review.crop_manual_boxes(output, review.read_manual_boxes(args.manual_boxes), settings)
         print(f"process_faces: {written} hand-drawn faces cropped into {output}")
-    if not (args.review or args.apply_review or args.manual_boxes):
+    if args.annotations:
+        from maskdetect import annotations
+
+        label_map = annotations.parse_label_map(args.label_map)
+        labels = annotations.Labels()
+        for path in args.annotations:
+            labels.extend(annotations.read(path))
+        counts = annotations.crop(labels, output, settings, label_map, args.min_face, args.classes)
+        print(annotations.summary(counts))
+    elif args.label_map:
+        raise ValueError("--label-map is for --annotations")
+    if not (args.review or args.apply_review or args.manual_boxes or args.annotations):
         if not args.input.is_dir():
             raise ValueError(f"input folder {args.input} does not exist")
         counts = run(args.input, output, settings, args.jobs, args.classes)

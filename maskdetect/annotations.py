@@ -1,0 +1,346 @@
+"""Labelled photos as a training source: read the boxes that labelling tools export, cut each face.
+
+Street and crowd photos with a box and a label per face teach the classifier the faces cameras see
+(small, turned, blurred, in crowds), which the usual close-up collections lack. Three formats are read:
+
+- PASCAL VOC (LabelImg, CVAT, Roboflow): a folder with ``annotations/*.xml`` (or the XML files
+  themselves), one ``<object>`` per face whose ``<name>`` is the label; the photo is the XML's
+  ``<filename>``, looked for in ``images/`` beside ``annotations/``, then beside the XML, then at ``<path>``.
+- CSV: a file (or a folder holding ``boxes.csv``) with the columns ``image, label, xmin, ymin, xmax,
+  ymax`` (``width, height`` may follow); ``image`` is relative to ``images/`` beside the file, or to the file.
+- YOLO: a folder with ``labels/*.txt`` (``class cx cy w h``, normalised) beside ``images/`` and a class
+  list in ``classes.txt`` (or ``obj.names``, or ``names:`` in ``data.yaml``).
+
+Reading is planning: :func:`read` returns every labelled photo and a one-line problem for each file or box
+it cannot use. :func:`crop` then cuts the faces with the face stage's own geometry into
+``<output>/<label>/`` with a ``faces.csv`` row each (kind ``annotated``, the source photo and its sha256,
+so the grouped split keeps a photo's faces on one side). A photo is finished once its ``sources.csv`` row
+is written, so a rerun skips it, and a photo's crops and rows are written only after all its boxes passed.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from maskdetect import faces, images, records
+
+log = logging.getLogger(__name__)
+
+ANNOTATED = "annotated"  # the kind of a crop cut from a labelled box
+CSV_COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
+YOLO_CLASS_FILES = ("classes.txt", "obj.names")
+DROP = "-"  # --label-map OLD=- drops the label
+# Faces whose short side is below this are counted and skipped. Measured with benchmarks/bench_wild.py: see
+# the README. Cameras see many faces of 16-32 px; below 20 px a 256 px crop is mostly blur.
+DEFAULT_MIN_FACE = 20
+
+
+@dataclass(frozen=True)
+class LabelledFace:
+    label: str
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the photo's pixels
+
+
+@dataclass
+class LabelledPhoto:
+    image: Path
+    faces: list[LabelledFace] = field(default_factory=list)
+    origin: str = ""  # the annotation file (and line), for messages
+
+
+@dataclass
+class Labels:
+    """What a set of annotation files says: the photos with their faces, and what could not be used."""
+
+    photos: list[LabelledPhoto] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def extend(self, other: Labels) -> None:
+        self.photos.extend(other.photos)
+        self.problems.extend(other.problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read(path: str | Path) -> Labels:
+    """Every labelled photo under ``path`` (a VOC folder, a CSV file or folder, or a YOLO folder)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"annotations {path} do not exist")
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return read_csv(path)
+        if path.suffix.lower() == ".xml":
+            return read_voc([path], path.parent)
+        raise ValueError(f"annotations {path}: expected a .csv or .xml file, or a folder of VOC, CSV or YOLO labels")
+    if (path / "annotations").is_dir():
+        return read_voc(sorted((path / "annotations").glob("*.xml")), path)
+    if (path / "labels").is_dir():
+        return read_yolo(path)
+    if (path / "boxes.csv").is_file():
+        return read_csv(path / "boxes.csv")
+    xml_files = sorted(path.glob("*.xml"))
+    if xml_files:
+        return read_voc(xml_files, path)
+    raise ValueError(f"annotations {path}: no annotations/*.xml (VOC), labels/*.txt (YOLO), boxes.csv or *.xml in it")
+
+
+def _find_photo(name: str, candidates: Iterable[Path]) -> Path | None:
+    for folder in candidates:
+        if folder is None:
+            continue
+        photo = folder / name
+        if photo.is_file():
+            return photo
+    return None
+
+
+def read_voc(xml_files: Sequence[Path], root: Path) -> Labels:
+    labels = Labels()
+    for xml_file in xml_files:
+        try:
+            tree = ElementTree.parse(xml_file)
+        except (ElementTree.ParseError, OSError) as error:
+            labels.problems.append(f"{xml_file}: not a readable VOC XML file ({error})")
+            continue
+        annotation = tree.getroot()
+        name = (annotation.findtext("filename") or "").strip()
+        written_path = (annotation.findtext("path") or "").strip()
+        photo = _find_photo(name, (root / "images", xml_file.parent, root)) if name else None
+        if photo is None and written_path and Path(written_path).is_file():
+            photo = Path(written_path)
+        if photo is None:
+            labels.problems.append(f"{xml_file}: its photo {name or written_path or '(no <filename>)'} is missing")
+            continue
+        entry = LabelledPhoto(photo, origin=str(xml_file))
+        for number, item in enumerate(annotation.iter("object"), 1):
+            label = (item.findtext("name") or "").strip()
+            box = item.find("bndbox")
+            try:
+                values = tuple(float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax"))
+            except (AttributeError, TypeError, ValueError):
+                labels.problems.append(f"{xml_file}: object {number} has no numeric <bndbox>")
+                continue
+            entry.faces.append(LabelledFace(label, values))
+        labels.photos.append(entry)
+    return labels
+
+
+def read_csv(csv_file: Path) -> Labels:
+    labels = Labels()
+    by_photo: dict[str, LabelledPhoto] = {}
+    try:
+        with open(csv_file, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"annotations {csv_file} lack the column(s) {', '.join(missing)}; "
+                                 f"expected {', '.join(CSV_COLUMNS)}")
+            for number, row in enumerate(reader, 2):
+                name = (row["image"] or "").strip()
+                try:
+                    box = tuple(float(row[key]) for key in ("xmin", "ymin", "xmax", "ymax"))
+                except (TypeError, ValueError):
+                    labels.problems.append(f"{csv_file}:{number}: the box is not four numbers")
+                    continue
+                if name not in by_photo:
+                    photo = _find_photo(name, (csv_file.parent / "images", csv_file.parent))
+                    if photo is None:
+                        labels.problems.append(f"{csv_file}:{number}: its photo {name} is missing")
+                        by_photo[name] = None
+                        continue
+                    by_photo[name] = LabelledPhoto(photo, origin=str(csv_file))
+                if by_photo[name] is not None:
+                    by_photo[name].faces.append(LabelledFace((row["label"] or "").strip(), box))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"annotations {csv_file} cannot be read: {error}") from None
+    labels.photos = [photo for photo in by_photo.values() if photo is not None]
+    return labels
+
+
+def yolo_classes(root: Path) -> list[str]:
+    for name in YOLO_CLASS_FILES:
+        for folder in (root, root / "labels"):
+            if (folder / name).is_file():
+                return [line.strip() for line in (folder / name).read_text(encoding="utf-8").splitlines()
+                        if line.strip()]
+    if (root / "data.yaml").is_file():
+        import yaml
+
+        names = (yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8")) or {}).get("names")
+        if isinstance(names, dict):
+            return [str(names[key]) for key in sorted(names)]
+        if isinstance(names, list):
+            return [str(name) for name in names]
+    raise ValueError(f"YOLO labels in {root}: no class list ({', '.join(YOLO_CLASS_FILES)} or names: in data.yaml)")
+
+
+def read_yolo(root: Path) -> Labels:
+    classes = yolo_classes(root)
+    labels = Labels()
+    photos = {path.stem: path for path in images.walk_files(root / "images")
+              if path.suffix.lower() in images.IMAGE_EXTENSIONS} if (root / "images").is_dir() else {}
+    for text_file in sorted((root / "labels").glob("*.txt")):
+        if text_file.name in YOLO_CLASS_FILES:
+            continue
+        photo = photos.get(text_file.stem)
+        if photo is None:
+            labels.problems.append(f"{text_file}: no photo named {text_file.stem}.* in {root / 'images'}")
+            continue
+        try:
+            with Image.open(photo) as image:
+                width, height = image.size
+        except images.DECODE_ERRORS as error:
+            labels.problems.append(f"{photo}: cannot be read ({error})")
+            continue
+        entry = LabelledPhoto(photo, origin=str(text_file))
+        for number, line in enumerate(text_file.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                index, cx, cy, w, h = int(parts[0]), *(float(value) for value in parts[1:5])
+            except (ValueError, IndexError, TypeError):
+                labels.problems.append(f"{text_file}:{number}: expected 'class cx cy w h'")
+                continue
+            if not 0 <= index < len(classes):
+                labels.problems.append(f"{text_file}:{number}: class {index} is not in the class list "
+                                       f"({len(classes)} classes)")
+                continue
+            entry.faces.append(LabelledFace(classes[index], ((cx - w / 2) * width, (cy - h / 2) * height,
+                                                             (cx + w / 2) * width, (cy + h / 2) * height)))
+        labels.photos.append(entry)
+    return labels
+
+
+def parse_label_map(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``OLD=NEW`` pairs as a mapping; ``OLD=-`` drops the label."""
+    mapping = {}
+    for pair in pairs or ():
+        old, separator, new = pair.partition("=")
+        if not separator or not old.strip() or not new.strip():
+            raise ValueError(f"--label-map takes OLD=NEW (or OLD=- to drop a label), not {pair!r}")
+        mapping[old.strip()] = new.strip()
+    return mapping
+
+
+def valid_label(label: str) -> bool:
+    """A label that can be a class folder: not empty, no path separators, not one of the pipeline's own names."""
+    return bool(label) and "/" not in label and "\\" not in label and not label.startswith(images.RESERVED_PREFIXES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cutting
+
+
+class _BoxFace:
+    """A labelled box, shaped like a detector's face for the manifest."""
+
+    def __init__(self, box: Sequence[float]) -> None:
+        self.x1, self.y1, self.x2, self.y2 = (float(value) for value in box)
+        self.confidence, self.landmarks, self.detector = 1.0, None, ANNOTATED
+
+
+def _plan_faces(photo: LabelledPhoto, width: int, height: int, label_map: Mapping[str, str], min_face: int,
+                classes: Sequence[str] | None, counts: Counter, problems: list[str]) -> list[tuple[int, str, tuple]]:
+    """(index in the file, class, box) of each face to cut; the others are counted and, if bad, reported."""
+    chosen = []
+    for index, face in enumerate(photo.faces):
+        label = label_map.get(face.label, face.label)
+        x1, y1, x2, y2 = face.box
+        if label == DROP:
+            counts["dropped"] += 1
+        elif not valid_label(label) or (classes and label not in classes):
+            counts["bad_label"] += 1
+            problems.append(f"{photo.origin}: face {index} of {photo.image.name} has the unknown label {label!r}"
+                            + (f" (not one of --classes {' '.join(classes)})" if classes else ""))
+        elif x2 <= x1 or y2 <= y1:
+            counts["bad_box"] += 1
+            problems.append(f"{photo.origin}: face {index} of {photo.image.name} has an empty box {face.box}")
+        elif x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:
+            # a pixel of slack: tools differ on whether xmax is the last pixel or one past it
+            counts["bad_box"] += 1
+            problems.append(f"{photo.origin}: face {index} of {photo.image.name}: box {face.box} lies outside "
+                            f"the {width}x{height} photo")
+        elif min(x2 - x1, y2 - y1) < min_face:
+            counts["too_small"] += 1
+        else:
+            chosen.append((index, label, (max(x1, 0), max(y1, 0), min(x2, width), min(y2, height))))
+    return chosen
+
+
+def crop(labels: Labels, output: Path, settings: faces.CropSettings, label_map: Mapping[str, str] | None = None,
+         min_face: int = DEFAULT_MIN_FACE, classes: Sequence[str] | None = None, progress: bool = True) -> Counter:
+    """Cut every labelled face of photos not done yet into ``<output>/<label>/``; returns the counts.
+
+    Problems (a missing photo, a bad box, an unknown label: one that cannot be a folder name, or one outside
+    ``classes`` when given) are logged one line each and counted; the other faces and photos go on.
+    """
+    from tqdm import tqdm
+
+    if min_face < 1:
+        raise ValueError(f"--min-face must be at least 1 pixel, not {min_face}")
+    label_map = dict(label_map or {})
+    output.mkdir(parents=True, exist_ok=True)
+    finished = faces.done_sources(output)
+    counts: Counter = Counter(photos=len(labels.photos), problems=len(labels.problems))
+    for problem in labels.problems:
+        log.warning("%s", problem)
+    seen = set(finished)
+    for photo in tqdm(labels.photos, desc="annotated faces", unit="photo", disable=not progress):
+        problems: list[str] = []
+        sha256 = images.sha256_file(photo.image)
+        if sha256 in seen:
+            counts["skipped"] += 1
+            continue
+        seen.add(sha256)
+        base = {"source": str(photo.image.resolve()), "source_sha256": sha256, "class": ANNOTATED}
+        try:
+            rgb = images.load_rgb(photo.image)
+        except images.DECODE_ERRORS as error:
+            log.warning("%s: cannot be read (%s)", photo.image, error)
+            counts["unreadable"] += 1
+            records.append_rows(output / faces.SOURCES, faces.SOURCE_FIELDS,
+                                [{**base, "status": "unreadable", "faces": 0, "low_confidence": 0,
+                                  "detail": str(error), "time": faces._now()}])
+            continue
+        height, width = rgb.shape[:2]
+        chosen = _plan_faces(photo, width, height, label_map, min_face, classes, counts, problems)
+        for problem in problems:
+            log.warning("%s", problem)
+        rows = []
+        stem = faces.crop_stem(photo.image, sha256)
+        for index, label, box in chosen:
+            crop_path = (output / label / f"{stem}_face{index}{faces.CROP_EXTENSION}").resolve()
+            faces.atomic_write_image(faces.crop_face(rgb, box, settings.margin, settings.size), crop_path)
+            rows.append(faces.face_row(crop_path, photo.image.resolve(), sha256, label, index, ANNOTATED,
+                                       _BoxFace(box), settings))
+            counts[f"class:{label}"] += 1
+        records.append_rows(output / faces.MANIFEST, faces.FACE_FIELDS, rows)
+        records.append_rows(output / faces.SOURCES, faces.SOURCE_FIELDS,
+                            [{**base, "status": "annotated", "faces": len(rows), "low_confidence": 0,
+                              "detail": f"{len(photo.faces) - len(rows)} labelled faces not cut" if
+                              len(rows) < len(photo.faces) else "", "time": faces._now()}])
+        counts["faces"] += len(rows)
+        counts["done"] += 1
+    return counts
+
+
+def summary(counts: Counter) -> str:
+    by_class = ", ".join(f"{key.split(':', 1)[1]} {value}" for key, value in sorted(counts.items())
+                         if key.startswith("class:")) or "none"
+    return (f"process_faces: annotations: {counts['photos']} labelled photos, {counts['done']} done now, "
+            f"{counts['skipped']} skipped (done before or identical); {counts['faces']} faces cut ({by_class}); "
+            f"not cut: {counts['too_small']} too small, {counts['dropped']} dropped by --label-map, "
+            f"{counts['bad_box']} bad boxes, {counts['bad_label']} unknown labels; {counts['unreadable']} "
+            f"unreadable photos, {counts['problems']} unusable files or lines")
