@@ -83,7 +83,8 @@ def wears_mask(class_name: str) -> bool:
     return "mask" in name and not any(word in name for word in _NOT_WORN)
 
 
-def _no_mask(class_name: str) -> bool:
+def no_mask(class_name: str) -> bool:
+    """A class of faces without a mask: ``without_mask``, ``no_mask``, ``unmasked``."""
     name = _normal(class_name)
     return "mask" in name and any(word in name for word in _NO_MASK)
 
@@ -92,14 +93,14 @@ def mask_worn_wrong(class_name: str) -> bool:
     """A class of masks worn wrong (under the nose, on the chin): ``incorrect_mask``, ``mask_incorrect``,
     ``mask_weared_incorrect``; not ``without_mask``."""
     name = _normal(class_name)
-    return "mask" in name and not _no_mask(name) and any(word in name for word in _WORN_WRONG)
+    return "mask" in name and not no_mask(name) and any(word in name for word in _WORN_WRONG)
 
 
 def class_colours(class_names: Sequence[str]) -> dict[str, tuple[int, int, int]]:
     """A colour per class: green for a worn mask, red for no mask, orange for a mask worn wrong, others distinct."""
     colours, others = {}, iter(_OTHER_COLOURS * (len(class_names) // len(_OTHER_COLOURS) + 1))
     for name in class_names:
-        colours[name] = (_GREEN if wears_mask(name) else _RED if _no_mask(name)
+        colours[name] = (_GREEN if wears_mask(name) else _RED if no_mask(name)
                          else _ORANGE if mask_worn_wrong(name) else next(others))
     return colours
 
