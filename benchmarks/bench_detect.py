@@ -10,7 +10,10 @@
    For a mask / without_mask model it also prints how well the classifier ranks the found faces (ROC AUC) and
    the best that any decision threshold could give them, the threshold being picked on these same faces: a
    ceiling that says whether a gap is a matter of the threshold or of the model, never a setting to use.
-   ``incorrect_mask`` faces are reported too; a model without that class can only get them wrong.
+   ``incorrect_mask`` faces are reported too; a model without that class can only get them wrong. A model's
+   classes are read in the labels' words: a worn-mask class (``with_mask``) is ``mask``, a no-mask class is
+   ``without_mask``, a mask-worn-wrong class (``mask_weared_incorrect``) is ``incorrect_mask``. For a model of
+   three or more classes it prints the accuracy per class on found faces and the confusion among the classes.
 2. Speed. A 640x480 video is made from --video-photos of the photos (letterboxed, each held for --hold frames
    while it zooms in slowly, so no two frames are alike) and run through ``detect.process`` twice in this run:
    detection on every frame (k=1) and every --every frames (boxes carried between, classification on every
@@ -86,6 +89,18 @@ def photo_sizes(data: Path) -> dict[str, tuple[int, int]]:
 # Part 1: accuracy
 
 
+def benchmark_label(class_name: str) -> str:
+    """A model's class in the labels' words (``mask``, ``without_mask``, ``incorrect_mask``), so a model trained
+    on ``with_mask`` or ``mask_weared_incorrect`` folders is scored against the labels it means."""
+    if detect.wears_mask(class_name):
+        return "mask"
+    if detect.no_mask(class_name):
+        return "without_mask"
+    if detect.mask_worn_wrong(class_name):
+        return "incorrect_mask"
+    return class_name
+
+
 def matches(labels: list, boxes: np.ndarray, min_size: int, iou: float):
     """(label, box, index of the best-overlapping box or None) for each labelled face counted: short side at
     least ``min_size`` px; a box matches at IoU >= ``iou``."""
@@ -114,7 +129,7 @@ def accuracy(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: li
         for label, _, best in matches(labels, np.array([d.box for d in detections]), args.min_size, args.iou):
             counted[label] += 1
             if best is not None:
-                predicted = detections[best].label
+                predicted = benchmark_label(detections[best].label)
                 found[label] += 1
                 correct[label] += predicted == label
                 confusion[label][predicted] += 1
@@ -143,11 +158,35 @@ def threshold_ceiling(positive: np.ndarray, score: np.ndarray) -> tuple[float, f
             float(1 - false_positive[best]), float(true_positive[best]))
 
 
+def confusion_lines(result: dict, class_names: list[str]) -> list[str]:
+    """The found faces' confusion as a table: a row per labelled class, a column per class of the model (in the
+    labels' words), and the share of each row classified right."""
+    columns = [benchmark_label(name) for name in class_names]
+    width = max(16, *(len(name) + 2 for name in columns))
+    lines = ["  " + "true / predicted".ljust(18) + "".join(f"{name:>{width}s}" for name in columns) + f"{'right':>8s}"]
+    for label in CLASSES:
+        row = result["confusion"][label]
+        found = sum(row.values())
+        if not found:
+            continue
+        right = f"{row[label] / found:8.1%}" if label in columns else f"{'n/a':>8s}"
+        lines.append(f"  {label:18s}" + "".join(f"{row[name]:>{width}d}" for name in columns) + right)
+    return lines
+
+
 def report_ceiling(result: dict, class_names: list[str]) -> None:
-    if sorted(class_names) != ["mask", "without_mask"]:
+    """For a mask / without_mask model, the threshold ceiling; for three or more classes, where no one threshold
+    applies, the confusion among the classes on the found faces."""
+    model_classes = sorted(benchmark_label(name) for name in class_names)
+    if len(model_classes) > 2:
+        print(f"threshold ceiling: only for two classes; the {len(model_classes)} classes on found faces "
+              "(rows: the labels; right: the share of the row's found faces classified as their label):")
+        print("\n".join(confusion_lines(result, class_names)))
+        return
+    if model_classes != ["mask", "without_mask"]:
         print("threshold ceiling: only for a model of the two classes mask and without_mask")
         return
-    scored = [(label, predicted, p) for label, predicted, p in result["scored"] if label in class_names]
+    scored = [(label, predicted, p) for label, predicted, p in result["scored"] if label in model_classes]
     positive = np.array([label == "without_mask" for label, _, _ in scored])
     score = np.array([p if predicted == "without_mask" else 1 - p for _, predicted, p in scored])
     try:
@@ -163,6 +202,7 @@ def report_ceiling(result: dict, class_names: list[str]) -> None:
 
 
 def report(result: dict, class_names: list[str], min_size: int) -> None:
+    model_classes = {benchmark_label(name) for name in class_names}
     print(f"\nper class, ground-truth faces with short side >= {min_size} px:")
     print(f"  {'class':16s} {'faces':>6s} {'face-stage recall':>18s} {'end-to-end':>11s} {'gap':>8s} "
           f"{'classifier on found':>20s}  target (gap <= 2 points)")
@@ -174,7 +214,7 @@ def report(result: dict, class_names: list[str], min_size: int) -> None:
         recall, end_to_end = found / total, correct / total
         on_found = correct / found if found else float("nan")
         gap = (recall - end_to_end) * 100
-        verdict = ("met" if gap <= 2 else "missed") if label in class_names else "n/a: not a class of the model"
+        verdict = ("met" if gap <= 2 else "missed") if label in model_classes else "n/a: not a class of the model"
         print(f"  {label:16s} {total:6d} {recall:17.1%} {end_to_end:10.1%} {gap:6.1f} pt {on_found:19.1%}  {verdict}")
     print("found faces, true label -> predicted: " + "; ".join(
         f"{label}: " + ", ".join(f"{name} {count}" for name, count in sorted(result["confusion"][label].items()))

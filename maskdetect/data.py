@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -84,6 +85,61 @@ def find_crops(data_dir: str | Path, jobs: int = 1) -> Crops:
         if counts[index] == 0:
             raise ValueError(f"class folder {data_dir / name} has no usable images")
     return crops
+
+
+def crop_geometry(data_dir: str | Path, paths: Sequence[str]) -> dict:
+    """The margin and size the crops ``paths`` were cut with, from ``data_dir/faces.csv``'s settings.
+
+    Returns ``{"margin", "crop_size", "source"}`` for the model's metadata, so that detection cuts faces
+    the way the classifier saw them in training. ``source`` is ``faces.csv`` when the manifest gives
+    the settings, or ``default`` (the face stage's defaults) when it knows none of the crops (crops put
+    in the class folders by hand). Crops cut with different settings are mixed: a warning names the
+    counts, and the most common geometry is returned with ``source`` ``faces.csv (mixed)``.
+    """
+    defaults = faces.CropSettings()
+    settings_of: dict[str, str] = {}
+    for row in records.read_rows(Path(data_dir) / faces.MANIFEST):
+        if row.get("crop"):
+            settings_of[str(Path(row["crop"]).resolve())] = row.get("settings") or ""
+    geometries: Counter = Counter()
+    unknown = 0
+    for path in paths:
+        text = settings_of.get(str(Path(path).resolve()))
+        try:
+            recorded = json.loads(text) if text else {}
+            geometry = (float(recorded["margin"]), int(recorded["size"]))
+        except (ValueError, TypeError, KeyError):
+            unknown += 1  # not in faces.csv, or a damaged settings cell: it tells nothing about this crop
+            continue
+        geometries[geometry] += 1
+    if not geometries:
+        return {"margin": defaults.margin, "crop_size": defaults.size, "source": "default"}
+    (margin, size), _ = geometries.most_common(1)[0]
+    if unknown:
+        log.info("%d of %d training crops are not in %s (added by hand); they are taken to be cut like the others",
+                 unknown, len(paths), faces.MANIFEST)
+    if len(geometries) == 1:
+        return {"margin": margin, "crop_size": size, "source": "faces.csv"}
+    counts = ", ".join(f"{count} with margin {m:g} and {s} px" for (m, s), count in geometries.most_common())
+    log.warning("the training crops were cut with different settings (%s); the model records the most common, "
+                "margin %g and %d px, and detection cuts faces that way. Cut all crops alike (process_faces.py "
+                "with one --margin and --size) for a model that matches its faces.", counts, margin, size)
+    return {"margin": margin, "crop_size": size, "source": "faces.csv (mixed)"}
+
+
+def model_crop(meta: dict) -> tuple[float, int]:
+    """(margin, crop size) a model's metadata says its faces are cut with; the face stage's defaults for a
+    model saved before the crop geometry was recorded. ValueError for values no crop could have."""
+    defaults = faces.CropSettings()
+    crop = meta.get("crop")
+    if crop is None:
+        return defaults.margin, defaults.size
+    try:
+        margin, size = float(crop["margin"]), int(crop["crop_size"])
+        faces.CropSettings(margin=margin, size=size)  # the face stage's own checks of both
+    except (TypeError, KeyError, ValueError) as error:
+        raise ValueError(f"the model's crop geometry {crop!r} is not usable: {error}") from None
+    return margin, size
 
 
 def grouped_split(labels: np.ndarray, groups: Sequence[str], shares: Sequence[float], seed: int) -> list[np.ndarray]:

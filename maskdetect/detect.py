@@ -3,9 +3,11 @@ write annotated copies, ``detections.csv`` and ``summary.json``; export a model 
 
 Faces are found by the face stage's own detector and settings (``faces.CropSettings()`` defaults through
 ``faces.detector_settings`` and ``faces.detect_faces``, the padded retry included), and cut with its geometry
-(``faces.crop_face``: margin 0.2, 256 px), then resized to the model's size as ``data.make_dataset`` does
-(``tf.image.resize`` with antialiasing, rounded to uint8). So the classifier sees faces as it saw them in
-training. All faces of a frame go to the model in one batch.
+(``faces.crop_face``) at the margin and crop size the model's training crops had (recorded in the model's
+metadata; margin 0.2 and 256 px, the face stage's defaults, for a model saved before they were recorded),
+then resized to the model's size as ``data.make_dataset`` does (``tf.image.resize`` with antialiasing,
+rounded to uint8). So the classifier sees faces as it saw them in training. All faces of a frame go to the
+model in one batch.
 
 Output (``--output``, default ``<logs>/detect/<time>/``)::
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import functools
 import json
 import logging
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import export, faces, images, moves, records, runtime, sweep, train
+from maskdetect import data, export, faces, images, moves, records, runtime, sweep, train
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,8 @@ DETECTIONS = "detections.csv"
 SUMMARY = "summary.json"
 DETECTION_FIELDS = ["source", "frame", "face", "x1", "y1", "x2", "y2", "label", "probability", "confidence",
                     "detector", "carried"]
-# The face stage's settings: the same detector, thresholds and crop geometry as process_faces.py's defaults.
+# The face stage's settings: the same detector and thresholds as process_faces.py's defaults. The crop geometry
+# (margin, size) is replaced by the classifier's own (see MaskDetector).
 CROP = faces.CropSettings()
 # Detection every 5th frame of a video: the detector takes ~0.2 s a 640x480 frame on two cores, the classifier
 # ~7 ms, so detecting every frame gives ~5 frames/s and every 5th ~20 (benchmarks/bench_detect.py).
@@ -55,11 +59,16 @@ DEFAULT_VIDEO_EVERY = 5
 FALLBACK_FPS = 25.0
 _WINDOW = "detect_mask"
 
-# Colours (RGB) by class: green for a mask, red for none, then distinct colours for the other classes.
-_GREEN, _RED = (0, 200, 0), (230, 30, 30)
-_OTHER_COLOURS = ((255, 150, 0), (0, 140, 255), (200, 0, 200), (0, 200, 200), (255, 230, 0), (140, 90, 40))
+# Colours (RGB) by class: green for a worn mask, red for none, orange for a mask worn wrong (under the nose, on
+# the chin), then distinct colours for other classes. None of the others is orange, green or red, so the three
+# mask classes never share a colour with another class.
+_GREEN, _RED, _ORANGE = (0, 200, 0), (230, 30, 30), (255, 140, 0)
+_OTHER_COLOURS = ((0, 140, 255), (200, 0, 200), (0, 200, 200), (255, 230, 0), (140, 90, 40), (160, 160, 160))
 _NO_MASK = ("without", "no_", "nomask", "unmask", "not_")
-_NOT_WORN = (*_NO_MASK, "incorrect", "improper", "wrong", "bad", "partial")
+# Words of a class of masks worn wrong: incorrect_mask, mask_incorrect, Kaggle's mask_weared_incorrect,
+# mask_under_nose, mask_on_chin, ...
+_WORN_WRONG = ("incorrect", "improper", "wrong", "bad", "partial", "chin", "nose", "under", "below")
+_NOT_WORN = (*_NO_MASK, *_WORN_WRONG)
 
 
 def _normal(name: str) -> str:
@@ -68,20 +77,31 @@ def _normal(name: str) -> str:
 
 def wears_mask(class_name: str) -> bool:
     """A class that means a properly worn mask: ``mask``, ``with_mask``, ``masked``; not ``without_mask``,
-    ``no_mask``, ``unmasked`` or ``incorrect_mask``."""
+    ``no_mask``, ``unmasked``, nor a mask worn wrong (``incorrect_mask``, ``mask_weared_incorrect``): only
+    these count as worn in the mask-wearing rate."""
     name = _normal(class_name)
     return "mask" in name and not any(word in name for word in _NOT_WORN)
 
 
-def _no_mask(class_name: str) -> bool:
+def no_mask(class_name: str) -> bool:
+    """A class of faces without a mask: ``without_mask``, ``no_mask``, ``unmasked``."""
     name = _normal(class_name)
     return "mask" in name and any(word in name for word in _NO_MASK)
 
 
+def mask_worn_wrong(class_name: str) -> bool:
+    """A class of masks worn wrong (under the nose, on the chin): ``incorrect_mask``, ``mask_incorrect``,
+    ``mask_weared_incorrect``; not ``without_mask``."""
+    name = _normal(class_name)
+    return "mask" in name and not no_mask(name) and any(word in name for word in _WORN_WRONG)
+
+
 def class_colours(class_names: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """A colour per class: green for a worn mask, red for no mask, orange for a mask worn wrong, others distinct."""
     colours, others = {}, iter(_OTHER_COLOURS * (len(class_names) // len(_OTHER_COLOURS) + 1))
     for name in class_names:
-        colours[name] = _GREEN if wears_mask(name) else _RED if _no_mask(name) else next(others)
+        colours[name] = (_GREEN if wears_mask(name) else _RED if no_mask(name)
+                         else _ORANGE if mask_worn_wrong(name) else next(others))
     return colours
 
 
@@ -104,12 +124,17 @@ def best_model(logs: str | Path) -> Path:
 
 
 class Classifier:
-    """A trained model with its class names; classifies 256 px face crops the way training saw them."""
+    """A trained model with its class names and the crop geometry of its training crops; classifies face crops
+    the way training saw them."""
 
     def __init__(self, model, meta: dict, path: str | Path) -> None:
         self.model, self.meta, self.path = model, meta, Path(path)
         self.class_names = [str(name) for name in meta["class_names"]]
         self.image_size = int(meta["image_size"])
+        # the margin and side the training crops were cut with (the defaults for an older model)
+        self.crop_margin, self.crop_size = data.model_crop(meta)
+        recorded = meta.get("crop")
+        self.crop_source = str(recorded.get("source", "model")) if isinstance(recorded, dict) else "default"
         import tensorflow as tf
 
         size = self.image_size
@@ -126,7 +151,7 @@ class Classifier:
         self._probabilities = probabilities
 
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) for uint8 crops (n, 256, 256, 3)."""
+        """Class probabilities (n, classes) for uint8 crops (n, crop_size, crop_size, 3)."""
         if not len(crops):
             return np.zeros((0, len(self.class_names)), np.float32)
         return train.class_probabilities(self._probabilities(np.ascontiguousarray(crops, dtype=np.uint8)).numpy())
@@ -165,6 +190,10 @@ def load_classifier(path: str | Path) -> Classifier:
     outputs = model.output_shape[-1]
     if outputs != (1 if len(names) == 2 else len(names)):
         raise ValueError(f"{path} has {outputs} outputs for {len(names)} classes ({', '.join(names)})")
+    try:
+        data.model_crop(meta)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     return Classifier(model, meta, path)
 
 
@@ -185,24 +214,33 @@ class Detection:
 
 
 @functools.lru_cache(maxsize=1)
-def _face_detector(settings: faces.CropSettings):
-    # Built once per process: loading the detectors' models takes seconds.
+def _face_detector(settings):
+    """The face detector for ``settings`` (``detectors.DetectorSettings``), built once per process: loading the
+    detectors' models takes seconds. Keyed on the detector's settings alone, so classifiers whose crops differ
+    in margin or size share one detector."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with runtime.native_stderr_silenced():
         from maskdetect.detectors import FaceDetector
 
-        detector = FaceDetector(faces.detector_settings(settings))
+        detector = FaceDetector(settings)
         detector.detect(np.zeros((64, 64, 3), np.uint8))  # the first call builds the graphs, which log
     return detector
 
 
 class MaskDetector:
-    """The face stage's detector followed by the classifier (None: find and cut faces only)."""
+    """The face stage's detector followed by the classifier (None: find and cut faces only).
+
+    Faces are found with ``settings`` (the face stage's defaults) and cut at the classifier's crop margin and
+    size, whatever ``settings`` says about them: a model trained on crops with margin 0.3 must see faces cut
+    with margin 0.3. Without a classifier, faces are cut as ``settings`` says.
+    """
 
     def __init__(self, classifier: Classifier | None, settings: faces.CropSettings = CROP) -> None:
         self.classifier = classifier
+        if classifier is not None:
+            settings = dataclasses.replace(settings, margin=classifier.crop_margin, size=classifier.crop_size)
         self.settings = settings
-        self.detector = _face_detector(settings)
+        self.detector = _face_detector(faces.detector_settings(settings))
 
     def faces(self, rgb: np.ndarray) -> list:
         """The faces the face stage would keep (its low-confidence review faces are not faces)."""
@@ -257,11 +295,19 @@ def annotate(rgb: np.ndarray, detections: Sequence[Detection], class_names: Sequ
         left = max(0, min(x1, width - text_w - 4))
         cv2.rectangle(out, (left, top), (left + text_w + 4, top + text_h + base + 2), colour, -1)
         cv2.putText(out, text, (left + 2, top + text_h + 1), font, scale * 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    # the count of every class, each in its box colour, so a mask worn wrong stands out from a worn one
     counts = Counter(detection.label for detection in detections)
-    summary = "  ".join(f"{name}: {counts.get(name, 0)}" for name in class_names)
-    (text_w, text_h), base = cv2.getTextSize(summary, font, scale * 0.7, thickness)
-    cv2.rectangle(out, (0, 0), (min(width, text_w + 10), text_h + base + 10), (0, 0, 0), -1)
-    cv2.putText(out, summary, (5, text_h + 5), font, scale * 0.7, (255, 255, 255), thickness, cv2.LINE_AA)
+    parts = [(f"{name}: {counts.get(name, 0)}", colours[name]) for name in class_names]
+    gap = cv2.getTextSize("  ", font, scale * 0.7, thickness)[0][0]
+    sizes = [cv2.getTextSize(text, font, scale * 0.7, thickness) for text, _ in parts]
+    text_h = max(size[0][1] for size in sizes)
+    base = max(size[1] for size in sizes)
+    total_w = sum(size[0][0] for size in sizes) + gap * (len(parts) - 1)
+    cv2.rectangle(out, (0, 0), (min(width, total_w + 10), text_h + base + 10), (0, 0, 0), -1)
+    left = 5
+    for (text, colour), ((text_w, _), _) in zip(parts, sizes, strict=True):
+        cv2.putText(out, text, (left, text_h + 5), font, scale * 0.7, colour, thickness, cv2.LINE_AA)
+        left += text_w + gap
     return out
 
 
@@ -303,7 +349,8 @@ class Tally:
 
 
 def mask_rate(counts: Counter) -> float | None:
-    """Share of faces whose class means a worn mask; None without faces."""
+    """Share of faces whose class means a correctly worn mask (:func:`wears_mask`), over all faces: a mask
+    worn wrong (``incorrect_mask``) counts in the faces, not in the masks. None without faces."""
     total = sum(counts.values())
     return round(sum(count for name, count in counts.items() if wears_mask(name)) / total, 4) if total else None
 
@@ -566,6 +613,11 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
         "detect_every": every or DEFAULT_VIDEO_EVERY if any(t.kind != "image" for t in tallies) else 1,
         "detector_settings": {key: getattr(pipeline.settings, key) for key in
                               ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size")},
+        # the model's crop geometry and where it came from (default: a model saved before it was recorded)
+        "crop": {"margin": pipeline.settings.margin, "crop_size": pipeline.settings.size,
+                 "source": pipeline.classifier.crop_source},
+        # the classes the mask-wearing rate counts as worn; every other class counts as a face without one
+        "worn_mask_classes": [name for name in class_names if wears_mask(name)],
         "totals": {"images": sum(t.kind == "image" for t in tallies),
                    "videos": sum(t.kind != "image" for t in tallies), "frames": sum(t.frames for t in tallies),
                    "faces": sum(counts.values()),
@@ -639,12 +691,14 @@ def _main(args) -> int:
         raise ValueError("; ".join(problems) if problems else "nothing to process")
     model_path = args.model or best_model(args.logs)
     classifier = load_classifier(model_path)
-    log.info("model %s: classes %s, %d px", model_path, ", ".join(classifier.class_names), classifier.image_size)
+    log.info("model %s: classes %s, %d px; faces cut with margin %g at %d px (%s)", model_path,
+             ", ".join(classifier.class_names), classifier.image_size, classifier.crop_margin, classifier.crop_size,
+             classifier.crop_source)
     if args.export:
         target = args.export_path or export.default_path(model_path, args.export)
         meta_file = export.export(classifier.model, classifier.meta, args.export, target, model_path)
         print(f"detect_mask: exported {args.export} model to {target} (classes {', '.join(classifier.class_names)}, "
-              f"input {classifier.image_size} px RGB 0-255); class names in {meta_file}")
+              f"input {classifier.image_size} px RGB 0-255); class names and crop geometry in {meta_file}")
     if not items:
         return runtime.EXIT_OK
     for problem in problems:

@@ -3,7 +3,8 @@
 The exported model is the Keras model itself, so it takes what the Keras model takes: float32 RGB pixels
 in 0-255 (rescaling is the model's first layer), shape (n, S, S, 3) with S the training image size.
 Two classes give one sigmoid output (the probability of the second class), more give a softmax.
-The class names and image size go into a JSON file beside the model (see :func:`meta_path`).
+The class names, image size and crop geometry (the margin and size faces are cut with before the resize)
+go into a JSON file beside the model (see :func:`meta_path` and :func:`describe`).
 
 Imports TensorFlow inside the functions only.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import runtime
+from maskdetect import data, runtime
 
 FORMATS = ("tflite", "savedmodel")
 _META_IN_FOLDER = "maskdetect.json"
@@ -63,9 +64,19 @@ def export(model, meta: dict, export_format: str, path: str | Path, source: str 
             if path.exists():
                 shutil.rmtree(path)  # a SavedModel folder mixes badly with an older one
             model.export(str(path), format="tf_saved_model", verbose=False)
+    target = meta_path(path, export_format)
+    target.write_text(json.dumps(describe(meta, export_format, source), indent=2))
+    return target
+
+
+def describe(meta: dict, export_format: str, source: str | Path = "") -> dict:
+    """What code without this package needs to use an exported model: class names, input, output, and how to
+    cut a face. ``crop_margin`` and ``crop_size`` are the training crops' (the face stage's defaults, 0.2 and
+    256, for a model saved before they were recorded)."""
     image_size = int(meta["image_size"])
     binary = len(meta["class_names"]) == 2
-    description = {
+    margin, crop_size = data.model_crop(meta)
+    return {
         "format": export_format,
         "class_names": list(meta["class_names"]),
         "image_size": image_size,
@@ -73,14 +84,14 @@ def export(model, meta: dict, export_format: str, path: str | Path, source: str 
         "input": f"float32 RGB pixels 0-255, shape (n, {image_size}, {image_size}, 3); the model rescales itself",
         "output": ("one sigmoid probability per image: that of class_names[1]" if binary
                    else "softmax probabilities over class_names"),
-        "crop": "the face box grown by 0.2 of its long side on each side, squared, then resized "
-                f"(256 px, then {image_size} px with antialiasing), as the training crops were made",
+        "crop_margin": margin,
+        "crop_size": crop_size,
+        "crop": f"the face box grown by crop_margin ({margin:g}) of its long side on each side, squared (shifted "
+                f"to stay inside the photo, shrunk to its short side where it cannot), then resized ({crop_size} px, "
+                f"then {image_size} px with antialiasing), as the training crops were made",
         "source_model": str(source),
         "run_id": meta.get("run_id", ""),
     }
-    target = meta_path(path, export_format)
-    target.write_text(json.dumps(description, indent=2))
-    return target
 
 
 def load_exported(path: str | Path, export_format: str):

@@ -152,7 +152,8 @@ def _detections(folder: Path | None, page_dir: Path) -> tuple[str, list[tuple[st
     cards = [(f"faces detected: {split}", str(sum(labels.values())))] if rows else []
     totals = summary.get("totals") if isinstance(summary.get("totals"), dict) else {}
     if finite_number(totals.get("mask_wearing_rate")) is not None:
-        cards.append(("mask-wearing rate (detections)", _percent(totals["mask_wearing_rate"])))
+        # masks worn wrong (incorrect_mask) count as faces, not as masks: say so where there is such a class
+        cards.append(("mask-wearing rate (correctly worn masks / all faces)", _percent(totals["mask_wearing_rate"])))
     facts = [(key, value) for key, value in {**summary, **totals}.items()
              if isinstance(value, str | int | float | bool)][:16]
     parts = [f'<p class="note">From <code>{_e(folder)}</code>: {len(pictures)} annotated image(s)'
@@ -164,9 +165,28 @@ def _detections(folder: Path | None, page_dir: Path) -> tuple[str, list[tuple[st
     if videos:
         parts.append("<p>Annotated videos: " + " · ".join(
             f'<a href="{_link(path, page_dir)}">{_e(path.name)}</a>' for path in videos) + "</p>")
+    per_class = _faces_per_class(summary, totals)
+    if per_class:
+        parts.append(per_class)
     if facts:
         parts.append("<details><summary>summary.json</summary>" + _table(["", ""], facts, "facts") + "</details>")
     return "".join(parts), cards
+
+
+def _faces_per_class(summary: dict, totals: dict) -> str:
+    """summary.json's faces per class, every class of the model (none seen: 0), and which of them the
+    mask-wearing rate counts as worn; any number of classes (mask, without_mask, incorrect_mask, ...)."""
+    counts = totals.get("faces_per_class")
+    if not isinstance(counts, dict) or not counts:
+        return ""
+    worn = summary.get("worn_mask_classes")
+    total = sum(finite_number(count) or 0 for count in counts.values())
+    rows = [(name, count, _percent((finite_number(count) or 0) / total) if total else "–",
+             ("yes" if name in worn else "no") if isinstance(worn, list) else "?")
+            for name, count in counts.items()]
+    return ("<h3>Faces per class</h3>" + _table(["class", "faces", "share", "counted as a worn mask"], rows)
+            + '<p class="note">The mask-wearing rate is the correctly worn masks over all faces: a mask worn wrong '
+              "(under the nose, on the chin) counts as a face, not as a mask.</p>")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +229,10 @@ def _training(logs: Path, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
     cards = [("validation accuracy", _percent(value("val_accuracy"))),
              ("test accuracy", _percent(value("test_accuracy") or metrics.get("accuracy")))]
     if finite_number(value("roc_auc")) is not None:
-        cards.append(("ROC AUC (test)", f"{finite_number(value('roc_auc')):.3f}"))
+        # with three or more classes train.evaluate gives the one-vs-rest AUC, and there is no ROC plot
+        several = len(str(row.get("classes") or "").split()) > 2 or len(metrics.get("per_class") or {}) > 2
+        cards.append(("ROC AUC (test, one-vs-rest)" if several else "ROC AUC (test)",
+                      f"{finite_number(value('roc_auc')):.3f}"))
     plots = [(folder / name, caption) for name, caption in RUN_PLOTS if (folder / name).is_file()]
     wide = {"curves.png", "misclassified.png"}
     figures = "".join(_figure(path, caption, page_dir, "wide" if path.name in wide else "half")

@@ -196,7 +196,10 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
            "run_id": run_id, "run_dir": str(run_dir), "data_size": len(crops.paths), "data_hash": crops.digest(),
            "classes": " ".join(crops.class_names), "train_size": len(splits[0]), "val_size": len(splits[1]),
            "test_size": len(splits[2]), "skipped_crops": crops.skipped, "code_version": code_version()}
-    (run_dir / "config.json").write_text(json.dumps({**row, "split_seed": settings.seed}, indent=2, default=str))
+    # the margin and size of the training crops: the model carries them so detection cuts faces alike
+    crop = data.crop_geometry(settings.data, [crops.paths[index] for index in splits[0]])
+    (run_dir / "config.json").write_text(json.dumps({**row, "split_seed": settings.seed, "crop": crop}, indent=2,
+                                                    default=str))
     try:
         row.update(_train_and_evaluate(settings, crops, splits, run_dir, callbacks))
     except KeyboardInterrupt:
@@ -262,7 +265,9 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     metrics = evaluate(truth, probabilities, crops.class_names)
     model_path = run_dir / "model.keras"
     meta = {"class_names": crops.class_names, "image_size": settings.image_size, "binary": binary,
-            "network": settings.model, "run_id": run_dir.name, "hyperparameters": settings.hyperparameters()}
+            "network": settings.model, "run_id": run_dir.name, "hyperparameters": settings.hyperparameters(),
+            # the crop geometry run() worked out once and recorded in config.json (a mixed set warns once)
+            "crop": json.loads((run_dir / "config.json").read_text())["crop"]}
     save_model(model, model_path, meta)
     metrics.update(val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
                    best_epoch=best_epoch, train_seconds=round(train_seconds, 1))

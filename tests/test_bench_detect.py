@@ -1,6 +1,7 @@
 """bench_detect's threshold ceiling: the figure that tells a threshold problem from a model problem."""
 
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_detect import threshold_ceiling  # noqa: E402
+from bench_detect import benchmark_label, report, report_ceiling, threshold_ceiling  # noqa: E402
 
 
 def test_separable_scores_reach_every_face_even_when_0_5_would_not():
@@ -35,3 +36,43 @@ def test_overlapping_scores_give_the_best_worse_class():
 def test_one_class_is_a_clear_error():
     with pytest.raises(ValueError, match="both classes"):
         threshold_ceiling(np.array([True, True]), np.array([0.2, 0.9]))
+
+
+def _result(confusion: dict) -> dict:
+    """bench_detect's accuracy result for found faces with the given true -> predicted counts (all faces found)."""
+    result = {"counted": Counter(), "found": Counter(), "correct": Counter(), "confusion": defaultdict(Counter),
+              "scored": []}
+    for label, predicted in confusion.items():
+        for name, count in predicted.items():
+            result["counted"][label] += count
+            result["found"][label] += count
+            result["correct"][label] += count if name == label else 0
+            result["confusion"][label][name] += count
+            result["scored"] += [(label, name, 0.9)] * count
+    return result
+
+
+def test_a_three_class_model_gets_per_class_accuracy_and_its_confusion(capsys):
+    result = _result({"mask": {"mask": 8, "incorrect_mask": 2}, "without_mask": {"without_mask": 5},
+                      "incorrect_mask": {"incorrect_mask": 3, "mask": 1}})
+    names = ["mask", "mask_weared_incorrect", "without_mask"]  # Kaggle's spelling is the labels' incorrect_mask
+    assert [benchmark_label(name) for name in names] == ["mask", "incorrect_mask", "without_mask"]
+    report(result, names, 32)
+    report_ceiling(result, names)
+    out = capsys.readouterr().out
+    assert "not a class of the model" not in out  # incorrect_mask is one of this model's classes
+    assert "incorrect_mask: incorrect_mask 3, mask 1" in out
+    table = out[out.index("true / predicted"):].splitlines()
+    assert table[0].split() == ["true", "/", "predicted", "mask", "incorrect_mask", "without_mask", "right"]
+    assert table[1].split() == ["mask", "8", "2", "0", "80.0%"]
+    assert table[3].split() == ["incorrect_mask", "1", "3", "0", "75.0%"]
+
+
+def test_a_two_class_model_in_other_words_still_gets_the_threshold_ceiling(capsys):
+    result = _result({"mask": {"mask": 6}, "without_mask": {"without_mask": 3, "mask": 1},
+                      "incorrect_mask": {"mask": 2}})
+    report(result, ["with_mask", "without_mask"], 32)
+    report_ceiling(result, ["with_mask", "without_mask"])
+    out = capsys.readouterr().out
+    assert "ROC AUC" in out and "n/a: not a class of the model" in out  # only incorrect_mask is not
+    assert out.count("n/a: not a class of the model") == 1

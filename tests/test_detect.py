@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ import pytest
 from helpers import PYTHON, REPO, make_crop_dataset, picture, shared_data
 from PIL import Image
 
-from maskdetect import detect, export, faces, records, train
+from maskdetect import detect, export, faces, images, records, train
+from maskdetect.detectors import Face
 
 # the astronaut's face in skimage.data.astronaut() (512 x 512), roughly
 ASTRONAUT_FACE = (170, 60, 270, 180)
@@ -27,6 +29,42 @@ def tiny_model(tmp_path_factory) -> Path:
     row = train.run(train.Settings(data=str(crops), logs=str(root / "logs"), epochs=1, image_size=32, batch_size=8,
                                    jobs=1, augmentation="none"))
     return Path(row["model_path"])
+
+
+def cut_like_the_face_stage(photos: Path, output: Path, settings: faces.CropSettings) -> Path:
+    """Crops of every photo under ``photos/<class>/``, cut by the face stage's own ``faces.save_faces`` with
+    ``settings`` (one face per photo, at a fixed box) and listed in ``output/faces.csv`` as the stage lists them."""
+    for photo in sorted(photos.glob("*/*.jpg")):
+        rows = faces.save_faces(images.load_rgb(photo), [Face(50, 40, 150, 160, 0.99)], photo,
+                                images.sha256_file(photo), photo.parent.name, output, settings, lambda _: faces.AUTO)
+        records.append_rows(output / faces.MANIFEST, faces.FACE_FIELDS, rows)
+    return output
+
+
+THREE_CLASSES = ("mask", "without_mask", "incorrect_mask")
+
+
+@pytest.fixture(scope="module")
+def three_class_model(tmp_path_factory) -> Path:
+    """A 32 px three-class model trained for one epoch on crops cut with margin 0.3 at 128 px (not the defaults)."""
+    root = tmp_path_factory.mktemp("margin")
+    photos = make_crop_dataset(root / "photos", per_class=12, size=200, classes=THREE_CLASSES)
+    crops = cut_like_the_face_stage(photos, root / "processed_data", faces.CropSettings(margin=0.3, size=128))
+    row = train.run(train.Settings(data=str(crops), logs=str(root / "logs"), epochs=1, image_size=32, batch_size=8,
+                                   jobs=1, augmentation="none"))
+    return Path(row["model_path"])
+
+
+def with_meta(model: Path, target: Path, **changes) -> Path:
+    """A copy of ``model`` whose metadata has ``changes`` (a key set to None is removed)."""
+    with zipfile.ZipFile(model) as source, zipfile.ZipFile(target, "w") as copy:
+        for entry in source.infolist():
+            content = source.read(entry)
+            if entry.filename == train.META_NAME:
+                meta = {**json.loads(content), **changes}
+                content = json.dumps({key: value for key, value in meta.items() if value is not None}).encode()
+            copy.writestr(entry, content)
+    return target
 
 
 @pytest.fixture(scope="module")
@@ -136,13 +174,9 @@ def test_bad_models_are_one_line_each(tiny_model, photos, tmp_path, capsys):
     foreign = tmp_path / "foreign.keras"
     with zipfile.ZipFile(foreign, "w") as archive:
         archive.writestr("config.json", "{}")
-    resized = tmp_path / "resized.keras"  # metadata that disagrees with the network's input
-    with zipfile.ZipFile(tiny_model) as source, zipfile.ZipFile(resized, "w") as target:
-        for entry in source.infolist():
-            content = source.read(entry)
-            if entry.filename == train.META_NAME:
-                content = json.dumps({**json.loads(content), "image_size": 48}).encode()
-            target.writestr(entry, content)
+    # metadata that disagrees with the network's input
+    resized = with_meta(tiny_model, tmp_path / "resized.keras", image_size=48)
+    no_crop = with_meta(tiny_model, tmp_path / "no_crop.keras", crop={"margin": -1, "crop_size": 256})
     unsafe = tmp_path / "unsafe.keras"  # a Lambda layer runs arbitrary code: Keras's safe mode refuses it
     inputs = keras.Input((32, 32, 3))
     outputs = keras.layers.Dense(1, activation="sigmoid")(
@@ -152,6 +186,7 @@ def test_bad_models_are_one_line_each(tiny_model, photos, tmp_path, capsys):
                          (unsafe, "cannot be loaded"),
                          (foreign, "not a model saved by train_a_model.py"),
                          (resized, "trained for another image size"),
+                         (no_crop, "crop geometry"),
                          (tmp_path / "absent.keras", "does not exist")):
         code = detect.main([str(photos / "astronaut.png"), "--model", str(model), "--output", str(tmp_path / "o")])
         err = capsys.readouterr().err
@@ -217,6 +252,8 @@ def test_exported_model_agrees_with_keras(tiny_model, tmp_path, capsys, export_f
     assert str(target) in capsys.readouterr().out
     predict, meta = export.load_exported(target, export_format)
     assert meta["class_names"] == ["mask", "without_mask"] and meta["image_size"] == 32
+    # crops made by hand (no faces.csv): the face stage's default geometry, for code without this package
+    assert (meta["crop_margin"], meta["crop_size"]) == (0.2, 256) and "0.2" in meta["crop"]
 
     # the same crops as inference makes them: faces.crop_face, then make_dataset's resize
     rng = np.random.default_rng(1)
@@ -288,3 +325,72 @@ def test_an_output_folder_that_holds_the_photos_is_refused(tiny_model, tmp_path,
     err = capsys.readouterr().err
     assert len(error_lines(err)) == 1 and "would overwrite" in err
     assert (folder / "astronaut.png").read_bytes() == before and sorted(folder.iterdir()) == [folder / "astronaut.png"]
+
+
+def test_detection_cuts_faces_with_the_margin_and_size_of_the_training_crops(three_class_model, tiny_model,
+                                                                            tmp_path):
+    _, meta = train.load_model(three_class_model)
+    assert meta["crop"] == {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}
+    assert json.loads((three_class_model.parent / "config.json").read_text())["crop"] == meta["crop"]
+    classifier = detect.load_classifier(three_class_model)
+    pipeline = detect.MaskDetector(classifier)
+    # the geometry is the model's; finding faces stays the face stage's
+    assert (pipeline.settings.margin, pipeline.settings.size) == (0.3, 128)
+    assert faces.detector_settings(pipeline.settings) == faces.detector_settings(detect.CROP)
+    rgb = np.asarray(picture("astronaut"))
+    found = pipeline.faces(rgb)
+    assert len(found) == 1
+    crops, _ = pipeline.crops(rgb, found)
+    box = (found[0].x1, found[0].y1, found[0].x2, found[0].y2)
+    assert np.array_equal(crops[0], faces.crop_face(rgb, box, 0.3, 128))
+    assert not np.array_equal(crops[0], faces.crop_face(rgb, box, 0.2, 128))
+    # a model of other crops shares the detector: only the detector's own settings would build another
+    built = detect._face_detector.cache_info().misses
+    default = detect.MaskDetector(detect.load_classifier(tiny_model))
+    assert (default.settings.margin, default.settings.size) == (0.2, 256)
+    assert default.detector is pipeline.detector and detect._face_detector.cache_info().misses == built
+    # a model saved before the geometry was recorded is cut with the defaults, without a word
+    older = detect.load_classifier(with_meta(three_class_model, tmp_path / "older.keras", crop=None))
+    assert (older.crop_margin, older.crop_size, older.crop_source) == (0.2, 256, "default")
+    # and the exported model's metadata says how to cut, for code without this package
+    description = export.describe(meta, "tflite")
+    assert (description["crop_margin"], description["crop_size"]) == (0.3, 128) and "0.3" in description["crop"]
+
+
+def test_three_classes_are_detected_counted_and_coloured(three_class_model, photos, tmp_path, capsys):
+    output = tmp_path / "out"
+    assert detect.main([str(photos / "astronaut.png"), "--model", str(three_class_model), "--output",
+                        str(output)]) == 0
+    assert "incorrect_mask" in capsys.readouterr().out
+    summary = json.loads((output / detect.SUMMARY).read_text())
+    assert list(summary["totals"]["faces_per_class"]) == sorted(THREE_CLASSES)
+    assert sum(summary["totals"]["faces_per_class"].values()) == 1
+    assert summary["worn_mask_classes"] == ["mask"]
+    assert summary["crop"] == {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}
+    assert read_detections(output)[0]["label"] in THREE_CLASSES
+    # the count per class is drawn in each class's colour on the top left: orange appears for incorrect_mask
+    orange = np.array(detect.class_colours(THREE_CLASSES)["incorrect_mask"])
+
+    def orange_in_top_rows(path: Path) -> np.ndarray:
+        return np.abs(np.asarray(Image.open(path).convert("RGB")).astype(int)[:40] - orange).sum(axis=2) < 60
+
+    assert (orange_in_top_rows(output / "astronaut.png") & ~orange_in_top_rows(photos / "astronaut.png")).any()
+
+
+@pytest.mark.parametrize("names", [("mask", "without_mask", "incorrect_mask"),
+                                   ("with_mask", "without_mask", "mask_weared_incorrect"),
+                                   ("masked", "no_mask", "mask_incorrect", "hat")])
+def test_a_mask_worn_wrong_is_orange_and_not_worn(names):
+    colours = detect.class_colours(names)
+    worn, none, wrong = names[:3]
+    assert colours[worn] == (0, 200, 0) and colours[none] == (230, 30, 30)
+    assert colours[wrong] == (255, 140, 0) and len(set(colours.values())) == len(names)
+    assert detect.wears_mask(worn) and not detect.wears_mask(none) and not detect.wears_mask(wrong)
+    assert detect.mask_worn_wrong(wrong) and not detect.mask_worn_wrong(worn) and not detect.mask_worn_wrong(none)
+    counts = Counter({worn: 5, none: 3, wrong: 2})
+    # correctly worn masks over all faces: the two worn wrong count as faces, not as masks
+    assert detect.mask_rate(counts) == 0.5
+    tally = detect.Tally("photo.jpg", "image", counts=counts)
+    summary = tally.as_dict(names)
+    assert summary["faces_per_class"] == {worn: 5, none: 3, wrong: 2, **({"hat": 0} if "hat" in names else {})}
+    assert summary["faces"] == 10 and summary["mask_wearing_rate"] == 0.5

@@ -219,3 +219,25 @@ def test_empty_report_renders_in_chromium(tmp_path):
 def test_a_missing_detections_folder_is_one_line(tmp_path, capsys):
     assert report.main(["--logs", str(tmp_path), "--detections", str(tmp_path / "absent")]) == 2
     assert capsys.readouterr().err.startswith("error: --detections")
+
+
+def test_three_classes_show_their_counts_and_what_the_rate_counts(tree):
+    logs = tree / "logs"
+    folder = _run_folder(logs, "20251125-140000_dddddd")
+    (folder / "roc.png").unlink()  # training draws no ROC for three classes
+    records.append_rows(logs / train.LOG_NAME, train.LOG_FIELDS, [
+        _log_row("20251125-140000_dddddd", "ok", "0.9", "0.88", classes="incorrect_mask mask without_mask")])
+    detections = logs / "detect" / "20251125-130000"
+    with open(detections / "detections.csv", "a", newline="") as handle:
+        csv.writer(handle).writerow(["/photos/astronaut.png", 10, 10, 60, 60, "incorrect_mask", 0.8])
+    summary = json.loads((detections / "summary.json").read_text())
+    summary["class_names"] = ["incorrect_mask", "mask", "without_mask"]
+    summary["worn_mask_classes"] = ["mask"]
+    summary["totals"].update(faces=4, mask_wearing_rate=0.5,
+                             faces_per_class={"incorrect_mask": 1, "mask": 2, "without_mask": 1})
+    (detections / "summary.json").write_text(json.dumps(summary))
+    text = _text(_report(tree))
+    assert "incorrect_mask 1 25.0 % no mask 2 50.0 % yes without_mask 1 25.0 % no" in text, text
+    assert "mask-wearing rate (correctly worn masks / all faces)" in text
+    assert "1 incorrect_mask" in text  # the count of detections by label
+    assert "ROC AUC (test, one-vs-rest)" in text and "20251125-140000_dddddd" in text

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
+import logging
 import multiprocessing
 from pathlib import Path
 
@@ -168,3 +171,37 @@ def test_a_hundred_crops_give_a_model_that_works(tmp_path):
     assert train.main(argv) == 0
     row = records.read_rows(logs / train.LOG_NAME)[0]
     assert float(row["val_accuracy"]) >= 0.9 and float(row["test_accuracy"]) >= 0.9, row
+
+
+def test_crop_geometry_comes_from_faces_csv(tmp_path, caplog):
+    root = tmp_path / "processed_data"
+    root.mkdir()
+    paths = [str(root / "mask" / f"m{index}.jpg") for index in range(6)]
+    hand_made = str(root / "mask" / "by_hand.jpg")
+
+    def manifest(settings_per_crop):
+        (root / faces.MANIFEST).unlink(missing_ok=True)
+        records.append_rows(root / faces.MANIFEST, faces.FACE_FIELDS, [
+            {"crop": path, "class": "mask", "kind": faces.AUTO, "settings": json.dumps(dataclasses.asdict(settings))}
+            for path, settings in zip(paths, settings_per_crop, strict=True)])
+
+    # no faces.csv: crops put there by hand, cut as the face stage cuts by default
+    assert data.crop_geometry(root, paths) == {"margin": 0.2, "crop_size": 256, "source": "default"}
+    wide = faces.CropSettings(margin=0.3, size=128)
+    manifest([wide] * 6)
+    assert data.crop_geometry(root, [*paths, hand_made]) == {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}
+    # only the crops asked about count: the first two alone agree on the defaults
+    manifest([faces.CropSettings()] * 2 + [wide] * 4)
+    assert data.crop_geometry(root, paths[:2])["margin"] == 0.2
+    with caplog.at_level(logging.WARNING, logger="maskdetect.data"):
+        mixed = data.crop_geometry(root, paths)
+    assert mixed == {"margin": 0.3, "crop_size": 128, "source": "faces.csv (mixed)"}
+    assert "4 with margin 0.3 and 128 px, 2 with margin 0.2 and 256 px" in caplog.text
+
+
+def test_a_model_without_crop_geometry_uses_the_defaults_and_a_bad_one_is_refused():
+    assert data.model_crop({"class_names": ["a", "b"], "image_size": 32}) == (0.2, 256)
+    assert data.model_crop({"crop": {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}}) == (0.3, 128)
+    for crop in ({"margin": 5, "crop_size": 128}, {"margin": 0.3}, "0.3"):
+        with pytest.raises(ValueError, match="crop geometry"):
+            data.model_crop({"crop": crop})
