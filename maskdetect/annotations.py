@@ -3,13 +3,22 @@
 Street and crowd photos with a box and a label per face teach the classifier the faces cameras see
 (small, turned, blurred, in crowds), which the usual close-up collections lack. Three formats are read:
 
-- PASCAL VOC (LabelImg, CVAT, Roboflow): a folder with ``annotations/*.xml`` (or the XML files
-  themselves), one ``<object>`` per face whose ``<name>`` is the label; the photo is the XML's
-  ``<filename>``, looked for in ``images/`` beside ``annotations/``, then beside the XML, then at ``<path>``.
+- PASCAL VOC (LabelImg, CVAT, Roboflow): a folder with ``annotations/*.xml`` (CVAT: ``Annotations/``), or
+  the XML files themselves, one ``<object>`` per face whose ``<name>`` is the label; the photo is the XML's
+  ``<filename>``, looked for in ``images/`` (CVAT: ``JPEGImages/``) beside the XML folder, then beside the
+  XML, then at ``<path>`` (a relative one from the XML's folder).
 - CSV: a file (or a folder holding ``boxes.csv``) with the columns ``image, label, xmin, ymin, xmax,
   ymax`` (``width, height`` may follow); ``image`` is relative to ``images/`` beside the file, or to the file.
-- YOLO: a folder with ``labels/*.txt`` (``class cx cy w h``, normalised) beside ``images/`` and a class
-  list in ``classes.txt`` (or ``obj.names``, or ``names:`` in ``data.yaml``).
+- YOLO: a folder with ``labels/**/*.txt`` (``class cx cy w h``, normalised) beside ``images/`` (the same
+  subfolders, or any with the same stem) and a class list in ``classes.txt`` (or ``obj.names``, or
+  ``names:`` in ``data.yaml`` in the folder or the one above it, as Roboflow exports a split).
+
+Boxes are taken to refer to the photo as it is shown, with its EXIF orientation applied: that is the
+picture :func:`maskdetect.images.load_rgb` gives, the one CVAT and Roboflow (auto-orient) label and
+export, and the one YOLO trainers read. Where a file says what size the boxes were drawn on (VOC's
+``<size>``, the CSV's ``width, height``) and the photo as shown differs, the photo is reported and left
+alone: a tool that drew on the unrotated pixels (older LabelImg on a phone photo) or a resized photo would
+otherwise give crops beside the faces.
 
 Reading is planning: :func:`read` returns every labelled photo and a one-line problem for each file or box
 it cannot use. :func:`crop` then cuts the faces with the face stage's own geometry into
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,10 +46,15 @@ log = logging.getLogger(__name__)
 
 ANNOTATED = "annotated"  # the kind of a crop cut from a labelled box
 CSV_COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
+# The Kaggle face-mask set (and the shared wild set) use the first, CVAT the second; LabelImg and Roboflow
+# put the XML files beside the photos, a folder of *.xml.
+VOC_FOLDERS = ("annotations", "Annotations")
+VOC_IMAGE_FOLDERS = ("images", "JPEGImages")
 YOLO_CLASS_FILES = ("classes.txt", "obj.names")
+EXIF_ORIENTATION = 0x0112
 DROP = "-"  # --label-map OLD=- drops the label
-# Faces whose short side is below this are counted and skipped. Measured with benchmarks/bench_wild.py: see
-# the README. Cameras see many faces of 16-32 px; below 20 px a 256 px crop is mostly blur.
+# Faces whose short side is below this are counted and skipped. A judgement, not yet a measurement (no
+# benchmark compares values): cameras see many faces of 16-32 px; below 20 px a 256 px crop is mostly blur.
 DEFAULT_MIN_FACE = 20
 
 
@@ -54,6 +69,7 @@ class LabelledPhoto:
     image: Path
     faces: list[LabelledFace] = field(default_factory=list)
     origin: str = ""  # the annotation file (and line), for messages
+    drawn_size: tuple[int, int] | None = None  # width, height the file says the boxes were drawn on
 
 
 @dataclass
@@ -83,8 +99,9 @@ def read(path: str | Path) -> Labels:
         if path.suffix.lower() == ".xml":
             return read_voc([path], path.parent)
         raise ValueError(f"annotations {path}: expected a .csv or .xml file, or a folder of VOC, CSV or YOLO labels")
-    if (path / "annotations").is_dir():
-        return read_voc(sorted((path / "annotations").glob("*.xml")), path)
+    for folder in VOC_FOLDERS:
+        if (path / folder).is_dir():
+            return read_voc(sorted((path / folder).glob("*.xml")), path)
     if (path / "labels").is_dir():
         return read_yolo(path)
     if (path / "boxes.csv").is_file():
@@ -97,12 +114,27 @@ def read(path: str | Path) -> Labels:
 
 def _find_photo(name: str, candidates: Iterable[Path]) -> Path | None:
     for folder in candidates:
-        if folder is None:
-            continue
         photo = folder / name
         if photo.is_file():
             return photo
     return None
+
+
+def _drawn_size(width: str | None, height: str | None) -> tuple[int, int] | None:
+    """The size a file says its boxes were drawn on; None where it says nothing usable (some tools write 0)."""
+    try:
+        size = int(float(width)), int(float(height))
+    except (TypeError, ValueError):
+        return None
+    return size if min(size) > 0 else None
+
+
+def shown_size(photo: Path) -> tuple[int, int]:
+    """Width and height of ``photo`` as shown: EXIF orientations 5 to 8 turn it by a quarter."""
+    with Image.open(photo) as image:
+        width, height = image.size
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def read_voc(xml_files: Sequence[Path], root: Path) -> Labels:
@@ -116,13 +148,17 @@ def read_voc(xml_files: Sequence[Path], root: Path) -> Labels:
         annotation = tree.getroot()
         name = (annotation.findtext("filename") or "").strip()
         written_path = (annotation.findtext("path") or "").strip()
-        photo = _find_photo(name, (root / "images", xml_file.parent, root)) if name else None
-        if photo is None and written_path and Path(written_path).is_file():
-            photo = Path(written_path)
+        folders = [root / folder for folder in VOC_IMAGE_FOLDERS] + [xml_file.parent, root]
+        photo = _find_photo(name, folders) if name else None
+        if photo is None and written_path:
+            # LabelImg writes the absolute path it labelled; a relative one is read from the XML's folder
+            photo = _find_photo(written_path, [xml_file.parent])
         if photo is None:
             labels.problems.append(f"{xml_file}: its photo {name or written_path or '(no <filename>)'} is missing")
             continue
-        entry = LabelledPhoto(photo, origin=str(xml_file))
+        entry = LabelledPhoto(photo, origin=str(xml_file),
+                              drawn_size=_drawn_size(annotation.findtext("size/width"),
+                                                     annotation.findtext("size/height")))
         for number, item in enumerate(annotation.iter("object"), 1):
             label = (item.findtext("name") or "").strip()
             box = item.find("bndbox")
@@ -140,7 +176,8 @@ def read_csv(csv_file: Path) -> Labels:
     labels = Labels()
     by_photo: dict[str, LabelledPhoto] = {}
     try:
-        with open(csv_file, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a spreadsheet's CSV often starts with a byte-order mark, which would hide the first column
+        with open(csv_file, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
             if missing:
@@ -159,7 +196,8 @@ def read_csv(csv_file: Path) -> Labels:
                         labels.problems.append(f"{csv_file}:{number}: its photo {name} is missing")
                         by_photo[name] = None
                         continue
-                    by_photo[name] = LabelledPhoto(photo, origin=str(csv_file))
+                    by_photo[name] = LabelledPhoto(photo, origin=str(csv_file),
+                                                   drawn_size=_drawn_size(row.get("width"), row.get("height")))
                 if by_photo[name] is not None:
                     by_photo[name].faces.append(LabelledFace((row["label"] or "").strip(), box))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
@@ -169,15 +207,23 @@ def read_csv(csv_file: Path) -> Labels:
 
 
 def yolo_classes(root: Path) -> list[str]:
+    """The class names of a YOLO folder, by index: a names file, else ``names:`` of a data.yaml."""
     for name in YOLO_CLASS_FILES:
         for folder in (root, root / "labels"):
             if (folder / name).is_file():
                 return [line.strip() for line in (folder / name).read_text(encoding="utf-8").splitlines()
                         if line.strip()]
-    if (root / "data.yaml").is_file():
+    # Roboflow puts data.yaml above its train/, valid/ and test/ folders, each of which is a YOLO folder.
+    for data_yaml in (root / "data.yaml", root.parent / "data.yaml"):
+        if not data_yaml.is_file():
+            continue
         import yaml
 
-        names = (yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8")) or {}).get("names")
+        try:
+            content = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ValueError(f"{data_yaml} is not readable YAML: {error}") from None
+        names = content.get("names") if isinstance(content, dict) else None
         if isinstance(names, dict):
             return [str(names[key]) for key in sorted(names)]
         if isinstance(names, list):
@@ -188,23 +234,36 @@ def yolo_classes(root: Path) -> list[str]:
 def read_yolo(root: Path) -> Labels:
     classes = yolo_classes(root)
     labels = Labels()
-    photos = {path.stem: path for path in images.walk_files(root / "images")
-              if path.suffix.lower() in images.IMAGE_EXTENSIONS} if (root / "images").is_dir() else {}
-    for text_file in sorted((root / "labels").glob("*.txt")):
+    # A label file names its photo by stem and by place: labels/train/a.txt is images/train/a.*
+    # (Ultralytics' layout); failing that, any photo of that stem under images/.
+    photos: dict[tuple[str, str], Path] = {}
+    by_stem: dict[str, Path] = {}
+    if (root / "images").is_dir():
+        for path in images.walk_files(root / "images"):
+            if path.suffix.lower() in images.IMAGE_EXTENSIONS:
+                photos[(str(path.parent.relative_to(root / "images")), path.stem)] = path
+                by_stem.setdefault(path.stem, path)
+    for text_file in sorted((root / "labels").rglob("*.txt")):
         if text_file.name in YOLO_CLASS_FILES:
             continue
-        photo = photos.get(text_file.stem)
+        place = str(text_file.parent.relative_to(root / "labels"))
+        photo = photos.get((place, text_file.stem)) or by_stem.get(text_file.stem)
         if photo is None:
             labels.problems.append(f"{text_file}: no photo named {text_file.stem}.* in {root / 'images'}")
             continue
         try:
-            with Image.open(photo) as image:
-                width, height = image.size
+            # normalised boxes are shares of the photo as shown (Ultralytics measures it so too)
+            width, height = shown_size(photo)
         except images.DECODE_ERRORS as error:
             labels.problems.append(f"{photo}: cannot be read ({error})")
             continue
+        try:
+            lines = text_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            labels.problems.append(f"{text_file}: cannot be read ({error})")
+            continue
         entry = LabelledPhoto(photo, origin=str(text_file))
-        for number, line in enumerate(text_file.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -258,24 +317,30 @@ def _plan_faces(photo: LabelledPhoto, width: int, height: int, label_map: Mappin
     for index, face in enumerate(photo.faces):
         label = label_map.get(face.label, face.label)
         x1, y1, x2, y2 = face.box
+        # The box as cut: a pixel of slack past each edge is clamped, since tools differ on whether xmax is
+        # the last pixel or one past it (the wild set has boxes ending at 401 in 400 px photos).
+        clamped = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
+        where = f"{photo.origin}: face {index} of {photo.image.name}"
         if label == DROP:
             counts["dropped"] += 1
         elif not valid_label(label) or (classes and label not in classes):
             counts["bad_label"] += 1
-            problems.append(f"{photo.origin}: face {index} of {photo.image.name} has the unknown label {label!r}"
+            problems.append(f"{where} has the unknown label {label!r}"
                             + (f" (not one of --classes {' '.join(classes)})" if classes else ""))
+        elif not all(math.isfinite(value) for value in face.box):
+            counts["bad_box"] += 1
+            problems.append(f"{where}: box {face.box} is not four finite numbers")
         elif x2 <= x1 or y2 <= y1:
             counts["bad_box"] += 1
-            problems.append(f"{photo.origin}: face {index} of {photo.image.name} has an empty box {face.box}")
-        elif x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:
-            # a pixel of slack: tools differ on whether xmax is the last pixel or one past it
+            problems.append(f"{where} has an empty box {face.box}")
+        elif x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1 or clamped[2] <= clamped[0] \
+                or clamped[3] <= clamped[1]:
             counts["bad_box"] += 1
-            problems.append(f"{photo.origin}: face {index} of {photo.image.name}: box {face.box} lies outside "
-                            f"the {width}x{height} photo")
-        elif min(x2 - x1, y2 - y1) < min_face:
+            problems.append(f"{where}: box {face.box} lies outside the {width}x{height} photo")
+        elif min(clamped[2] - clamped[0], clamped[3] - clamped[1]) < min_face:
             counts["too_small"] += 1
         else:
-            chosen.append((index, label, (max(x1, 0), max(y1, 0), min(x2, width), min(y2, height))))
+            chosen.append((index, label, clamped))
     return chosen
 
 
@@ -292,6 +357,8 @@ def crop(labels: Labels, output: Path, settings: faces.CropSettings, label_map: 
         raise ValueError(f"--min-face must be at least 1 pixel, not {min_face}")
     label_map = dict(label_map or {})
     output.mkdir(parents=True, exist_ok=True)
+    for stale in output.rglob(".*.tmp"):  # our own half-written crops from a killed run
+        stale.unlink()
     finished = faces.done_sources(output)
     counts: Counter = Counter(photos=len(labels.photos), problems=len(labels.problems))
     for problem in labels.problems:
@@ -315,14 +382,26 @@ def crop(labels: Labels, output: Path, settings: faces.CropSettings, label_map: 
                                   "detail": str(error), "time": faces._now()}])
             continue
         height, width = rgb.shape[:2]
+        if photo.drawn_size and photo.drawn_size != (width, height):
+            # Not recorded as done: once the labels are fixed, a rerun cuts this photo.
+            log.warning("%s: the boxes of %s were drawn on a %dx%d picture, but the photo is %dx%d as shown (EXIF "
+                        "orientation applied); left alone", photo.origin, photo.image.name, *photo.drawn_size,
+                        width, height)
+            counts["problems"] += 1
+            seen.discard(sha256)
+            continue
         chosen = _plan_faces(photo, width, height, label_map, min_face, classes, counts, problems)
         for problem in problems:
             log.warning("%s", problem)
-        rows = []
+        # Every crop is cut before any is written: a box the geometry refuses stops the run before this
+        # photo has written anything.
         stem = faces.crop_stem(photo.image, sha256)
-        for index, label, box in chosen:
+        cut = [(index, label, box, faces.crop_face(rgb, box, settings.margin, settings.size))
+               for index, label, box in chosen]
+        rows = []
+        for index, label, box, pixels in cut:
             crop_path = (output / label / f"{stem}_face{index}{faces.CROP_EXTENSION}").resolve()
-            faces.atomic_write_image(faces.crop_face(rgb, box, settings.margin, settings.size), crop_path)
+            faces.atomic_write_image(pixels, crop_path)
             rows.append(faces.face_row(crop_path, photo.image.resolve(), sha256, label, index, ANNOTATED,
                                        _BoxFace(box), settings))
             counts[f"class:{label}"] += 1

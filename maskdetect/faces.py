@@ -445,6 +445,9 @@ def _main(args) -> int:
     )
     if args.jobs < 1:
         raise ValueError("--jobs must be at least 1")
+    if args.label_map and not args.annotations:
+        # checked before anything runs, so a mistyped command changes nothing
+        raise ValueError("--label-map is for --annotations")
     output = args.output
     if args.apply_review:
         if not args.apply_review.is_file():
@@ -466,8 +469,6 @@ def _main(args) -> int:
             labels.extend(annotations.read(path))
         counts = annotations.crop(labels, output, settings, label_map, args.min_face, args.classes)
         print(annotations.summary(counts))
-    elif args.label_map:
-        raise ValueError("--label-map is for --annotations")
     if not (args.review or args.apply_review or args.manual_boxes or args.annotations):
         if not args.input.is_dir():
             raise ValueError(f"input folder {args.input} does not exist")
