@@ -53,7 +53,9 @@ DEFAULT_URL = f"https://github.com/chandrikadeb7/Face-Mask-Detection/archive/{DE
 DEFAULT_SUBDIR = "dataset"
 # The labelled street photos: MaskON's archive/ folder (annotations/*.xml beside images/) at the commit the shared
 # test set was taken from. Only its abbreviated id is known here; GitHub serves archives of abbreviated commit ids,
-# and an id that names one commit now keeps naming it. No sha256 is pinned, as for DEFAULT_URL.
+# and an id that names one commit now keeps naming it. No sha256 is pinned, as for DEFAULT_URL. Not checked here
+# (no network): whether that commit's archive/ holds more than the Kaggle photos; another commit (a332fc1) also
+# holds MaskedFace-Net's synthetic-mask photos (00000_Mask.jpg ...), which are under another licence.
 DEFAULT_ANNOTATIONS_COMMIT = "b6c6b2d"
 DEFAULT_ANNOTATIONS_URL = f"https://github.com/marellanoc/MaskON/archive/{DEFAULT_ANNOTATIONS_COMMIT}.zip"
 DEFAULT_ANNOTATIONS_SUBDIR = "archive"
