@@ -7,6 +7,10 @@
 #   MASKDETECT_SAMPLE_DATA    URL, archive or folder of <class>/<photos> to fill an empty original_data/
 #                             (default: the chandrikadeb7/Face-Mask-Detection data set at a fixed commit)
 #   MASKDETECT_SAMPLE_SHA256  the sha256 the downloaded archive must have
+#   MASKDETECT_SAMPLE_ANNOTATIONS  URL, archive or folder of labelled street photos (VOC, CSV or YOLO) to fill
+#                             an empty labelled_data/; their faces join processed_data/ (default, with the
+#                             sample data set: the Kaggle face-mask-detection photos in marellanoc/MaskON;
+#                             none: leave them out)
 #   MASKDETECT_DEMO_EPOCHS    epochs of the short training (default 5; train_a_model.py's own default is 30)
 #   MASKDETECT_DATA           the photo folder (default original_data)
 set -euo pipefail
@@ -15,6 +19,8 @@ here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 data="${MASKDETECT_DATA:-original_data}"
 epochs="${MASKDETECT_DEMO_EPOCHS:-5}"
+# labelled street photos: not a class folder of $data, so beside it
+labelled=labelled_data
 python=.venv/bin/python
 started=$SECONDS
 
@@ -28,14 +34,34 @@ step "installing requirements.txt"
 # pip skips what is installed already, so a rerun costs a few seconds
 "$python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
 
+sample=""
 if [[ -z "$(ls -A "$data" 2>/dev/null)" ]]; then
     step "filling $data/ with the sample data set"
     # extracts or copies beside $data/ and renames it into place: never a half-filled folder
     "$python" -m maskdetect.sample_data --into "$data"
+    sample=yes
+fi
+# Street and crowd photos teach the classifier the faces cameras see, which faces_dataset's close-ups lack.
+# Fetched with the sample data set, or whenever MASKDETECT_SAMPLE_ANNOTATIONS names some; where they cannot
+# be had, one line says so and the pipeline goes on without them (--optional).
+if [[ -z "$(ls -A "$labelled" 2>/dev/null)" && ( -n "$sample" || -n "${MASKDETECT_SAMPLE_ANNOTATIONS:-}" ) ]]; then
+    step "filling $labelled/ with labelled street photos"
+    "$python" -m maskdetect.sample_data --labelled --optional --into "$labelled"
 fi
 
 step "preprocess.sh: organise, remove duplicates, crop faces"
 ./preprocess.sh --input "$data" --output processed_data --logs logs
+
+if [[ -n "$(ls -A "$labelled" 2>/dev/null)" ]]; then
+    step "process_faces.py --annotations $labelled/: labelled faces join processed_data/"
+    # The Kaggle set's labels, in English and in the Spanish of MaskON's copy, go to the class folders that
+    # exist: the upstream faces_dataset calls its masked class with_mask, the shared copy mask.
+    mask_class=mask
+    if [[ -d "$data/with_mask" && ! -d "$data/mask" ]]; then mask_class=with_mask; fi
+    "$python" process_faces.py --annotations "$labelled" --output processed_data --logs logs --label-map \
+        mask="$mask_class" with_mask="$mask_class" con_mascarilla="$mask_class" \
+        sin_mascarilla=without_mask mask_weared_incorrect=incorrect_mask mascarilla_mal_puesta=incorrect_mask
+fi
 
 step "train_a_model.py: a short training ($epochs epochs)"
 "$python" train_a_model.py --data processed_data --logs logs --epochs "$epochs" --notes "run_pipeline.sh"
@@ -73,6 +99,7 @@ cat <<DONE
   $data/                   your photos, organised; set-aside files in $data/_rejected/<reason>/
   logs/preprocess/renames.csv      every rename and set-aside (./preprocess.sh --undo reverses them)
   processed_data/<class>/          256x256 face crops; processed_data/faces.csv lists them
+  $labelled/                  labelled street photos (if any); their faces are in processed_data/ too
   processed_data/_no_face/         photos with no face found, for manual cropping
   logs/review/<class>.html         review sheets: reject wrong crops, draw missed faces
   logs/runs/<run>/                 the trained model.keras, plots and metrics

@@ -110,12 +110,14 @@ def class_colours(class_names: Sequence[str]) -> dict[str, tuple[int, int, int]]
 
 
 def best_model(logs: str | Path) -> Path:
-    """The model of the ``ok`` run with the highest validation accuracy in ``<logs>/training_log.csv``
-    (auto_train.py's ranking), among those whose model file still exists."""
+    """The model of the best ``ok`` run in ``<logs>/training_log.csv`` whose model file still exists, ranked
+    as auto_train.py ranks: by the balanced accuracy on labelled photos when runs were scored with
+    ``--rank-on`` (on the folder of the latest scored run; unscored runs come after the scored ones), else
+    by validation accuracy."""
     log_path = Path(logs) / train.LOG_NAME
-    ranked = sweep.leaderboard(row for row in records.read_rows(log_path)
-                               if row.get("status") == "ok" and row.get("model_path")
-                               and Path(row["model_path"]).is_file())
+    usable = [row for row in records.read_rows(log_path)
+              if row.get("status") == "ok" and row.get("model_path") and Path(row["model_path"]).is_file()]
+    ranked = sweep.leaderboard(usable, sweep.ranking_folder(usable))
     if not ranked:
         where = f"{log_path} has no finished run whose model file exists" if log_path.is_file() else \
             f"there is no training log {log_path}"

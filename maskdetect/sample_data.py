@@ -4,6 +4,12 @@ The default is the public mask / no-mask collection of github.com/chandrikadeb7/
 (its ``dataset/`` folder), as a GitHub archive of one fixed commit so that every run gets the same
 pictures. ``MASKDETECT_SAMPLE_DATA`` (or ``--source``) names any other URL, archive or folder.
 
+With ``--labelled`` it fills ``labelled_data/`` instead with labelled street photos (a VOC, CSV or YOLO set, as
+``process_faces.py --annotations`` reads): by default the CC0 Kaggle andrewmvd face-mask-detection photos as
+github.com/marellanoc/MaskON publishes them (its ``archive/`` folder, labels in Spanish), or
+``MASKDETECT_SAMPLE_ANNOTATIONS``. They are optional: with ``--optional`` a set that cannot be had is one line
+saying what was left out and how to supply it, and the exit status stays 0.
+
 The destination is never left half-filled: a download goes to a temporary file in the cache and
 is checked (announced length, sha256) before anything is extracted; an archive is checked member by
 member before anything is written, then extracted into a temporary folder beside the destination,
@@ -21,6 +27,7 @@ import logging
 import os
 import shutil
 import stat
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -44,6 +51,15 @@ DEFAULT_COMMIT = "8c64c180873b6cbe4a89544bb61fe44abea14e88"
 DEFAULT_URL = f"https://github.com/chandrikadeb7/Face-Mask-Detection/archive/{DEFAULT_COMMIT}.zip"
 # The archive holds the whole repository (READMEs with pictures, demo images...); only this folder is the data.
 DEFAULT_SUBDIR = "dataset"
+# The labelled street photos: MaskON's archive/ folder (annotations/*.xml beside images/) at the commit the shared
+# test set was taken from. Only its abbreviated id is known here; GitHub serves archives of abbreviated commit ids,
+# and an id that names one commit now keeps naming it. No sha256 is pinned, as for DEFAULT_URL. Not checked here
+# (no network): whether that commit's archive/ holds more than the Kaggle photos; another commit (a332fc1) also
+# holds MaskedFace-Net's synthetic-mask photos (00000_Mask.jpg ...), which are under another licence.
+DEFAULT_ANNOTATIONS_COMMIT = "b6c6b2d"
+DEFAULT_ANNOTATIONS_URL = f"https://github.com/marellanoc/MaskON/archive/{DEFAULT_ANNOTATIONS_COMMIT}.zip"
+DEFAULT_ANNOTATIONS_SUBDIR = "archive"
+ANNOTATIONS_ENV = "MASKDETECT_SAMPLE_ANNOTATIONS"
 SOURCE_ENV = "MASKDETECT_SAMPLE_DATA"
 SHA256_ENV = "MASKDETECT_SAMPLE_SHA256"
 CACHE_ENV = "MASKDETECT_CACHE"
@@ -297,6 +313,48 @@ def find_data_root(top: Path, subdir: str | None = None) -> Path:
                      f"(searched {MAX_SEARCH_DEPTH} levels down); name it with --subdir")
 
 
+def _is_labelled_root(folder: Path) -> bool:
+    # the layouts annotations.read recognises in a folder (a folder of bare VOC XML files aside: too loose to
+    # search for, it can be named with --subdir)
+    return ((folder / "annotations").is_dir() or ((folder / "labels").is_dir() and (folder / "images").is_dir())
+            or (folder / "boxes.csv").is_file())
+
+
+def find_labelled_root(top: Path, subdir: str | None = None) -> Path:
+    """The folder under ``top`` that holds a labelled set: ``subdir`` (below ``top`` or its only top folder),
+    else the shallowest folder, at most ``MAX_SEARCH_DEPTH`` down, with ``annotations/`` (VOC), ``labels/`` and
+    ``images/`` (YOLO) or ``boxes.csv``."""
+    top = Path(top)
+    if subdir:
+        relative = _safe_relative(subdir)
+        tops = [top, *images.class_dirs(top)] if len(images.class_dirs(top)) == 1 else [top]
+        for base in tops:
+            candidate = base.joinpath(*relative.parts)
+            if candidate.is_dir():
+                return candidate
+        raise ValueError(f"the labelled data has no folder {subdir}/")
+    level = [top]
+    for _ in range(MAX_SEARCH_DEPTH + 1):
+        for folder in level:
+            if _is_labelled_root(folder):
+                return folder
+        level = [child for folder in level for child in images.class_dirs(folder)]
+    raise ValueError("the labelled data holds no VOC (annotations/), YOLO (labels/ and images/) or CSV (boxes.csv) "
+                     f"set (searched {MAX_SEARCH_DEPTH} levels down); name its folder with --subdir")
+
+
+def label_counts(root: Path) -> dict[str, int]:
+    """Labelled faces per label of a labelled set (as annotations.read finds them)."""
+    from maskdetect import annotations
+
+    labels = annotations.read(root)
+    counts: dict[str, int] = {}
+    for photo in labels.photos:
+        for face in photo.faces:
+            counts[face.label] = counts.get(face.label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def class_counts(root: Path) -> dict[str, int]:
     """Image files (by extension) per class folder of a data root."""
     counts = {}
@@ -342,8 +400,9 @@ def _local_path(source: str) -> Path | None:
 
 
 def fetch(source: str, destination: Path, sha256: str | None = None, subdir: str | None = None,
-          cache: Path | None = None) -> dict[str, int]:
-    """Fill the empty or absent ``destination`` from ``source`` (URL, archive or folder); class counts.
+          cache: Path | None = None, labelled: bool = False) -> dict[str, int]:
+    """Fill the empty or absent ``destination`` from ``source`` (URL, archive or folder); class counts, or
+    with ``labelled`` (a VOC, CSV or YOLO set rather than ``<class>/<images>``) faces per label.
 
     Raises ValueError for anything wrong with the source or the destination, ConnectionError when a
     URL cannot be reached. The destination is renamed into place whole, or not at all.
@@ -372,9 +431,10 @@ def fetch(source: str, destination: Path, sha256: str | None = None, subdir: str
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.partial-"))
+    find_root = find_labelled_root if labelled else find_data_root
     try:
         if archive is None:
-            root = find_data_root(local, subdir)
+            root = find_root(local, subdir)
             prepared = work / "data"
             # symlinks copied as links, never followed: nothing outside the source comes along
             shutil.copytree(root, prepared, symlinks=True)
@@ -382,9 +442,14 @@ def fetch(source: str, destination: Path, sha256: str | None = None, subdir: str
             unpacked = work / "unpacked"
             unpacked.mkdir()
             safe_extract(archive, unpacked)
-            prepared = find_data_root(unpacked, subdir)
-        counts = class_counts(prepared)
-        if len(counts) < 2:
+            prepared = find_root(unpacked, subdir)
+        if labelled:
+            counts = label_counts(prepared)
+            if not counts:
+                raise ValueError(f"{source} holds no labelled face")
+        else:
+            counts = class_counts(prepared)
+        if not labelled and len(counts) < 2:
             raise ValueError(f"the sample data has {len(counts)} class folder(s) with images; 2 or more are needed")
         _make_writable(prepared)
         _check_destination(destination)  # again: something may have appeared while we copied
@@ -410,8 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
                         f"folders (default: found; {DEFAULT_SUBDIR} for the default source)")
     parser.add_argument("--cache", default=None, help=f"where downloads are kept (default: ${CACHE_ENV}, else "
                         "~/.cache/maskdetect)")
+    parser.add_argument("--labelled", action="store_true",
+                        help="fetch a labelled set (VOC, CSV or YOLO, for process_faces.py --annotations) instead: "
+                        f"default source ${ANNOTATIONS_ENV}, else {DEFAULT_ANNOTATIONS_URL} "
+                        f"({DEFAULT_ANNOTATIONS_SUBDIR}/)")
+    parser.add_argument("--optional", action="store_true",
+                        help="a source that cannot be had is one line saying what was left out, exit status 0")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
+
+
+def left_out(reason: str, destination: Path) -> str:
+    """The one line for labelled photos that could not be had: what is missing and how to supply it."""
+    reason = " ".join(reason.split())
+    return (f"sample data: labelled street photos left out ({reason}); training goes on without them. To add "
+            f"them, set {ANNOTATIONS_ENV} to a URL, archive or folder of VOC, CSV or YOLO labels and rerun, or fill "
+            f"{destination}/ yourself, or run process_faces.py --annotations DIR")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -420,15 +499,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     destination = Path(args.into)
 
     def body() -> int:
-        source = args.source or os.environ.get(SOURCE_ENV) or DEFAULT_URL
-        subdir = args.subdir or (DEFAULT_SUBDIR if source == DEFAULT_URL else None)
-        sha256 = args.sha256 or os.environ.get(SHA256_ENV) or None
+        if args.labelled:
+            source = args.source or os.environ.get(ANNOTATIONS_ENV) or DEFAULT_ANNOTATIONS_URL
+            subdir = args.subdir or (DEFAULT_ANNOTATIONS_SUBDIR if source == DEFAULT_ANNOTATIONS_URL else None)
+            sha256 = args.sha256  # MASKDETECT_SAMPLE_SHA256 pins the other archive
+        else:
+            source = args.source or os.environ.get(SOURCE_ENV) or DEFAULT_URL
+            subdir = args.subdir or (DEFAULT_SUBDIR if source == DEFAULT_URL else None)
+            sha256 = args.sha256 or os.environ.get(SHA256_ENV) or None
         if sha256 and (len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
             raise ValueError(f"--sha256 must be 64 hex digits, not {sha256!r}")
+        if args.optional and source.lower() == "none":
+            print(left_out(f"{ANNOTATIONS_ENV if args.labelled else SOURCE_ENV}=none", destination), file=sys.stderr)
+            return runtime.EXIT_OK
         try:
-            counts = fetch(source, destination, sha256, subdir, Path(args.cache) if args.cache else None)
-        except ConnectionError as error:
+            counts = fetch(source, destination, sha256, subdir, Path(args.cache) if args.cache else None,
+                           labelled=args.labelled)
+        except (ConnectionError, ValueError) as error:
+            if args.optional:  # the pipeline runs on without them; say so once
+                print(left_out(str(error), destination), file=sys.stderr)
+                return runtime.EXIT_OK
+            if isinstance(error, ValueError):
+                raise
             raise ValueError(f"{error}.\n{how_to(destination)}") from None
+        if args.labelled:
+            print(f"sample data: {sum(counts.values())} labelled faces into {destination}/ ("
+                  + ", ".join(f"{name} {count}" for name, count in counts.items()) + f") from {source}")
+            return runtime.EXIT_OK
         listed = ", ".join(f"{name} {count}" for name, count in counts.items())
         print(f"sample data: {len(counts)} classes, {sum(counts.values())} images into {destination}/ "
               f"({listed}) from {source}")

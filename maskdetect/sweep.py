@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from maskdetect import records, runtime, train
+from maskdetect import evaluate, records, runtime, train
 from maskdetect.records import finite_number
 
 log = logging.getLogger(__name__)
@@ -248,8 +248,12 @@ def child_main(argv: Sequence[str]) -> int:
     spec = json.loads(spec_path.read_text())
     runtime.configure_logging(False)
     threads = int(spec.get("threads") or 0)
+    rank_on = spec.get("rank_on")
 
     def record(row: dict) -> None:
+        if rank_on and row.get("status") in COMPLETED:
+            # scored here, where TensorFlow and the model are at hand; the driver never loads TensorFlow
+            row = {**row, **evaluate.scored_fields(row, rank_on["folder"], rank_on["min_face"])}
         # the validation curve travels with the row: on Ray the run folder is on another machine
         temporary = result_path.with_suffix(".partial")
         temporary.write_text(json.dumps({**row, "curve": _history_curve(row)}, default=str))
@@ -504,8 +508,9 @@ def _short(trial: Trial) -> str:
 
 def run_sweep(trials: Sequence[Trial], logs: Path, sweep_id: str, executor, threads: int,
               previous: Sequence[Mapping[str, str]] = (), median_grace: int | None = None,
-              median_min_trials: int = 3) -> Outcome:
-    """Run the trials that the ``previous`` log rows lack, appending one row per trial."""
+              median_min_trials: int = 3, rank_on: Mapping | None = None) -> Outcome:
+    """Run the trials that the ``previous`` log rows lack, appending one row per trial. With ``rank_on``
+    (``{"folder": ..., "min_face": ...}``) each completed trial scores its model on that labelled folder."""
     done = completed_keys(previous)
     todo = [trial for trial in trials if trial.key not in done]
     skipped = len(trials) - len(todo)
@@ -554,7 +559,7 @@ def run_sweep(trials: Sequence[Trial], logs: Path, sweep_id: str, executor, thre
                 if median_grace:
                     median = {"grace": median_grace, "curve": median_curve(curves, median_min_trials)}
                 spec = {"settings": {**dataclasses.asdict(trial.settings), "sweep_id": sweep_id, "jobs": 1},
-                        "threads": threads, "median": median}
+                        "threads": threads, "median": median, "rank_on": rank_on}
                 output = logs / SWEEP_DIR / sweep_id / f"trial_{trial.number:04d}.log"
                 executor.submit(trial, spec, output)
                 current[trial.number] = f"#{trial.number} {_short(trial)}"
@@ -575,12 +580,39 @@ def run_sweep(trials: Sequence[Trial], logs: Path, sweep_id: str, executor, thre
 
 # ---------------------------------------------------------------- report
 
-def leaderboard(rows: Iterable[Mapping[str, str]]) -> list[Mapping[str, str]]:
-    """Completed runs ranked by validation accuracy (test accuracy never ranks: it is the held-out check)."""
+def scored_on(row: Mapping[str, str], folder: str | Path | None) -> float | None:
+    """The row's balanced accuracy on the labelled ``folder`` (see maskdetect.evaluate), None when it was not
+    scored on that folder."""
+    if not folder or not row.get("rank_on") or evaluate.folder_key(row["rank_on"]) != evaluate.folder_key(folder):
+        return None
+    return finite_number(row.get("rank_on_accuracy"))
+
+
+def ranking_folder(rows: Iterable[Mapping[str, str]]) -> str | None:
+    """The labelled folder of the latest row scored on one (``--rank-on``), or None: what detect_mask.py's
+    default model is ranked by. Scores on different folders are not comparable, so the latest choice wins."""
+    folder = None
+    for row in rows:
+        if row.get("rank_on") and finite_number(row.get("rank_on_accuracy")) is not None:
+            folder = row["rank_on"]
+    return folder
+
+
+def leaderboard(rows: Iterable[Mapping[str, str]], rank_on: str | Path | None = None) -> list[Mapping[str, str]]:
+    """Completed runs, best first, by validation accuracy (test accuracy never ranks: it is the held-out check).
+
+    With ``rank_on`` (a labelled folder), the runs scored on it come first, ranked by that score (validation
+    accuracy breaks ties), and the runs not scored on it follow, ranked by validation accuracy.
+    """
     usable = [row for row in rows
               if row.get("status") in COMPLETED and finite_number(row.get("val_accuracy")) is not None]
-    return sorted(usable, key=lambda row: (-finite_number(row["val_accuracy"]),
-                                           finite_number(row.get("val_loss")) or 0.0))
+
+    def key(row):
+        scored = scored_on(row, rank_on)
+        return (scored is None, -(scored or 0.0), -finite_number(row["val_accuracy"]),
+                finite_number(row.get("val_loss")) or 0.0)
+
+    return sorted(usable, key=key)
 
 
 def reproduce_command(row: Mapping[str, str]) -> str:
@@ -628,10 +660,26 @@ def plot_by_hyperparameter(rows: Sequence[Mapping[str, str]], path: Path) -> Non
     plots.save(figure, path)
 
 
+def score_missing(rows: Sequence[Mapping[str, str]], folder: str | Path,
+                  min_face: int = evaluate.RANK_MIN_FACE) -> list[Mapping[str, str]]:
+    """The rows, those completed but not scored on ``folder`` scored now when their model file exists (this
+    loads TensorFlow); the scores live in the returned rows only, the log is append-only."""
+    result = []
+    for row in rows:
+        if row.get("status") in COMPLETED and scored_on(row, folder) is None:
+            fields = evaluate.scored_fields(row, folder, min_face)
+            row = {**row, **fields} if fields else row
+        result.append(row)
+    return result
+
+
 def report(log_path: Path, sweep_id: str | None = None, top: int = 20, plot: bool = True,
-           keys: set[str] | None = None) -> str:
+           keys: set[str] | None = None, rank_on: str | Path | None = None,
+           min_face: int = evaluate.RANK_MIN_FACE) -> str:
     """The leaderboard as text (and a plot beside the log): all runs in the log, one sweep's, or the runs of
-    the given trial ``keys`` (a sweep's trials, also those an earlier run or train_a_model.py completed)."""
+    the given trial ``keys`` (a sweep's trials, also those an earlier run or train_a_model.py completed).
+    With ``rank_on`` the runs are ranked by their balanced accuracy on that labelled folder; runs not scored
+    on it are scored now when their model file exists, else listed below the scored ones."""
     if not log_path.is_file():
         raise ValueError(f"training log {log_path} does not exist; run train_a_model.py or auto_train.py first")
     all_rows = records.read_rows(log_path)
@@ -642,19 +690,28 @@ def report(log_path: Path, sweep_id: str | None = None, top: int = 20, plot: boo
         rows = [row for row in all_rows if sweep_id is None or row.get("sweep_id") == sweep_id]
     if sweep_id is not None and keys is None and not rows:
         raise ValueError(f"no run of sweep {sweep_id} in {log_path}")
-    ranked = leaderboard(rows)
+    if rank_on:
+        rows = score_missing(rows, rank_on, min_face)
+    ranked = leaderboard(rows, rank_on)
     failed = sum(row.get("status") == "failed" for row in rows)
     scope = f"sweep {sweep_id}" if sweep_id else f"all runs in {log_path}"
+    scored = sum(scored_on(row, rank_on) is not None for row in ranked)
+    by = (f"balanced accuracy on the labelled faces of {min_face} px or more in {evaluate.folder_key(rank_on)} "
+          f"({scored} runs scored; those not scored, for want of a model file, below them by validation accuracy)"
+          if rank_on else "validation accuracy")
     lines = [f"leaderboard, {scope}: {len(ranked)} completed, {failed} failed, "
-             f"{len(rows) - len(ranked) - failed} other (interrupted); ranked by validation accuracy"]
+             f"{len(rows) - len(ranked) - failed} other (interrupted); ranked by {by}"]
     if not ranked:
         return "\n".join([*lines, "no completed run yet"])
-    header = (f"{'#':>3} {'val acc':>7} {'test acc':>8}  {'status':<6} {'model':<11} {'ep':>3} {'batch':>5} "
-              f"{'size':>4} {'kern':>4} {'optimizer':<9} {'augment':<7} {'lr':>7} {'seed':>4}  run")
+    rank_column = f"{'rank-on':>7} " if rank_on else ""
+    header = (f"{'#':>3} {rank_column}{'val acc':>7} {'test acc':>8}  {'status':<6} {'model':<11} {'ep':>3} "
+              f"{'batch':>5} {'size':>4} {'kern':>4} {'optimizer':<9} {'augment':<7} {'lr':>7} {'seed':>4}  run")
     lines.append(header)
     for rank, row in enumerate(ranked[:top], 1):
+        on = scored_on(row, rank_on)
+        rank_text = ((f"{on:>7.4f} " if on is not None else f"{'-':>7} ") if rank_on else "")
         lines.append(
-            f"{rank:>3} {finite_number(row['val_accuracy']):>7.4f} "
+            f"{rank:>3} {rank_text}{finite_number(row['val_accuracy']):>7.4f} "
             f"{finite_number(row.get('test_accuracy')) or 0:>8.4f}  "
             f"{row.get('status', ''):<6} {row.get('model', ''):<11} {row.get('epochs_run', ''):>3} "
             f"{row.get('batch_size', ''):>5} {row.get('image_size', ''):>4} {row.get('kernel_size', ''):>4} "
@@ -711,6 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "of completed trials at the same epoch (logged as 'pruned')")
     parser.add_argument("--median-min-trials", type=int, default=3,
                         help="completed trials needed before the median rule judges (default %(default)s)")
+    parser.add_argument("--rank-on", metavar="DIR",
+                        help="rank the models by their balanced accuracy on the labelled photos of DIR (a VOC, CSV or "
+                        "YOLO folder, as process_faces.py --annotations reads; faces of 32 px or more), not by "
+                        "validation accuracy: each trial scores its model; with --report, runs not scored on DIR "
+                        "are scored then")
     parser.add_argument("--restart", action="store_true", help="run every trial again, ignoring the log")
     parser.add_argument("--dry-run", action="store_true", help="print the planned trials and stop")
     parser.add_argument("--report", nargs="?", const="", metavar="LOG",
@@ -754,8 +816,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     _validate(args)
     logs = Path(args.logs)
+    rank_on = None
+    if args.rank_on:
+        # a wrong folder is one line now, not a surprise after hours of training
+        counts = evaluate.check_folder(args.rank_on)
+        rank_on = {"folder": evaluate.folder_key(args.rank_on), "min_face": evaluate.RANK_MIN_FACE}
+        print(f"auto_train: ranking by balanced accuracy on {rank_on['folder']}: "
+              + ", ".join(f"{label} {count}" for label, count in sorted(counts.items()))
+              + f" labelled faces of {evaluate.RANK_MIN_FACE} px or more")
     if args.report is not None:
-        print(report(Path(args.report) if args.report else logs / train.LOG_NAME, args.sweep_id, args.top))
+        print(report(Path(args.report) if args.report else logs / train.LOG_NAME, args.sweep_id, args.top,
+                     rank_on=args.rank_on))
         return runtime.EXIT_OK
 
     grid = grid_from(args)
@@ -792,12 +863,13 @@ def _main(args: argparse.Namespace) -> int:
         executor = LocalExecutor(jobs, logs / SWEEP_DIR / sweep_id / "work")
     start = time.monotonic()
     outcome = run_sweep(trials, logs, sweep_id, executor, threads, previous, args.median_stop,
-                        args.median_min_trials)
+                        args.median_min_trials, rank_on)
     hours = (time.monotonic() - start) / 3600
     counts = {status: sum(row.get("status") == status for row in outcome.rows)
               for status in ("ok", "pruned", "failed", "interrupted")}
     print()
-    print(report(logs / train.LOG_NAME, sweep_id, args.top, keys={trial.key for trial in trials}))
+    print(report(logs / train.LOG_NAME, sweep_id, args.top, keys={trial.key for trial in trials},
+                 rank_on=args.rank_on))
     trained = counts["ok"] + counts["pruned"]
     rate = f"; {trained / hours:.1f} trials/hour" if trained and hours > 0 else ""
     ran = ", ".join(f"{count} {status}" for status, count in counts.items())

@@ -43,7 +43,7 @@ LOG_FIELDS = [
     "data_hash", "classes", "train_size", "val_size", "test_size", "skipped_crops", "epochs_run", "best_epoch",
     "stopped_early", "train_seconds", "images_per_second", "train_accuracy", "val_accuracy", "val_loss",
     "test_accuracy", "test_loss", "roc_auc", "per_class", "model_path", "run_dir", "notes", "code_version",
-    "error",
+    "error", "rank_on", "rank_on_accuracy", "rank_on_per_class",
 ]
 
 
@@ -353,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--notes", default="", help="free text saved in the log row")
     parser.add_argument("--weights", help="a local MobileNetV2 ImageNet weights file (no download)")
     parser.add_argument("--jobs", type=int, default=0, help="processes for checking the crops (default: all cores)")
+    parser.add_argument("--rank-on", metavar="DIR",
+                        help="after training, score the model on the labelled photos of DIR (VOC, CSV or YOLO; faces "
+                        "of 32 px or more): balanced accuracy in the log row's rank_on_accuracy")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -368,7 +371,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     def body() -> int:
-        row = run(settings_from(args))
+        settings = settings_from(args)
+        record = None
+        if args.rank_on:
+            from maskdetect import evaluate
+
+            evaluate.check_folder(args.rank_on)  # a wrong folder is one line before training, not after
+
+            def record(row: dict) -> None:
+                if row.get("status") == "ok":
+                    row.update(evaluate.scored_fields(row, args.rank_on))
+                append_log(settings.logs, row)
+
+        row = run(settings, record=record)
         print(f"train_a_model: {row['data_size']} crops ({row['train_size']} train / {row['val_size']} validation / "
               f"{row['test_size']} test, {row['skipped_crops']} skipped); {row['epochs_run']} epochs in "
               f"{row['train_seconds']} s; validation accuracy {row['val_accuracy']}, test accuracy "

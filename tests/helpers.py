@@ -201,3 +201,42 @@ def render_page(page: Path, profile: Path, shot: Path, size: str = "1280,3800") 
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 10, "the screenshot is blank"
     return dom.stdout
+
+
+# The astronaut's face in skimage's astronaut photo (x1, y1, x2, y2), and a green "mask" over its lower half.
+ASTRONAUT_FACE = (180, 60, 300, 200)
+GREEN_MASK = (200, 140, 290, 200)
+
+
+def make_labelled_folder(root: Path) -> Path:
+    """A small PASCAL VOC folder (images/ + annotations/) of real photos with labelled face boxes:
+
+    - masked.jpg: the astronaut with a green mask over the lower face, labelled ``mask``;
+    - bare.jpg: the astronaut as she is, ``without_mask``; also a 20 px face (too small to score) and an
+      ``incorrect_mask`` box (no class of a two-class model);
+    - green.jpg: the coffee photo with a green square, its box labelled ``without_mask`` (a model that calls
+      green faces masked gets it wrong).
+    """
+    from PIL import ImageDraw
+
+    masked = picture("astronaut")
+    ImageDraw.Draw(masked).rectangle(GREEN_MASK, fill=(0, 255, 0))
+    green = picture("coffee")
+    ImageDraw.Draw(green).rectangle((100, 100, 250, 250), fill=(0, 255, 0))
+    photos = {
+        "masked.jpg": (masked, [("mask", ASTRONAUT_FACE)]),
+        "bare.jpg": (picture("astronaut"), [("without_mask", ASTRONAUT_FACE), ("without_mask", (10, 10, 30, 30)),
+                                            ("incorrect_mask", (300, 250, 400, 350))]),
+        "green.jpg": (green, [("without_mask", (120, 120, 230, 230))]),
+    }
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "annotations").mkdir(exist_ok=True)
+    for name, (image, boxes) in photos.items():
+        image.save(root / "images" / name, quality=95)
+        objects = "".join(
+            f"<object><name>{label}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax>"
+            f"<ymax>{y2}</ymax></bndbox></object>" for label, (x1, y1, x2, y2) in boxes)
+        (root / "annotations" / f"{Path(name).stem}.xml").write_text(
+            f"<annotation><folder>images</folder><filename>{name}</filename><size><width>{image.width}</width>"
+            f"<height>{image.height}</height><depth>3</depth></size>{objects}</annotation>")
+    return root

@@ -263,3 +263,43 @@ def test_not_an_archive_is_a_clear_error(tmp_path, capsys):
     assert _run(tmp_path, "--source", str(bogus)) == 2
     assert "neither a folder nor" in capsys.readouterr().err
     assert not (tmp_path / "original_data").exists()
+
+
+def _labelled_members(top: str = "MaskON-b6c6b2d/archive") -> dict[str, bytes]:
+    """A repository archive holding a VOC set below its top folder, as MaskON's archive/ does."""
+    xml = ("<annotation><filename>street.jpg</filename><object><name>con_mascarilla</name><bndbox><xmin>2</xmin>"
+           "<ymin>2</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object><object><name>sin_mascarilla</name>"
+           "<bndbox><xmin>10</xmin><ymin>5</ymin><xmax>40</xmax><ymax>35</ymax></bndbox></object></annotation>")
+    return {f"{top}/images/street.jpg": _jpeg(7), f"{top}/annotations/street.xml": xml.encode(),
+            "MaskON-b6c6b2d/README.md": b"# MaskON\n"}
+
+
+def test_labelled_street_photos_default_to_maskon_and_are_found_in_an_archive(server, tmp_path, capsys):
+    assert sample_data.DEFAULT_ANNOTATIONS_URL == "https://github.com/marellanoc/MaskON/archive/b6c6b2d.zip"
+    assert sample_data.DEFAULT_ANNOTATIONS_SUBDIR == "archive"
+    base, routes = server
+    body = _zip(_labelled_members())
+    routes["/maskon.zip"] = (body, len(body))
+    into = tmp_path / "labelled_data"
+    assert sample_data.main(["--labelled", "--optional", "--into", str(into), "--cache", str(tmp_path / "cache"),
+                             "--source", f"{base}/maskon.zip"]) == 0
+    assert "2 labelled faces into" in capsys.readouterr().out
+    assert sorted(path.name for path in into.iterdir()) == ["annotations", "images"]
+    assert sample_data.label_counts(into) == {"con_mascarilla": 1, "sin_mascarilla": 1}
+
+
+def test_labelled_photos_that_cannot_be_had_are_one_line_and_exit_0(server, tmp_path, capsys, monkeypatch):
+    base, _ = server
+    into = tmp_path / "labelled_data"
+    monkeypatch.setenv(sample_data.ANNOTATIONS_ENV, f"{base}/missing.zip")
+    assert sample_data.main(["--labelled", "--optional", "--into", str(into), "--cache", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "left out" in line]
+    assert line.startswith("sample data: labelled street photos left out (cannot download")
+    assert sample_data.ANNOTATIONS_ENV in line and "process_faces.py --annotations" in line
+    assert not into.exists() and not _leftovers(tmp_path)
+    # without --optional it is an error; a folder with no labels is one too
+    assert sample_data.main(["--labelled", "--into", str(into), "--cache", str(tmp_path / "c")]) == 2
+    (tmp_path / "plain").mkdir()
+    assert sample_data.main(["--labelled", "--optional", "--into", str(into), "--source", str(tmp_path / "plain")]) == 0
+    assert "holds no VOC" in capsys.readouterr().err

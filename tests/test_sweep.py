@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_crop_dataset
+from helpers import make_crop_dataset, make_labelled_folder
 
 from maskdetect import records, sweep, train
 
@@ -216,6 +216,65 @@ def test_report_ranks_by_validation_accuracy_never_test(tmp_path, capsys):
     assert "--image-size 64" in out.split("reproduce:")[1]
     assert (logs / sweep.SWEEP_DIR / "all_val_accuracy.png").stat().st_size > 10_000
     assert sweep.main(["--logs", str(logs), "--report", "--sweep-id", "nope"]) == 2
+
+
+def test_rank_on_ranks_scored_runs_first_and_best_model_follows(tmp_path, capsys):
+    from maskdetect import detect
+
+    labelled = make_labelled_folder(tmp_path / "street")
+    logs = tmp_path / "logs"
+    base = {"model": "small", "epochs": 30, "batch_size": 32, "image_size": 64, "kernel_size": 3,
+            "optimizer": "adam", "learning_rate": 0.001, "augmentation": "light", "seed": 42, "data": "processed_data",
+            "val_split": 0.15, "test_split": 0.15, "sweep_id": "s1", "status": "ok"}
+    elsewhere = str(tmp_path / "another_folder")
+    for run_id, val, folder, score in [("a", 0.99, str(labelled), 0.70), ("b", 0.95, str(labelled), 0.85),
+                                       ("c", 0.97, "", ""), ("d", 0.90, elsewhere, 0.99)]:
+        model = tmp_path / run_id / "model.keras"  # c's model file is gone: it cannot be scored
+        if run_id != "c":
+            model.parent.mkdir()
+            model.write_bytes(b"not looked at")
+        train.append_log(logs, {**base, "run_id": run_id, "val_accuracy": val, "model_path": str(model),
+                                "rank_on": folder, "rank_on_accuracy": score})
+    rows = records.read_rows(logs / train.LOG_NAME)
+    assert [row["run_id"] for row in sweep.leaderboard(rows)] == ["a", "c", "b", "d"]  # validation accuracy
+    assert [row["run_id"] for row in sweep.leaderboard(rows, labelled)] == ["b", "a", "c", "d"]
+    # detect_mask.py's default model: ranked on the folder of the latest scored run (d's), with a model file
+    assert detect.best_model(logs) == tmp_path / "d" / "model.keras"
+    assert sweep.ranking_folder(rows[:3]) == str(labelled)
+
+    assert sweep.main(["--logs", str(logs), "--report", "--rank-on", str(labelled), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    ranked = [line.split() for line in out.splitlines() if line[:3].strip().isdigit()]
+    assert [line[-1] for line in ranked] == ["b", "a", "c"]
+    assert [line[1:3] for line in ranked] == [["0.8500", "0.9500"], ["0.7000", "0.9900"], ["-", "0.9700"]]
+    assert "ranked by balanced accuracy" in out and "best model: " + str(tmp_path / "b" / "model.keras") in out
+
+
+def test_a_bad_rank_on_folder_is_one_line_before_any_training(crops, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    assert sweep.main(["--data", str(crops), "--logs", str(logs), *TINY, "--rank-on", str(tmp_path / "no")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --rank-on {tmp_path / 'no'} does not exist"
+    (tmp_path / "unlabelled").mkdir()
+    assert sweep.main(["--data", str(crops), "--logs", str(logs), *TINY, "--rank-on",
+                       str(tmp_path / "unlabelled")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --rank-on: annotations") and "\n" not in error
+    assert not logs.exists()
+
+
+def test_a_sweep_scores_each_trial_on_the_labelled_folder(crops, tmp_path):
+    logs = tmp_path / "logs"
+    labelled = make_labelled_folder(tmp_path / "street")
+    driver = auto_train("--data", str(crops), "--logs", str(logs), *TINY, "--rank-on", str(labelled))
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 0, err[-3000:]
+    (row,) = log_rows(logs)
+    assert row["status"] == "ok" and row["rank_on"] == str(labelled.resolve())
+    assert 0 <= float(row["rank_on_accuracy"]) <= 1
+    per_class = json.loads(row["rank_on_per_class"])
+    assert per_class["mask"]["faces"] == 1 and per_class["without_mask"]["faces"] == 2
+    assert per_class["not a class of the model"] == {"faces": 1}
+    assert "ranked by balanced accuracy" in out and f"{float(row['rank_on_accuracy']):.4f}" in out
 
 
 # ---------------------------------------------------------------- Ray

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_crop_dataset
+from helpers import make_crop_dataset, make_labelled_folder
 
 from maskdetect import data, faces, records, train
 
@@ -159,6 +159,18 @@ def test_an_older_log_without_new_columns_still_gets_the_row(crops, tmp_path):
     assert train.main(["--data", str(crops), "--logs", str(logs), *TINY]) == 0
     rows = records.read_rows(logs / train.LOG_NAME)
     assert [row["run_id"] for row in rows][0] == "old" and rows[1]["status"] == "ok" and "weights" not in rows[1]
+
+
+def test_rank_on_scores_the_run_on_labelled_photos(crops, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    assert train.main(["--data", str(crops), "--logs", str(logs), *TINY, "--rank-on", str(tmp_path / "no")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --rank-on {tmp_path / 'no'} does not exist"
+    assert not (logs / train.LOG_NAME).exists()  # refused before training
+    labelled = make_labelled_folder(tmp_path / "street")
+    assert train.main(["--data", str(crops), "--logs", str(logs), *TINY, "--rank-on", str(labelled)]) == 0
+    assert "rank-on: balanced accuracy" in capsys.readouterr().out
+    (row,) = records.read_rows(logs / train.LOG_NAME)
+    assert row["rank_on"] == str(labelled.resolve()) and 0 <= float(row["rank_on_accuracy"]) <= 1
 
 
 def test_a_hundred_crops_give_a_model_that_works(tmp_path):
