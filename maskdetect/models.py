@@ -1,4 +1,5 @@
-"""The networks and augmentation presets. Imports Keras, so only training and inference load it.
+"""The networks, their ImageNet weights, and augmentation presets. Imports Keras, so only training and
+inference load it.
 
 Every model takes raw 0-255 RGB pixels (rescaling is its first layer), so a saved model needs no
 preprocessing code beside it. Two classes get one sigmoid output; more get a softmax.
@@ -6,10 +7,23 @@ preprocessing code beside it. Two classes get one sigmoid output; more get a sof
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
 import keras
 from keras import layers
 
 from maskdetect.train import AUGMENTATIONS, KERNEL_SIZES, NETWORKS
+
+# Where Keras itself downloads MobileNetV2's ImageNet weights (keras/src/applications/mobilenet_v2.py);
+# a module constant so that a test can point it at a local server.
+WEIGHTS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+# The no-top weights are convolutional, so the 224-pixel file fits any input size; it is the one Keras
+# itself loads for sizes other than 96, 128, 160, 192 and 224.
+WEIGHTS_ROWS = 224
+TRUNK = "trunk"  # the name of MobileNetV2's backbone inside the model, to freeze and unfreeze it
 
 
 def _head(features, num_classes: int, dropout: float):
@@ -35,12 +49,54 @@ def _conv_block(x, filters: int, kernel_size: int, convs: int, name: str, moment
     return layers.MaxPooling2D(2, name=f"{name}_pool")(x)
 
 
+def imagenet_weights_name(alpha: float) -> str:
+    """The file name under which Keras caches the no-top ImageNet weights of MobileNetV2 at width ``alpha``."""
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{WEIGHTS_ROWS}_no_top.h5"
+
+
+def keras_cache_home() -> Path:
+    """The folder whose ``models/`` holds Keras's downloaded weights, as ``keras.utils.get_file`` resolves it:
+    ``$KERAS_HOME``, else ``~/.keras``; a folder that cannot be written falls back to ``/tmp/.keras``.
+
+    Read at call time: Keras reads ``KERAS_HOME`` once, at import, so a later change (a test's, or a
+    caller's) would otherwise be ignored."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    home = os.path.expanduser(home)
+    with contextlib.suppress(OSError):  # Keras creates its home at import; a changed one may not exist yet
+        os.makedirs(home, exist_ok=True)
+    if not os.access(home, os.W_OK):
+        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(home)
+
+
+def fetch_imagenet_weights(alpha: float, file_hash: str | None = None) -> str:
+    """The local path of Keras's ImageNet weights for ``MobileNetV2(include_top=False, alpha=alpha)``: the file
+    in Keras's cache (``$KERAS_HOME/models/``), downloaded there by ``keras.utils.get_file`` on first use,
+    just as ``weights="imagenet"`` would. ``file_hash`` (sha256) checks the file when given.
+
+    Raises a one-line ValueError that names both remedies when the file is not cached and cannot be
+    downloaded."""
+    name = imagenet_weights_name(alpha)
+    origin = WEIGHTS_BASE_URL + name
+    home = keras_cache_home()
+    try:
+        return keras.utils.get_file(name, origin, cache_subdir="models", cache_dir=str(home), file_hash=file_hash)
+    except Exception as error:  # Keras wraps a failed URL in a bare Exception; OSError and ValueError pass as such
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        raise ValueError(
+            f"the ImageNet weights of MobileNetV2 alpha {alpha} are not in {home / 'models'} and could not be "
+            f"downloaded from {origin} ({reason[:300]}). Offline, copy Keras's file {name} into "
+            f"{home / 'models'}/, or pass --weights FILE (a local weights file) or --weights none (from scratch)"
+        ) from None
+
+
 def build_model(network: str, image_size: int, kernel_size: int, num_classes: int,
-                weights: str | None = None, steps_per_epoch: int = 100) -> keras.Model:
+                weights: str | None = None, steps_per_epoch: int = 100, alpha: float = 0.35) -> keras.Model:
     """``small``: 4 blocks of one conv (32-64-128-256 filters), quick. ``deep``: 4 blocks of two convs
-    (32-64-128-256). ``mobilenetv2``: Keras's MobileNetV2 (its own 3x3 kernels), from scratch unless
-    ``weights`` names a local ImageNet weights file (no download). ``steps_per_epoch`` sets the batch-norm
-    momentum of small and deep (see ``batch_norm_momentum``)."""
+    (32-64-128-256). ``mobilenetv2``: Keras's MobileNetV2 at width ``alpha`` (its own 3x3 kernels), its trunk
+    from ``weights``: ``"imagenet"`` (Keras's file, see ``fetch_imagenet_weights``), a local weights file, or
+    None or ``"none"`` (from scratch). A pretrained trunk starts frozen (see ``set_trunk_trainable``).
+    ``steps_per_epoch`` sets the batch-norm momentum of small and deep (see ``batch_norm_momentum``)."""
     if network not in NETWORKS:
         raise ValueError(f"--model must be one of {', '.join(NETWORKS)}, not {network!r}")
     if kernel_size not in KERNEL_SIZES:
@@ -50,12 +106,24 @@ def build_model(network: str, image_size: int, kernel_size: int, num_classes: in
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     if network == "mobilenetv2":
         x = layers.Rescaling(1 / 127.5, offset=-1, name="rescale")(inputs)
+        # Built for the real input size with no weights, then loaded: Keras's weights="imagenet" would look
+        # for the file in the import-time cache and warn about every size but five.
         backbone = keras.applications.MobileNetV2(
-            input_shape=(image_size, image_size, 3), include_top=False, weights=None, alpha=1.0
+            input_shape=(image_size, image_size, 3), include_top=False, weights=None, alpha=alpha, name=TRUNK
         )
-        if weights:
-            backbone.load_weights(weights)
-        return keras.Model(inputs, _head(backbone(x), num_classes, 0.2), name="mobilenetv2")
+        if weights == "imagenet":
+            weights = fetch_imagenet_weights(alpha)
+        if weights and weights != "none":
+            try:
+                backbone.load_weights(weights)
+            except (ValueError, OSError, KeyError) as error:
+                reason = " ".join(str(error).split())[:300]
+                raise ValueError(f"the weights file {weights} does not load into MobileNetV2 alpha {alpha} ({reason}); "
+                                 f"give the --alpha it was made for, or replace a broken file") from None
+        model = keras.Model(inputs, _head(backbone(x), num_classes, 0.2), name="mobilenetv2")
+        if weights and weights != "none":
+            set_trunk_trainable(model, False)
+        return model
     x = layers.Rescaling(1 / 255, name="rescale")(inputs)
     momentum = batch_norm_momentum(steps_per_epoch)
     if network == "small":
@@ -65,6 +133,39 @@ def build_model(network: str, image_size: int, kernel_size: int, num_classes: in
     for index, filters in enumerate((32, 64, 128, 256)):
         x = _conv_block(x, filters, kernel_size, 2, f"block{index + 1}", momentum)
     return keras.Model(inputs, _head(x, num_classes, 0.4), name="deep")
+
+
+def set_trunk_trainable(model: keras.Model, trainable: bool) -> None:
+    """Freeze a pretrained MobileNetV2 trunk (to train the head alone) or unfreeze it for fine-tuning; its
+    BatchNormalization layers stay frozen either way, and so in inference mode with ImageNet's statistics.
+
+    Keras 3 passes the outer model's ``training`` flag to a nested model, over a ``training=False`` given
+    when it was called (keras-team/keras#20285), so the usual ``backbone(x, training=False)`` would not keep
+    batch normalization in inference mode during fit; a frozen BatchNormalization layer is always in it.
+    Compile the model again after a change."""
+    trunk = model.get_layer(TRUNK)
+    trunk.trainable = trainable
+    for layer in trunk.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+
+
+class EarlyStoppingOverPhases(keras.callbacks.EarlyStopping):
+    """Early stopping whose best epoch and best weights carry over from one ``fit`` to the next (a warm-up
+    on a frozen trunk, then fine-tuning), so that the weights kept at the end are the best of all epochs,
+    not only of the last phase. The patience starts afresh in each phase: fine-tuning gets its own."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.phases = 0
+
+    def on_train_begin(self, logs=None):
+        if self.phases == 0:
+            super().on_train_begin(logs)
+        else:
+            self.wait = 0
+            self.stopped_epoch = 0
+        self.phases += 1
 
 
 def build_augmentation(preset: str, seed: int) -> keras.Sequential | None:

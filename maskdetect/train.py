@@ -33,6 +33,10 @@ NETWORKS = ("small", "deep", "mobilenetv2")
 OPTIMIZERS = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
 AUGMENTATIONS = ("none", "light", "heavy")
 KERNEL_SIZES = (3, 5, 7)
+ALPHAS = (0.35, 0.5, 0.75, 1.0)  # MobileNetV2's widths with ImageNet weights that --alpha offers
+DEFAULT_ALPHA = 0.35  # the narrowest: it fits 2 CPU cores, and it is the shared weights file's width
+DEFAULT_WARMUP_EPOCHS = 3  # epochs of training the head alone on a frozen pretrained trunk
+FINE_TUNE_FACTOR = 0.1  # the learning rate after the warm-up, when the whole pretrained network trains
 # the seven a sweep varies (with the learning rate); in this order in plots and leaderboards
 HYPERPARAMETERS = ("model", "epochs", "batch_size", "image_size", "kernel_size", "optimizer", "augmentation")
 LOG_NAME = "training_log.csv"
@@ -43,13 +47,18 @@ LOG_FIELDS = [
     "data_hash", "classes", "train_size", "val_size", "test_size", "skipped_crops", "epochs_run", "best_epoch",
     "stopped_early", "train_seconds", "images_per_second", "train_accuracy", "val_accuracy", "val_loss",
     "test_accuracy", "test_loss", "roc_auc", "per_class", "model_path", "run_dir", "notes", "code_version",
-    "error", "rank_on", "rank_on_accuracy", "rank_on_per_class",
+    "error", "alpha", "warmup_epochs", "rank_on", "rank_on_accuracy", "rank_on_per_class",
 ]
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The seven hyperparameters and the rest of a run, validated on construction."""
+    """The seven hyperparameters and the rest of a run, validated on construction.
+
+    For mobilenetv2, ``weights``, ``alpha`` and ``warmup_epochs`` left as None become their defaults
+    (``"imagenet"``, 0.35, and 3 epochs when the trunk is pretrained, else 0), so that the log records what
+    a run used; the other networks leave them None.
+    """
 
     model: str = "small"
     epochs: int = 30
@@ -68,6 +77,8 @@ class Settings:
     weights: str | None = None
     jobs: int = 0
     sweep_id: str = ""
+    alpha: float | None = None
+    warmup_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in NETWORKS:
@@ -89,17 +100,45 @@ class Settings:
         for name in ("val_split", "test_split"):
             if not 0 < getattr(self, name) < 0.5:
                 raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 0.5, not {getattr(self, name)}")
-        if self.weights and self.model != "mobilenetv2":
-            raise ValueError("--weights is for --model mobilenetv2 only")
-        if self.weights and not Path(self.weights).is_file():
-            raise ValueError(f"--weights file {self.weights} does not exist")
+        if self.model == "mobilenetv2":
+            self._check_mobilenetv2()
+        else:
+            for name in ("weights", "alpha", "warmup_epochs"):
+                if getattr(self, name) not in (None, ""):
+                    raise ValueError(f"--{name.replace('_', '-')} is for --model mobilenetv2 only")
+
+    def _check_mobilenetv2(self) -> None:
+        # the defaults are filled in here, the way a frozen dataclass allows, so that the log shows them
+        if not self.weights:
+            object.__setattr__(self, "weights", "imagenet")
+        if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():
+            raise ValueError(f"--weights must be none, imagenet or a weights file, and {self.weights} does not exist")
+        if self.alpha is None:
+            object.__setattr__(self, "alpha", DEFAULT_ALPHA)
+        if self.alpha not in ALPHAS:
+            raise ValueError(f"--alpha must be one of {', '.join(map(str, ALPHAS))}, not {self.alpha}")
+        if self.warmup_epochs is None:
+            object.__setattr__(self, "warmup_epochs", DEFAULT_WARMUP_EPOCHS if self.pretrained else 0)
+        if not self.pretrained and self.warmup_epochs:
+            raise ValueError("--warmup-epochs is for a pretrained trunk: with --weights none everything trains "
+                             "from the start")
+        if not 0 <= self.warmup_epochs <= 10_000:
+            raise ValueError(f"--warmup-epochs must be between 0 and 10000, not {self.warmup_epochs}")
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the network starts from weights (ImageNet's or a file's), and so warms up and fine-tunes."""
+        return self.model == "mobilenetv2" and self.weights not in (None, "", "none")
 
     @property
     def rate(self) -> float:
         return self.learning_rate if self.learning_rate is not None else OPTIMIZERS[self.optimizer]
 
     def hyperparameters(self) -> dict:
-        return {key: getattr(self, key) for key in HYPERPARAMETERS} | {"learning_rate": self.rate}
+        """The seven and the learning rate; for mobilenetv2 also its width, weights and warm-up."""
+        extra = {key: getattr(self, key) for key in ("alpha", "weights", "warmup_epochs")
+                 if self.model == "mobilenetv2"}
+        return {key: getattr(self, key) for key in HYPERPARAMETERS} | {"learning_rate": self.rate} | extra
 
 
 def code_version() -> str:
@@ -125,13 +164,28 @@ def append_log(logs: str | Path, row: dict) -> None:
     records.append_rows(path, header, [{key: row.get(key, "") for key in header}])
 
 
-def _optimizer(settings: Settings):
+def _optimizer(settings: Settings, rate: float):
     import keras
 
     if settings.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=settings.rate, momentum=0.9, nesterov=True)
+        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True)
     return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-            "rmsprop": keras.optimizers.RMSprop}[settings.optimizer](learning_rate=settings.rate)
+            "rmsprop": keras.optimizers.RMSprop}[settings.optimizer](learning_rate=rate)
+
+
+def weights_file(settings: Settings) -> str | None:
+    """The local file a pretrained trunk starts from: ``--weights FILE``, or Keras's ImageNet file, fetched
+    into Keras's cache on first use; None from scratch. Raises a one-line ValueError when the ImageNet file
+    is neither cached nor downloadable."""
+    if not settings.pretrained:
+        return None
+    if settings.weights != "imagenet":
+        return settings.weights
+    with runtime.native_stderr_silenced():
+        import keras  # noqa: F401  (TensorFlow's start-up lines go to stderr at import)
+    from maskdetect import models
+
+    return models.fetch_imagenet_weights(settings.alpha)
 
 
 def save_model(model, path: Path, meta: dict) -> None:
@@ -188,6 +242,8 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
         if empty:
             raise ValueError(f"too few images to split: the {name} set gets none of {', '.join(empty)} "
                              f"({len(crops.paths)} crops in all); add images or lower the split shares")
+    # before the run folder exists: missing weights are a one-line error, not a failed run in the log
+    weights = weights_file(settings)
 
     run_id = time.strftime("%Y%m%d-%H%M%S_") + uuid.uuid4().hex[:6]
     run_dir = Path(settings.logs) / "runs" / run_id
@@ -201,7 +257,7 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
     (run_dir / "config.json").write_text(json.dumps({**row, "split_seed": settings.seed, "crop": crop}, indent=2,
                                                     default=str))
     try:
-        row.update(_train_and_evaluate(settings, crops, splits, run_dir, callbacks))
+        row.update(_train_and_evaluate(settings, crops, splits, run_dir, callbacks, weights))
     except KeyboardInterrupt:
         row.update(status="interrupted", error="stopped by Ctrl-C")
         record(row)
@@ -214,7 +270,8 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
     return row
 
 
-def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: Path, callbacks) -> dict:
+def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: Path, callbacks,
+                        weights: str | None = None) -> dict:
     with runtime.native_stderr_silenced():
         import keras
         import tensorflow as tf
@@ -235,27 +292,47 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
                                  shuffle=shuffle, seed=settings.seed, augment=augmentation)
 
     train_ds, val_ds = dataset(train_idx, True, augment), dataset(val_idx, False)
-    model = models.build_model(settings.model, settings.image_size, settings.kernel_size, classes, settings.weights,
-                               steps_per_epoch=math.ceil(len(train_idx) / settings.batch_size))
-    model.compile(optimizer=_optimizer(settings),
-                  loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True)
-    fit_callbacks = [
-        stopper,
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        *callbacks,
-    ]
+    model = models.build_model(settings.model, settings.image_size, settings.kernel_size, classes, weights,
+                               steps_per_epoch=math.ceil(len(train_idx) / settings.batch_size),
+                               alpha=settings.alpha or DEFAULT_ALPHA)
+    # A pretrained trunk: first the new head alone on the frozen trunk (random gradients from the head would
+    # wreck the trunk's features), then everything at a tenth of the rate. From scratch: one phase.
+    if settings.pretrained:
+        warmup = min(settings.warmup_epochs, settings.epochs)
+        phases = [(warmup, False, settings.rate), (settings.epochs, True, settings.rate * FINE_TUNE_FACTOR)]
+    else:
+        phases = [(settings.epochs, None, settings.rate)]
+    stopper = models.EarlyStoppingOverPhases(monitor="val_loss", patience=6, restore_best_weights=True)
+    history: dict[str, list] = {}
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs,
-                        class_weight=data.class_weights(crops.labels[train_idx], classes),
-                        callbacks=fit_callbacks, shuffle=False,  # the dataset shuffles itself
-                        verbose=1 if sys.stdout.isatty() else 2)
+    for last_epoch, trunk_trainable, rate in phases:
+        done = len(history.get("loss", []))
+        if last_epoch <= done:
+            continue
+        if trunk_trainable is not None:
+            models.set_trunk_trainable(model, trunk_trainable)
+        model.compile(optimizer=_optimizer(settings, rate),
+                      loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        # The same callbacks in each phase, so that history.csv keeps one set of columns; it is appended to.
+        fit_callbacks = [
+            stopper,
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=done > 0),
+            *callbacks,
+        ]
+        phase = model.fit(train_ds, validation_data=val_ds, initial_epoch=done, epochs=last_epoch,
+                          class_weight=data.class_weights(crops.labels[train_idx], classes),
+                          callbacks=fit_callbacks, shuffle=False,  # the dataset shuffles itself
+                          verbose=1 if sys.stdout.isatty() else 2)
+        for key, values in phase.history.items():
+            history.setdefault(key, []).extend(values)
+        if model.stop_training:  # early stopping or a sweep's pruning: no next phase
+            break
     train_seconds = time.perf_counter() - start
-    epochs_run = len(history.history["loss"])
+    epochs_run = len(history["loss"])
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
-    best_epoch = int(np.argmin(history.history["val_loss"])) + 1
+    best_epoch = int(np.argmin(history["val_loss"])) + 1
 
     # the test set, once
     test_pixels = np.concatenate([batch for batch, _ in dataset(test_idx, False)])
@@ -272,7 +349,7 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     metrics.update(val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
                    best_epoch=best_epoch, train_seconds=round(train_seconds, 1))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plots.learning_curves(history.history, run_dir / "curves.png")
+    plots.learning_curves(history, run_dir / "curves.png")
     plots.confusion(metrics["confusion_matrix"], crops.class_names, run_dir / "confusion.png")
     if binary:
         plots.roc(truth, probabilities[:, 1], metrics["roc_auc"], crops.class_names, run_dir / "roc.png")
@@ -284,7 +361,7 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     return {
         "epochs_run": epochs_run, "best_epoch": best_epoch, "stopped_early": epochs_run < settings.epochs,
         "train_seconds": round(train_seconds, 1), "images_per_second": round(images_seen / train_seconds, 1),
-        "train_accuracy": round(float(history.history["accuracy"][best_epoch - 1]), 4),
+        "train_accuracy": round(float(history["accuracy"][best_epoch - 1]), 4),
         "val_accuracy": round(float(val_accuracy), 4), "val_loss": round(float(val_loss), 4),
         "test_accuracy": round(metrics["accuracy"], 4), "test_loss": round(metrics["loss"], 4),
         "roc_auc": round(metrics["roc_auc"], 4) if metrics["roc_auc"] is not None else "",
@@ -330,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     # choices are checked by Settings, so a wrong value is one line, not argparse's usage block
     parser.add_argument("--model", default=defaults.model,
                         help="small: 4 blocks of one conv, quick; deep: 4 blocks of 2 convs; mobilenetv2: "
-                        "from scratch, or from --weights (default %(default)s)")
+                        "Keras's MobileNetV2, from ImageNet weights unless --weights says otherwise "
+                        "(default %(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="most epochs; early stopping on validation loss ends sooner (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default %(default)s)")
@@ -351,7 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-split", type=float, default=defaults.val_split, help="(default %(default)s)")
     parser.add_argument("--test-split", type=float, default=defaults.test_split, help="(default %(default)s)")
     parser.add_argument("--notes", default="", help="free text saved in the log row")
-    parser.add_argument("--weights", help="a local MobileNetV2 ImageNet weights file (no download)")
+    parser.add_argument("--weights",
+                        help="mobilenetv2's start: imagenet (Keras's weights, downloaded once into Keras's cache, "
+                        "$KERAS_HOME/models), a local weights file, or none (from scratch) (default imagenet)")
+    parser.add_argument("--alpha", type=float,
+                        help=f"mobilenetv2's width: {', '.join(map(str, ALPHAS))} (default {DEFAULT_ALPHA})")
+    parser.add_argument("--warmup-epochs", type=int,
+                        help="mobilenetv2 from pretrained weights: epochs of training the head alone on the frozen "
+                        f"trunk before the whole network trains at {FINE_TUNE_FACTOR:g} x the learning rate; "
+                        f"--epochs counts both (default {DEFAULT_WARMUP_EPOCHS})")
     parser.add_argument("--jobs", type=int, default=0, help="processes for checking the crops (default: all cores)")
     parser.add_argument("--rank-on", metavar="DIR",
                         help="after training, score the model on the labelled photos of DIR (VOC, CSV or YOLO; faces "
