@@ -257,7 +257,7 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
     (run_dir / "config.json").write_text(json.dumps({**row, "split_seed": settings.seed, "crop": crop}, indent=2,
                                                     default=str))
     try:
-        row.update(_train_and_evaluate(settings, crops, splits, run_dir, callbacks, weights))
+        row.update(_train_and_evaluate(settings, crops, splits, run_dir, callbacks, weights, crop))
     except KeyboardInterrupt:
         row.update(status="interrupted", error="stopped by Ctrl-C")
         record(row)
@@ -271,7 +271,7 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
 
 
 def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: Path, callbacks,
-                        weights: str | None = None) -> dict:
+                        weights: str | None, crop: dict) -> dict:
     with runtime.native_stderr_silenced():
         import keras
         import tensorflow as tf
@@ -343,8 +343,7 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     model_path = run_dir / "model.keras"
     meta = {"class_names": crops.class_names, "image_size": settings.image_size, "binary": binary,
             "network": settings.model, "run_id": run_dir.name, "hyperparameters": settings.hyperparameters(),
-            # the crop geometry run() worked out once and recorded in config.json (a mixed set warns once)
-            "crop": json.loads((run_dir / "config.json").read_text())["crop"]}
+            "crop": crop}
     save_model(model, model_path, meta)
     metrics.update(val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
                    best_epoch=best_epoch, train_seconds=round(train_seconds, 1))
