@@ -12,7 +12,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +27,15 @@ TF_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
 
 @dataclass(frozen=True)
 class Crops:
-    """Every usable crop: its path, class index and group (source photo)."""
+    """Every usable crop: its path, class index, group (source photo) and kind (faces.csv's: auto, manual,
+    annotated, ...; empty for a crop that faces.csv does not know)."""
 
     paths: list[str]
     labels: np.ndarray
     groups: list[str]
     class_names: list[str]
     skipped: int = 0
+    kinds: list[str] = field(default_factory=list)
 
     def digest(self) -> str:
         """A short hash of the file list and labels: two runs on the same data share it."""
@@ -66,9 +68,9 @@ def find_crops(data_dir: str | Path, jobs: int = 1) -> Crops:
                   if path.is_file() and path.suffix.lower() in images.IMAGE_EXTENSIONS
                   and not path.name.startswith(".")]
     problems = runtime.parallel_map(_check_crop, [path for path, _ in candidates], jobs, "checking crops")
-    source_of = {str(Path(row["crop"]).resolve()): row["source_sha256"]
-                 for row in records.read_rows(data_dir / faces.MANIFEST) if row.get("crop")}
-    paths, labels, groups, skipped = [], [], [], 0
+    known = {str(Path(row["crop"]).resolve()): row for row in records.read_rows(data_dir / faces.MANIFEST)
+             if row.get("crop")}
+    paths, labels, groups, kinds, skipped = [], [], [], [], 0
     for (path, label), problem in zip(candidates, problems, strict=True):
         if problem:
             log.warning("skipping %s: %s", path, problem)
@@ -78,8 +80,11 @@ def find_crops(data_dir: str | Path, jobs: int = 1) -> Crops:
         paths.append(resolved)
         labels.append(label)
         # a crop that faces.csv does not know (added by hand) is a group of its own
-        groups.append(source_of.get(resolved, resolved))
-    crops = Crops(paths, np.asarray(labels, dtype=np.int64), groups, [folder.name for folder in class_dirs], skipped)
+        row = known.get(resolved, {})
+        groups.append(row.get("source_sha256") or resolved)
+        kinds.append(row.get("kind", ""))
+    crops = Crops(paths, np.asarray(labels, dtype=np.int64), groups, [folder.name for folder in class_dirs], skipped,
+                  kinds)
     counts = Counter(crops.labels.tolist())
     for index, name in enumerate(crops.class_names):
         if counts[index] == 0:

@@ -137,6 +137,8 @@ class Classifier:
         self.crop_margin, self.crop_size = data.model_crop(meta)
         recorded = meta.get("crop")
         self.crop_source = str(recorded.get("source", "model")) if isinstance(recorded, dict) else "default"
+        # the decision weights fitted on street faces at training (None: plain argmax, an older model)
+        self.decision_weights = train.decision_weights(meta)
         import tensorflow as tf
 
         size = self.image_size
@@ -157,6 +159,10 @@ class Classifier:
         if not len(crops):
             return np.zeros((0, len(self.class_names)), np.float32)
         return train.class_probabilities(self._probabilities(np.ascontiguousarray(crops, dtype=np.uint8)).numpy())
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """The class index of each row of ``probabilities``, by the model's decision weights."""
+        return train.decide(probabilities, self.decision_weights)
 
 
 def _first_line(error: Exception) -> str:
@@ -268,9 +274,10 @@ class MaskDetector:
             return []
         probabilities = self.classifier.probabilities(np.stack(crops))
         names = self.classifier.class_names
-        return [Detection((face.x1, face.y1, face.x2, face.y2), names[int(np.argmax(p))], float(np.max(p)),
+        chosen = self.classifier.decide(probabilities)
+        return [Detection((face.x1, face.y1, face.x2, face.y2), names[index], float(p[index]),
                           float(face.confidence), face.detector, carried)
-                for face, p in zip(kept, probabilities, strict=True)]
+                for face, p, index in zip(kept, probabilities, chosen, strict=True)]
 
     def image(self, rgb: np.ndarray) -> list[Detection]:
         return self.classify(rgb, self.faces(rgb))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import annotations, faces, images
+from maskdetect import annotations, data, faces, images, train
 
 log = logging.getLogger(__name__)
 
@@ -157,18 +157,12 @@ def class_for(label: str, class_names: Sequence[str]) -> str | None:
     return None
 
 
-def crop_geometry(meta: Mapping) -> tuple[float, int]:
-    """The margin and crop size the model was trained with (its metadata's ``crop``), else the face stage's
-    defaults: faces must be cut for scoring exactly as they were for training."""
-    crop = meta.get("crop") or {}
-    defaults = faces.CropSettings()
-    return float(crop.get("margin", defaults.margin)), int(crop.get("crop_size", defaults.size))
-
-
 def score(classifier, folder: str | Path, min_face: int = RANK_MIN_FACE) -> Score:
     """``classifier`` (anything with ``class_names``, ``meta`` and ``probabilities(crops)``, as
     :class:`maskdetect.detect.Classifier`) on the labelled faces of ``folder``."""
-    margin, size = crop_geometry(getattr(classifier, "meta", {}) or {})
+    meta = getattr(classifier, "meta", {}) or {}
+    margin, size = data.model_crop(meta)
+    weights = train.decision_weights(meta)  # the model's own decision rule, as detect_mask.py applies it
     cut = labelled_faces(folder, margin, size, min_face)
     names = list(classifier.class_names)
     classes = [class_for(label, names) for label in cut.labels]
@@ -176,7 +170,7 @@ def score(classifier, folder: str | Path, min_face: int = RANK_MIN_FACE) -> Scor
     if not kept:
         raise ValueError(f"--rank-on {folder}: none of its labels ({', '.join(sorted(set(cut.labels)))}) is a class "
                          f"of the model ({', '.join(names)})")
-    predicted = np.concatenate([classifier.probabilities(cut.crops[kept[start:start + BATCH]]).argmax(axis=1)
+    predicted = np.concatenate([train.decide(classifier.probabilities(cut.crops[kept[start:start + BATCH]]), weights)
                                 for start in range(0, len(kept), BATCH)])
     truth = np.array([names.index(classes[index]) for index in kept])
     recall, counts = {}, {}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import __version__, data, records, runtime
+from maskdetect import __version__, annotations, data, records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,62 @@ def class_probabilities(output: np.ndarray) -> np.ndarray:
     return np.concatenate([1 - output, output], axis=1) if output.shape[-1] == 1 else output
 
 
+# Street faces (labelled photos, kind "annotated") in the validation split that a calibration needs per class.
+MIN_CALIBRATION_FACES = 10
+_CALIBRATION_STEPS = np.linspace(-5, 5, 81)  # log class weights tried: e^-5 .. e^5
+
+
+def decide(probabilities: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
+    """The class index chosen for each row of ``probabilities``: the largest probability times its class's
+    decision weight (all 1, plain argmax, when ``weights`` is None). For two classes this is a threshold
+    on the second class's probability: p >= w0 / (w0 + w1)."""
+    probabilities = np.asarray(probabilities)
+    if weights is None:
+        return probabilities.argmax(axis=1)
+    return (probabilities * np.asarray(weights, dtype=float)[None, :]).argmax(axis=1)
+
+
+def decision_weights(meta: dict) -> list[float] | None:
+    """The decision weights a model's metadata carries (None for models saved before them)."""
+    calibration = meta.get("decision") or {}
+    weights = calibration.get("weights")
+    if weights is None:
+        return None
+    if len(weights) != len(meta["class_names"]) or not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"the model's decision weights {weights} do not fit its classes {meta['class_names']}")
+    return [float(w) for w in weights]
+
+
+def calibrate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
+    """Decision weights that maximise the balanced accuracy (the mean of the per-class recalls) on these
+    faces; among equally good ones, the closest to plain argmax.
+
+    Called on the validation split's street faces (crops cut from labelled photos), never on close-ups:
+    a model trained mostly on close-up collections is sure of itself on them, and its 0.5 threshold put
+    one unmasked street face in four under "mask". The validation split drives early stopping only, so
+    fitting a few numbers on it keeps the test split untouched."""
+    import itertools
+
+    truth = np.asarray(truth)
+    counts = np.bincount(truth, minlength=len(class_names))
+    if counts.min() < MIN_CALIBRATION_FACES:
+        return {"weights": None, "faces": counts.tolist(),
+                "why": f"fewer than {MIN_CALIBRATION_FACES} street faces of a class in the validation split"}
+    best = (-1.0, 0.0, None)
+    # the first class's weight stays 1: only the ratios matter
+    for logs in itertools.product(_CALIBRATION_STEPS, repeat=len(class_names) - 1):
+        weights = np.exp(np.r_[0.0, logs])
+        predicted = decide(probabilities, weights)
+        recall = np.bincount(truth[predicted == truth], minlength=len(class_names)) / counts
+        key = (round(float(recall.mean()), 6), -float(np.abs(logs).sum()))
+        if key > best[:2]:
+            best = (*key, weights)
+    plain = decide(probabilities)
+    plain_recall = np.bincount(truth[plain == truth], minlength=len(class_names)) / counts
+    return {"weights": [round(float(w), 6) for w in best[2]], "faces": counts.tolist(),
+            "balanced_accuracy": round(best[0], 4), "balanced_accuracy_argmax": round(float(plain_recall.mean()), 4)}
+
+
 def predict_probabilities(model, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities, shape (n, classes), for uint8 images already at the model's input size."""
     return class_probabilities(model.predict(pixels, verbose=0, batch_size=64))
@@ -333,19 +389,25 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     epochs_run = len(history["loss"])
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     best_epoch = int(np.argmin(history["val_loss"])) + 1
+    street = np.asarray([index for index in val_idx if crops.kinds and crops.kinds[index] == annotations.ANNOTATED])
+    decision = {"weights": None, "faces": [0] * classes, "why": "no street faces in the validation split"}
+    if len(street):
+        street_pixels = np.concatenate([batch for batch, _ in dataset(street, False)])
+        decision = calibrate(crops.labels[street], predict_probabilities(model, street_pixels), crops.class_names)
+    log.info("decision weights from %s validation street faces: %s", sum(decision["faces"]), decision)
 
     # the test set, once
     test_pixels = np.concatenate([batch for batch, _ in dataset(test_idx, False)])
     probabilities = predict_probabilities(model, test_pixels)
     truth = crops.labels[test_idx]
-    predicted = probabilities.argmax(axis=1)
-    metrics = evaluate(truth, probabilities, crops.class_names)
+    predicted = decide(probabilities, decision["weights"])
+    metrics = evaluate(truth, probabilities, crops.class_names, decision["weights"])
     model_path = run_dir / "model.keras"
     meta = {"class_names": crops.class_names, "image_size": settings.image_size, "binary": binary,
             "network": settings.model, "run_id": run_dir.name, "hyperparameters": settings.hyperparameters(),
-            "crop": crop}
+            "crop": crop, "decision": decision}
     save_model(model, model_path, meta)
-    metrics.update(val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
+    metrics.update(decision=decision, val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
                    best_epoch=best_epoch, train_seconds=round(train_seconds, 1))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plots.learning_curves(history, run_dir / "curves.png")
@@ -370,11 +432,13 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     }
 
 
-def evaluate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Accuracy, log loss, per-class precision/recall/F1, ROC-AUC and the confusion matrix."""
+def evaluate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+             weights: Sequence[float] | None = None) -> dict:
+    """Accuracy, log loss, per-class precision/recall/F1, ROC-AUC and the confusion matrix; the classes are
+    chosen as the model chooses them (``decide`` with its decision ``weights``)."""
     from sklearn import metrics
 
-    predicted = probabilities.argmax(axis=1)
+    predicted = decide(probabilities, weights)
     labels = list(range(len(class_names)))
     report = metrics.classification_report(truth, predicted, labels=labels, target_names=list(class_names),
                                            digits=4, zero_division=0, output_dict=True)

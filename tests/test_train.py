@@ -219,3 +219,29 @@ def test_a_model_without_crop_geometry_uses_the_defaults_and_a_bad_one_is_refuse
     for crop in ({"margin": 5, "crop_size": 128}, {"margin": 0.3}, "0.3"):
         with pytest.raises(ValueError, match="crop geometry"):
             data.model_crop({"crop": crop})
+
+
+def test_decision_weights_fitted_on_street_faces_balance_the_recalls():
+    """A model sure of "mask" on faces like these: argmax gets 3 of 12 unmasked right; the fitted weights
+    move the threshold so that both classes are mostly right, and decide() applies them."""
+    rng = np.random.default_rng(0)
+    truth = np.array([0] * 40 + [1] * 12)
+    without = np.r_[rng.uniform(0.01, 0.2, 40), rng.uniform(0.22, 0.4, 9), rng.uniform(0.6, 0.9, 3)]
+    probabilities = np.c_[1 - without, without]
+    assert (train.decide(probabilities)[truth == 1] == 1).sum() == 3
+    fitted = train.calibrate(truth, probabilities, ["mask", "without_mask"])
+    assert fitted["balanced_accuracy_argmax"] < 0.7 < fitted["balanced_accuracy"]
+    chosen = train.decide(probabilities, fitted["weights"])
+    assert (chosen[truth == 1] == 1).mean() >= 0.9 and (chosen[truth == 0] == 0).mean() >= 0.9
+    meta = {"class_names": ["mask", "without_mask"], "decision": fitted}
+    assert train.decision_weights(meta) == fitted["weights"]
+    assert train.decision_weights({"class_names": ["mask", "without_mask"]}) is None  # an older model: argmax
+
+
+def test_too_few_street_faces_keep_plain_argmax_and_bad_weights_are_refused():
+    fitted = train.calibrate(np.array([0] * 30 + [1] * 4), np.full((34, 2), 0.5), ["mask", "without_mask"])
+    assert fitted["weights"] is None and "fewer than" in fitted["why"]
+    three = train.calibrate(np.repeat([0, 1, 2], 12), np.eye(3)[np.repeat([0, 1, 2], 12)], ["a", "b", "c"])
+    assert three["weights"] == [1.0, 1.0, 1.0]  # already right: the weights stay at plain argmax
+    with pytest.raises(ValueError, match="do not fit"):
+        train.decision_weights({"class_names": ["a", "b"], "decision": {"weights": [1.0, -2.0]}})
