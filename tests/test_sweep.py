@@ -173,11 +173,17 @@ def test_a_failing_trial_does_not_stop_the_others(crops, tmp_path):
 
 def test_ctrl_c_stops_the_running_trial_and_prints_the_leaderboard(crops, tmp_path):
     logs = tmp_path / "logs"
-    driver = auto_train("--data", str(crops), "--logs", str(logs), "--epochs", "40", "--image-size", "32",
-                        "--batch-size", "8", "16", start_new_session=True)
-    wait_for(lambda: len(log_rows(logs)) >= 1 and trial_children(driver.pid), timeout=240,
-             what="the second trial to start")
-    time.sleep(3)
+    # The second trial works on 160 px images, each epoch about 25 times the first trial's work, and early
+    # stopping needs 7 epochs at least: signalled as its first epoch starts, it cannot have finished.
+    driver = auto_train("--data", str(crops), "--logs", str(logs), "--epochs", "40", "--image-size", "32", "160",
+                        "--batch-size", "8", start_new_session=True)
+
+    def second_trial_training() -> bool:
+        return any("Epoch 1/" in path.read_text(errors="replace")
+                   for path in (logs / sweep.SWEEP_DIR).glob("*/trial_0002.log"))
+
+    wait_for(lambda: len(log_rows(logs)) >= 1 and second_trial_training(), timeout=240,
+             what="the second trial's first epoch")
     os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group gets it
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err
