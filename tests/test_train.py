@@ -245,3 +245,23 @@ def test_too_few_street_faces_keep_plain_argmax_and_bad_weights_are_refused():
     assert three["weights"] == [1.0, 1.0, 1.0]  # already right: the weights stay at plain argmax
     with pytest.raises(ValueError, match="do not fit"):
         train.decision_weights({"class_names": ["a", "b"], "decision": {"weights": [1.0, -2.0]}})
+
+
+def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_path):
+    """Crops recorded in faces.csv as cut from labelled photos (kind annotated) are street faces: the run fits
+    the decision weights on those of the validation split, saves them in the model, and detect uses them."""
+    from maskdetect import annotations, detect
+
+    root = make_crop_dataset(tmp_path / "data", per_class=80)
+    rows = [{"crop": str(path.resolve()), "source": str(path), "source_sha256": path.stem, "class": path.parent.name,
+             "face_index": 0, "kind": annotations.ANNOTATED} for path in sorted(root.glob("*/*.jpg"))]
+    records.append_rows(root / faces.MANIFEST, faces.FACE_FIELDS, rows)
+    logs = tmp_path / "logs"
+    assert train.main(["--data", str(root), "--logs", str(logs), "--epochs", "3", "--image-size", "32",
+                       "--batch-size", "8", "--jobs", "1"]) == 0
+    row = records.read_rows(logs / train.LOG_NAME)[0]
+    _, meta = train.load_model(row["model_path"])
+    decision = meta["decision"]
+    assert len(decision["weights"]) == 2 and sum(decision["faces"]) >= 2 * train.MIN_CALIBRATION_FACES
+    assert json.loads(Path(row["run_dir"], "metrics.json").read_text())["decision"] == decision
+    assert detect.load_classifier(row["model_path"]).decision_weights == decision["weights"]
