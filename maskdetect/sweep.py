@@ -41,16 +41,18 @@ from maskdetect.records import finite_number
 log = logging.getLogger(__name__)
 
 HYPERPARAMETERS = train.HYPERPARAMETERS
-GRID_KEYS = (*HYPERPARAMETERS, "learning_rate", "seed")
+# mobilenetv2's start (imagenet, none or a file) and width sweep too; other networks ignore them
+MOBILENET_KEYS = ("weights", "alpha")
+GRID_KEYS = (*HYPERPARAMETERS, "learning_rate", "seed", *MOBILENET_KEYS)
 # What makes two runs the same trial, together with the data set hash: a rerun skips a completed one.
-KEY_FIELDS = (*GRID_KEYS, "val_split", "test_split", "weights")
+KEY_FIELDS = (*GRID_KEYS, "val_split", "test_split")
 COMPLETED = ("ok", "pruned")
 # Without flags or a grid file: 16 trials worth a night on a laptop CPU.
 DEFAULT_GRID = {"model": ["small", "deep"], "image_size": [64, 96], "optimizer": ["adam", "sgd"],
                 "augmentation": ["light", "heavy"]}
 SWEEP_DIR = "sweeps"
 _TYPES = {"model": str, "epochs": int, "batch_size": int, "image_size": int, "kernel_size": int, "optimizer": str,
-          "augmentation": str, "learning_rate": float, "seed": int}
+          "augmentation": str, "learning_rate": float, "seed": int, "weights": str, "alpha": float}
 # How long an interrupted trial gets to write its row before it is killed.
 _STOP_GRACE_SECONDS = 60
 
@@ -163,18 +165,23 @@ class Trial:
 
 def plan(grid_trials: Sequence[dict], base: Mapping[str, object], data_hash: str) -> list[Trial]:
     """Each grid point as settings; a bad combination keeps its error, to be logged as a failed trial."""
-    trials = []
-    for number, values in enumerate(grid_trials, 1):
+    trials, planned = [], set()
+    for values in grid_trials:
         values = dict(values)
         combined = {**base, **values}
         if combined.get("model") != "mobilenetv2":
-            combined["weights"] = None  # weights are for the mobilenetv2 trials of a mixed grid
+            for key in MOBILENET_KEYS:  # for the mobilenetv2 trials of a mixed grid only
+                values.pop(key, None)
+                combined[key] = None
         try:
             settings, error = train.Settings(**combined), ""
         except (ValueError, TypeError) as problem:
             settings, error = None, str(problem)
         key = settings_key(settings, data_hash) if settings else trial_key(combined, data_hash)
-        trials.append(Trial(number, values, settings, error, key))
+        if key in planned:  # e.g. a small network under two --alpha values: one trial
+            continue
+        planned.add(key)
+        trials.append(Trial(len(trials) + 1, values, settings, error, key))
     return trials
 
 
@@ -618,7 +625,8 @@ def leaderboard(rows: Iterable[Mapping[str, str]], rank_on: str | Path | None = 
 def reproduce_command(row: Mapping[str, str]) -> str:
     """The train_a_model.py command line that trains this row's configuration again."""
     words = ["./train_a_model.py"]
-    for key in (*HYPERPARAMETERS, "learning_rate", "seed", "val_split", "test_split", "data", "weights"):
+    for key in (*HYPERPARAMETERS, "learning_rate", "seed", "val_split", "test_split", "data", *MOBILENET_KEYS,
+                "warmup_epochs"):
         value = row.get(key)
         if value not in (None, ""):
             words += [f"--{key.replace('_', '-')}", str(value)]
@@ -749,13 +757,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"{', '.join(train.AUGMENTATIONS)} (default {defaults.augmentation})")
     grid.add_argument("--learning-rate", nargs="+", help="(default: the optimizer's own)")
     grid.add_argument("--seeds", nargs="+", help=f"repeat every configuration with each seed (default {defaults.seed})")
+    grid.add_argument("--weights", nargs="+", help="mobilenetv2's start: imagenet, none or a local weights file "
+                      "(default imagenet)")
+    grid.add_argument("--alpha", nargs="+", help=f"mobilenetv2's width: {', '.join(map(str, train.ALPHAS))} "
+                      f"(default {train.DEFAULT_ALPHA})")
     grid.add_argument("--max-trials", type=int, help="run a random subset of this many grid points (the same subset "
                       "on every rerun)")
     parser.add_argument("--data", default=defaults.data, help="folder of <class>/ crops (default %(default)s)")
     parser.add_argument("--logs", default=defaults.logs, help="run folders and training_log.csv (default %(default)s)")
     parser.add_argument("--val-split", type=float, default=defaults.val_split, help="(default %(default)s)")
     parser.add_argument("--test-split", type=float, default=defaults.test_split, help="(default %(default)s)")
-    parser.add_argument("--weights", help="a local MobileNetV2 weights file, for mobilenetv2 trials")
     parser.add_argument("--jobs", type=int,
                         help="trials at once on this machine, the cores shared between them (default 1); "
                         "with --ray: trials at once on the cluster (default: its CPUs / --threads)")
@@ -785,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def grid_from(args: argparse.Namespace) -> dict[str, list]:
     grid: dict[str, object] = read_grid_file(args.grid) if args.grid else {}
-    flags = {key: getattr(args, key) for key in (*HYPERPARAMETERS, "learning_rate")}
+    flags = {key: getattr(args, key) for key in (*HYPERPARAMETERS, "learning_rate", *MOBILENET_KEYS)}
     flags["seed"] = args.seeds
     given = {key: value for key, value in flags.items() if value is not None}
     if not args.grid and not given:
@@ -835,8 +846,7 @@ def _main(args: argparse.Namespace) -> int:
 
     crops = data.find_crops(args.data, runtime.default_jobs())  # once here; a data error stops the sweep at once
     data_hash = crops.digest()
-    base = {"data": args.data, "logs": args.logs, "val_split": args.val_split, "test_split": args.test_split,
-            "weights": args.weights}
+    base = {"data": args.data, "logs": args.logs, "val_split": args.val_split, "test_split": args.test_split}
     trials = plan(grid_trials, base, data_hash)
     sweep_id = sweep_id_for(trials, data_hash)
     if args.restart:

@@ -323,3 +323,16 @@ def test_a_sweep_on_a_local_ray_head(crops, tmp_path, ray_head):
     assert {row["batch_size"] for row in rows} == {"8", "16"}
     assert "leaderboard" in out and all(Path(row["model_path"]).is_file() for row in rows)
     assert records.read_header(logs / train.LOG_NAME) == train.LOG_FIELDS
+
+
+def test_weights_and_alpha_sweep_for_mobilenetv2_only():
+    grid = sweep.normalise_grid({"model": ["small", "mobilenetv2"], "weights": ["imagenet", "none"],
+                                 "alpha": [0.35, 0.5]})
+    trials = sweep.plan(sweep.expand(grid), {"data": "processed_data"}, "hash")
+    shown = sorted((trial.settings.model, trial.settings.weights, trial.settings.alpha) for trial in trials)
+    # the small network once, whatever the weights and width; mobilenetv2 in all four combinations
+    assert shown == [("mobilenetv2", "imagenet", 0.35), ("mobilenetv2", "imagenet", 0.5),
+                     ("mobilenetv2", "none", 0.35), ("mobilenetv2", "none", 0.5), ("small", None, None)]
+    assert [trial.number for trial in trials] == [1, 2, 3, 4, 5]
+    assert "--weights none --alpha 0.5" in sweep.reproduce_command(
+        {"model": "mobilenetv2", "weights": "none", "alpha": "0.5"})
