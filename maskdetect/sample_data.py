@@ -285,13 +285,9 @@ def _is_data_root(folder: Path) -> bool:
     return len(classes) >= 2 and not _has_images(folder, directly=True)
 
 
-def find_data_root(top: Path, subdir: str | None = None) -> Path:
-    """The folder under ``top`` laid out as ``<class>/<images>``.
-
-    With ``subdir``, that folder below ``top`` or below its only top folder (archives of a repository
-    have one). Otherwise the shallowest folder, at most ``MAX_SEARCH_DEPTH`` levels down, that holds
-    two or more class folders with images and no images of its own.
-    """
+def _find_root(top: Path, subdir: str | None, is_root, what: str) -> Path | None:
+    """``subdir`` below ``top`` or below its only top folder (archives of a repository have one); without it,
+    the shallowest folder, at most ``MAX_SEARCH_DEPTH`` levels down, for which ``is_root`` holds (None if none)."""
     top = Path(top)
     if subdir:
         relative = _safe_relative(subdir)
@@ -299,18 +295,27 @@ def find_data_root(top: Path, subdir: str | None = None) -> Path:
         for base in tops:
             candidate = base.joinpath(*relative.parts)
             if candidate.is_dir():
-                if len([entry for entry in images.class_dirs(candidate) if _has_images(entry)]) < 2:
-                    raise ValueError(f"{subdir}/ in the sample data has fewer than 2 class folders with images")
                 return candidate
-        raise ValueError(f"the sample data has no folder {subdir}/")
+        raise ValueError(f"the {what} has no folder {subdir}/")
     level = [top]
     for _ in range(MAX_SEARCH_DEPTH + 1):
         for folder in level:
-            if _is_data_root(folder):
+            if is_root(folder):
                 return folder
         level = [child for folder in level for child in images.class_dirs(folder)]
-    raise ValueError("the sample data holds no folder laid out as <class>/<images> with 2 or more classes "
-                     f"(searched {MAX_SEARCH_DEPTH} levels down); name it with --subdir")
+    return None
+
+
+def find_data_root(top: Path, subdir: str | None = None) -> Path:
+    """The folder under ``top`` laid out as ``<class>/<images>``: ``subdir`` (see ``_find_root``), else the
+    shallowest folder that holds two or more class folders with images and no images of its own."""
+    found = _find_root(top, subdir, _is_data_root, "sample data")
+    if found is None:
+        raise ValueError("the sample data holds no folder laid out as <class>/<images> with 2 or more classes "
+                         f"(searched {MAX_SEARCH_DEPTH} levels down); name it with --subdir")
+    if subdir and len([entry for entry in images.class_dirs(found) if _has_images(entry)]) < 2:
+        raise ValueError(f"{subdir}/ in the sample data has fewer than 2 class folders with images")
+    return found
 
 
 def _is_labelled_root(folder: Path) -> bool:
@@ -321,26 +326,13 @@ def _is_labelled_root(folder: Path) -> bool:
 
 
 def find_labelled_root(top: Path, subdir: str | None = None) -> Path:
-    """The folder under ``top`` that holds a labelled set: ``subdir`` (below ``top`` or its only top folder),
-    else the shallowest folder, at most ``MAX_SEARCH_DEPTH`` down, with ``annotations/`` (VOC), ``labels/`` and
-    ``images/`` (YOLO) or ``boxes.csv``."""
-    top = Path(top)
-    if subdir:
-        relative = _safe_relative(subdir)
-        tops = [top, *images.class_dirs(top)] if len(images.class_dirs(top)) == 1 else [top]
-        for base in tops:
-            candidate = base.joinpath(*relative.parts)
-            if candidate.is_dir():
-                return candidate
-        raise ValueError(f"the labelled data has no folder {subdir}/")
-    level = [top]
-    for _ in range(MAX_SEARCH_DEPTH + 1):
-        for folder in level:
-            if _is_labelled_root(folder):
-                return folder
-        level = [child for folder in level for child in images.class_dirs(folder)]
-    raise ValueError("the labelled data holds no VOC (annotations/), YOLO (labels/ and images/) or CSV (boxes.csv) "
-                     f"set (searched {MAX_SEARCH_DEPTH} levels down); name its folder with --subdir")
+    """The folder under ``top`` that holds a labelled set: ``subdir`` (see ``_find_root``), else the shallowest
+    folder with ``annotations/`` (VOC), ``labels/`` and ``images/`` (YOLO) or ``boxes.csv``."""
+    found = _find_root(top, subdir, _is_labelled_root, "labelled data")
+    if found is None:
+        raise ValueError("the labelled data holds no VOC (annotations/), YOLO (labels/ and images/) or CSV "
+                         f"(boxes.csv) set (searched {MAX_SEARCH_DEPTH} levels down); name its folder with --subdir")
+    return found
 
 
 def label_counts(root: Path) -> dict[str, int]:
