@@ -7,7 +7,7 @@ here is trained on:
   faces       --faces: the user's crops of a close-up collection (e.g. faces_dataset through ./preprocess.sh);
   wild        --wild: a labelled street-photo set (VOC, CSV or YOLO; default ../shared/data/wild), cut with
               ``process_faces.py --annotations`` into the work folder (its incorrect_mask faces only in rows
-              with three classes).
+              with three classes); wild3: the same faces three times over (oversampled).
 
 The face stage runs once over the detection photos (cached in ``<work>/found.npz``); every row's classifier
 is then scored on the same found faces. Printed per row and class, for labelled faces whose short side is
@@ -56,6 +56,9 @@ ROWS = {
     "faces+wild/mobilenetv2-scratch": (("faces", "wild"), TWO, (*MOBILENET, "--weights", "none")),
     "faces+wild/mobilenetv2": (("faces", "wild"), TWO, MOBILENET),
     "faces+wild/mobilenetv2-3class": (("faces", "wild"), THREE, MOBILENET),
+    "wild/mobilenetv2": (("wild",), TWO, MOBILENET),
+    "faces+wild3/mobilenetv2": (("faces", "wild3"), TWO, MOBILENET),
+    "faces+wild/mobilenetv2-128px": (("faces", "wild"), TWO, (*MOBILENET, "--image-size", "128", "--epochs", "20")),
 }
 
 
@@ -114,19 +117,21 @@ def build_data(folder: Path, sources: dict[str, Path], classes: tuple[str, ...])
     if (folder / faces.MANIFEST).is_file():
         return folder
     rows = []
-    for source in sources.values():
+    for source_name, source in sources.items():
+        repeats = 3 if source_name.endswith("3") else 1
         by_crop = {str(Path(row["crop"]).resolve()): row for row in records.read_rows(source / faces.MANIFEST)}
         for name in classes:
             if not (source / name).is_dir():
                 continue
             (folder / name).mkdir(parents=True, exist_ok=True)
             for path in images.walk_files(source / name):
-                link = folder / name / f"{source.name}_{path.name}"
-                if not link.exists():
-                    os.link(path, link)
-                row = by_crop.get(str(path.resolve()))
-                if row:
-                    rows.append({**row, "crop": str(link.resolve())})
+                for repeat in range(repeats):
+                    link = folder / name / f"{source.name}_{repeat}_{path.name}"
+                    if not link.exists():
+                        os.link(path, link)
+                    row = by_crop.get(str(path.resolve()))
+                    if row:  # the copies keep the photo's group: all on one side of the split
+                        rows.append({**row, "crop": str(link.resolve())})
     records.append_rows(folder / faces.MANIFEST, faces.FACE_FIELDS, rows)
     return folder
 
@@ -138,7 +143,7 @@ def train_row(name: str, data: Path, flags: tuple[str, ...], args: argparse.Name
     print(f"\n== {name}: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     finished = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    (args.work / f"train_{name.replace('/', '_')}.log").write_text(finished.stdout)
+    (args.work / f"train_{name.replace('/', '_').replace(' ', '_')}.log").write_text(finished.stdout)
     if finished.returncode != 0:
         raise RuntimeError(f"{name}: train_a_model.py failed:\n{finished.stdout[-2000:]}")
     row = [row for row in records.read_rows(logs / train.LOG_NAME) if row["notes"] == f"bench_street {name}"][-1]
@@ -209,22 +214,26 @@ def main(argv: list[str] | None = None) -> int:
         print("labelled faces counted: " + ", ".join(f"{k} {v}" for k, v in sorted(found["counted"].items()))
               + f"; found by the face stage: {len(found['labels'])}")
         sources = {"faces": args.faces.resolve()}
-        if any("wild" in ROWS[name][0] for name in args.rows):
-            sources["wild"] = wild_crops(args)
-        for name in args.rows:
+        if any(source.startswith("wild") for name in args.rows for source in ROWS[name][0]):
+            sources["wild"] = sources["wild3"] = wild_crops(args)
+        for row_name in args.rows:
+            row_sources, classes, flags = ROWS[row_name]
+            # a row on street faces of another minimum size is a row of its own
+            wild = any(source.startswith("wild") for source in row_sources)
+            other_size = wild and args.wild_min_face != annotations.DEFAULT_MIN_FACE
+            name = f"{row_name} min{args.wild_min_face}" if other_size else row_name
             if name in results and not args.again:
                 if "per_class_argmax" not in results[name]:  # scored by an older version of this benchmark
                     results[name].update(score(results[name]["model"], found))
                     results_path.write_text(json.dumps(results, indent=2))
                 continue
-            row_sources, classes, flags = ROWS[name]
-            data = build_data(args.work / "data" / f"{'+'.join(row_sources)}_{len(classes)}",
-                              {key: sources[key] for key in row_sources}, classes)
+            folder = f"{'+'.join(row_sources)}_{len(classes)}" + (f"_min{args.wild_min_face}" if other_size else "")
+            data = build_data(args.work / "data" / folder, {key: sources[key] for key in row_sources}, classes)
             trained = train_row(name, data, flags, args)
             results[name] = {**trained, **score(trained["model"], found)}
             results_path.write_text(json.dumps(results, indent=2))
             report(results, found["counted"], [name])
-        done = [name for name in ROWS if name in results]
+        done = sorted(results, key=lambda name: (list(ROWS).index(name.split(" ")[0]), name))
         report(results, found["counted"], done, "per_class_argmax")
         report(results, found["counted"], done)
         for name in done:
