@@ -265,3 +265,16 @@ def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_p
     assert len(decision["weights"]) == 2 and sum(decision["faces"]) >= 2 * train.MIN_CALIBRATION_FACES
     assert json.loads(Path(row["run_dir"], "metrics.json").read_text())["decision"] == decision
     assert detect.load_classifier(row["model_path"]).decision_weights == decision["weights"]
+
+
+def test_the_split_gives_each_side_its_share_of_the_street_faces():
+    """Street faces (kind annotated) are stratified apart from close-ups, so that the validation split has
+    enough of each class to set the decision weights."""
+    labels = np.array([0] * 400 + [1] * 400 + [0] * 100 + [1] * 40)
+    kinds = ["auto"] * 800 + ["annotated"] * 140
+    crops = data.Crops([f"/c/{index}.jpg" for index in range(940)], labels, [str(index) for index in range(940)],
+                       ["mask", "without_mask"], 0, kinds)
+    _, validation, _ = data.grouped_split(crops.strata(), crops.groups, (0.7, 0.15, 0.15), seed=1)
+    street = np.asarray(kinds)[validation] == "annotated"
+    assert np.bincount(labels[validation][street], minlength=2).tolist() == [15, 6]
+    assert (data.Crops(crops.paths, labels, crops.groups, crops.class_names).strata() == labels).all()
