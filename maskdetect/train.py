@@ -60,10 +60,10 @@ class Settings:
     a run used; the other networks leave them None.
     """
 
-    model: str = "small"
-    epochs: int = 30
+    model: str = "mobilenetv2"
+    epochs: int = 12
     batch_size: int = 32
-    image_size: int = 64
+    image_size: int = 96
     kernel_size: int = 3
     optimizer: str = "adam"
     learning_rate: float | None = None

@@ -26,8 +26,8 @@ def tiny_model(tmp_path_factory) -> Path:
     """A 32 px model trained for one epoch on astronaut crops: fast; its answers need not be right."""
     root = tmp_path_factory.mktemp("tiny")
     crops = make_crop_dataset(root / "processed_data", per_class=12, size=64)
-    row = train.run(train.Settings(data=str(crops), logs=str(root / "logs"), epochs=1, image_size=32, batch_size=8,
-                                   jobs=1, augmentation="none"))
+    row = train.run(train.Settings(model="small", data=str(crops), logs=str(root / "logs"), epochs=1, image_size=32,
+                                   batch_size=8, jobs=1, augmentation="none"))
     return Path(row["model_path"])
 
 
@@ -50,8 +50,8 @@ def three_class_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("margin")
     photos = make_crop_dataset(root / "photos", per_class=12, size=200, classes=THREE_CLASSES)
     crops = cut_like_the_face_stage(photos, root / "processed_data", faces.CropSettings(margin=0.3, size=128))
-    row = train.run(train.Settings(data=str(crops), logs=str(root / "logs"), epochs=1, image_size=32, batch_size=8,
-                                   jobs=1, augmentation="none"))
+    row = train.run(train.Settings(model="small", data=str(crops), logs=str(root / "logs"), epochs=1, image_size=32,
+                                   batch_size=8, jobs=1, augmentation="none"))
     return Path(row["model_path"])
 
 

@@ -19,7 +19,7 @@ from helpers import make_crop_dataset, make_labelled_folder
 from maskdetect import records, sweep, train
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--epochs", "2", "--image-size", "32"]
+TINY = ["--model", "small", "--epochs", "2", "--image-size", "32"]
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,8 @@ def test_ctrl_c_stops_the_running_trial_and_prints_the_leaderboard(crops, tmp_pa
     logs = tmp_path / "logs"
     # The second trial works on 160 px images, each epoch about 25 times the first trial's work, and early
     # stopping needs 7 epochs at least: signalled as its first epoch starts, it cannot have finished.
-    driver = auto_train("--data", str(crops), "--logs", str(logs), "--epochs", "40", "--image-size", "32", "160",
+    driver = auto_train("--data", str(crops), "--logs", str(logs), "--model", "small", "--epochs", "40", "--image-size",
+                        "32", "160",
                         "--batch-size", "8", start_new_session=True)
 
     def second_trial_training() -> bool:
@@ -193,7 +194,8 @@ def test_ctrl_c_stops_the_running_trial_and_prints_the_leaderboard(crops, tmp_pa
 
 
 def test_median_stopping_prunes_a_hopeless_trial(crops, tmp_path):
-    settings = train.Settings(data=str(crops), logs=str(tmp_path / "logs"), epochs=5, image_size=32, batch_size=16,
+    settings = train.Settings(model="small", data=str(crops), logs=str(tmp_path / "logs"), epochs=5, image_size=32,
+                              batch_size=16,
                               jobs=1)
     import dataclasses
 

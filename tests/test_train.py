@@ -15,7 +15,7 @@ from helpers import make_crop_dataset, make_labelled_folder
 
 from maskdetect import data, faces, records, train
 
-TINY = ["--epochs", "2", "--image-size", "32", "--batch-size", "8", "--jobs", "1"]
+TINY = ["--model", "small", "--epochs", "2", "--image-size", "32", "--batch-size", "8", "--jobs", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_tiny_run_saves_a_model_that_reloads_and_predicts(crops, tmp_path, netwo
     logs = tmp_path / "logs"
     # mobilenetv2 from scratch here; its ImageNet start is tested offline in test_weights.py
     scratch = ["--weights", "none"] if network == "mobilenetv2" else []
-    argv = ["--data", str(crops), "--logs", str(logs), "--model", network, "--notes", "tiny", *scratch, *TINY]
+    argv = ["--data", str(crops), "--logs", str(logs), *TINY, "--model", network, "--notes", "tiny", *scratch]
     assert train.main(argv) == 0
     assert "test accuracy" in capsys.readouterr().out
     rows = records.read_rows(logs / train.LOG_NAME)
@@ -148,8 +148,8 @@ def test_mobilenetv2_starts_from_a_local_weights_file(crops, tmp_path):
     backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.35)
     weights = tmp_path / "mobilenet_v2_no_top.weights.h5"
     backbone.save_weights(weights)
-    argv = ["--data", str(crops), "--logs", str(tmp_path / "logs"), "--model", "mobilenetv2",
-            "--weights", str(weights), *TINY]
+    argv = ["--data", str(crops), "--logs", str(tmp_path / "logs"), *TINY, "--model", "mobilenetv2",
+            "--weights", str(weights)]
     assert train.main(argv) == 0
     assert records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]["weights"] == str(weights)
 
@@ -180,7 +180,8 @@ def test_a_hundred_crops_give_a_model_that_works(tmp_path):
     # near their initial values: the saved model called every crop one class and early stopping kept it.
     root = make_crop_dataset(tmp_path / "data", per_class=60)
     logs = tmp_path / "logs"
-    argv = ["--data", str(root), "--logs", str(logs), "--epochs", "12", "--image-size", "32", "--batch-size", "8",
+    argv = ["--data", str(root), "--logs", str(logs), "--model", "small", "--epochs", "12", "--image-size", "32",
+            "--batch-size", "8",
             "--jobs", "1"]
     assert train.main(argv) == 0
     row = records.read_rows(logs / train.LOG_NAME)[0]
@@ -257,8 +258,8 @@ def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_p
              "face_index": 0, "kind": annotations.ANNOTATED} for path in sorted(root.glob("*/*.jpg"))]
     records.append_rows(root / faces.MANIFEST, faces.FACE_FIELDS, rows)
     logs = tmp_path / "logs"
-    assert train.main(["--data", str(root), "--logs", str(logs), "--epochs", "3", "--image-size", "32",
-                       "--batch-size", "8", "--jobs", "1"]) == 0
+    assert train.main(["--data", str(root), "--logs", str(logs), "--model", "small", "--epochs", "3",
+                       "--image-size", "32", "--batch-size", "8", "--jobs", "1"]) == 0
     row = records.read_rows(logs / train.LOG_NAME)[0]
     _, meta = train.load_model(row["model_path"])
     decision = meta["decision"]
