@@ -11,14 +11,14 @@
 #                             an empty labelled_data/; their faces join processed_data/ (default, with the
 #                             sample data set: the Kaggle face-mask-detection photos in marellanoc/MaskON;
 #                             none: leave them out)
-#   MASKDETECT_DEMO_EPOCHS    epochs of the short training (default 5; train_a_model.py's own default is 30)
+#   MASKDETECT_DEMO_EPOCHS    epochs of the training (default: train_a_model.py's own, 12)
 #   MASKDETECT_DATA           the photo folder (default original_data)
 set -euo pipefail
 
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 data="${MASKDETECT_DATA:-original_data}"
-epochs="${MASKDETECT_DEMO_EPOCHS:-5}"
+epochs="${MASKDETECT_DEMO_EPOCHS:-}"
 # labelled street photos: not a class folder of $data, so beside it
 labelled=labelled_data
 python=.venv/bin/python
@@ -63,8 +63,9 @@ if [[ -n "$(ls -A "$labelled" 2>/dev/null)" ]]; then
         sin_mascarilla=without_mask mask_weared_incorrect=incorrect_mask mascarilla_mal_puesta=incorrect_mask
 fi
 
-step "train_a_model.py: a short training ($epochs epochs)"
-"$python" train_a_model.py --data processed_data --logs logs --epochs "$epochs" --notes "run_pipeline.sh"
+# The default training: ImageNet's MobileNetV2 fine-tuned on the crops (Keras fetches its weights once)
+step "train_a_model.py: the default training${epochs:+ ($epochs epochs)}"
+"$python" train_a_model.py --data processed_data --logs logs ${epochs:+--epochs "$epochs"} --notes "run_pipeline.sh"
 
 step "detect_mask.py on sample photos"
 # the photos of each class in which the face stage found the most faces: crowds show the most
