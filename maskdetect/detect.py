@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdetect import data, export, faces, images, moves, records, runtime, sweep, train
+from maskdetect.classes import mask_worn_wrong, no_mask, wears_mask
 
 log = logging.getLogger(__name__)
 
@@ -64,38 +65,6 @@ _WINDOW = "detect_mask"
 # mask classes never share a colour with another class.
 _GREEN, _RED, _ORANGE = (0, 200, 0), (230, 30, 30), (255, 140, 0)
 _OTHER_COLOURS = ((0, 140, 255), (200, 0, 200), (0, 200, 200), (255, 230, 0), (140, 90, 40), (160, 160, 160))
-_NO_MASK = ("without", "no_", "nomask", "unmask", "not_")
-# Words of a class of masks worn wrong: incorrect_mask, mask_incorrect, Kaggle's mask_weared_incorrect,
-# mask_under_nose, mask_on_chin, ...
-_WORN_WRONG = ("incorrect", "improper", "wrong", "bad", "partial", "chin", "nose", "under", "below")
-_NOT_WORN = (*_NO_MASK, *_WORN_WRONG)
-
-
-def _normal(name: str) -> str:
-    return name.lower().replace(" ", "_").replace("-", "_")
-
-
-def wears_mask(class_name: str) -> bool:
-    """A class that means a properly worn mask: ``mask``, ``with_mask``, ``masked``; not ``without_mask``,
-    ``no_mask``, ``unmasked``, nor a mask worn wrong (``incorrect_mask``, ``mask_weared_incorrect``): only
-    these count as worn in the mask-wearing rate."""
-    name = _normal(class_name)
-    return "mask" in name and not any(word in name for word in _NOT_WORN)
-
-
-def no_mask(class_name: str) -> bool:
-    """A class of faces without a mask: ``without_mask``, ``no_mask``, ``unmasked``."""
-    name = _normal(class_name)
-    return "mask" in name and any(word in name for word in _NO_MASK)
-
-
-def mask_worn_wrong(class_name: str) -> bool:
-    """A class of masks worn wrong (under the nose, on the chin): ``incorrect_mask``, ``mask_incorrect``,
-    ``mask_weared_incorrect``; not ``without_mask``."""
-    name = _normal(class_name)
-    return "mask" in name and not no_mask(name) and any(word in name for word in _WORN_WRONG)
-
-
 def class_colours(class_names: Sequence[str]) -> dict[str, tuple[int, int, int]]:
     """A colour per class: green for a worn mask, red for no mask, orange for a mask worn wrong, others distinct."""
     colours, others = {}, iter(_OTHER_COLOURS * (len(class_names) // len(_OTHER_COLOURS) + 1))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import annotations, data, faces, images, train
+from maskdetect import annotations, classes, data, faces, images, train
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +145,10 @@ def labelled_faces(folder: str | Path, margin: float, size: int, min_face: int =
 def class_for(label: str, class_names: Sequence[str]) -> str | None:
     """The model's class that a folder's label means: the same name (case, spaces and dashes aside), else the
     only class with the same meaning (``mask`` and ``with_mask``; ``without_mask`` and ``no_mask``), else None."""
-    from maskdetect.detect import _normal, no_mask, wears_mask
-
-    normal = {_normal(name): name for name in class_names}
-    if _normal(label) in normal:
-        return normal[_normal(label)]
-    for meaning in (wears_mask, no_mask):
+    names = {classes.normal(name): name for name in class_names}
+    if classes.normal(label) in names:
+        return names[classes.normal(label)]
+    for meaning in (classes.wears_mask, classes.no_mask):
         if meaning(label):
             matches = [name for name in class_names if meaning(name)]
             return matches[0] if len(matches) == 1 else None

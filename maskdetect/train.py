@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import __version__, annotations, data, records, runtime
+from maskdetect import __version__, annotations, classes, data, records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -246,14 +246,16 @@ def decision_weights(meta: dict) -> list[float] | None:
 
 def calibrate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
     """Decision weights that maximise the balanced accuracy (the mean of the per-class recalls) on these
-    faces; of the weights that reach it, the one nearest their centre (for two classes, the middle of the
-    range of best thresholds), so that a handful of faces near one end does not decide where it falls.
+    faces; of the weights that reach it, those that lean furthest to the classes without a properly worn
+    mask (``classes.wears_mask`` false), then the nearest to the centre of the rest.
 
-    Called on the validation split's street faces (crops cut from labelled photos), never on close-ups:
-    a model trained mostly on close-up collections is sure of itself on them, and its 0.5 threshold put
-    one unmasked street face in four under "mask" (bench_street: the best threshold on the street faces it
-    found was P(without_mask) >= 0.004). The validation split drives early stopping only, so fitting a
-    few numbers on it keeps the test split untouched."""
+    Called on the validation split's street faces (crops cut from labelled photos), never on close-ups: a
+    model trained mostly on close-up collections is sure of itself, and its 0.5 threshold called one
+    unmasked street face in five "mask". The tool answers "who is not wearing a mask?", so where several
+    weights are equally good on these faces, the one that catches the most unmasked faces wins: on the
+    street photos of bench_street, the best threshold lay far below what the validation faces could tell
+    apart (P(without_mask) >= 0.004). The validation split drives early stopping only, so fitting a few
+    numbers on it keeps the test split untouched."""
     import itertools
 
     truth = np.asarray(truth)
@@ -267,11 +269,15 @@ def calibrate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequenc
 
     # the first class's weight stays 1: only the ratios matter
     grid = np.array(list(itertools.product(_CALIBRATION_STEPS, repeat=len(class_names) - 1)))
-    scores = np.array([round(balanced_accuracy(decide(probabilities, np.exp(np.r_[0.0, logs]))), 6)
-                       for logs in grid])
-    tied = grid[scores == scores.max()]
+    logs = np.c_[np.zeros(len(grid)), grid]
+    scores = np.array([round(balanced_accuracy(decide(probabilities, np.exp(row))), 6) for row in logs])
+    tied = logs[scores == scores.max()]
+    lean = np.array([-1.0 if classes.wears_mask(name) else 1.0 for name in class_names])
+    if (lean > 0).any() and (lean < 0).any():
+        toward_no_mask = tied @ lean
+        tied = tied[np.isclose(toward_no_mask, toward_no_mask.max())]
     chosen = tied[np.argmin(np.abs(tied - tied.mean(axis=0)).sum(axis=1))]
-    return {"weights": [round(float(w), 6) for w in np.exp(np.r_[0.0, chosen])], "faces": counts.tolist(),
+    return {"weights": [round(float(w), 6) for w in np.exp(chosen)], "faces": counts.tolist(),
             "balanced_accuracy": float(scores.max()),
             "balanced_accuracy_argmax": round(balanced_accuracy(decide(probabilities)), 4)}
 

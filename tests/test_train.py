@@ -279,3 +279,15 @@ def test_the_split_gives_each_side_its_share_of_the_street_faces():
     street = np.asarray(kinds)[validation] == "annotated"
     assert np.bincount(labels[validation][street], minlength=2).tolist() == [15, 6]
     assert (data.Crops(crops.paths, labels, crops.groups, crops.class_names).strata() == labels).all()
+
+
+def test_among_equally_good_weights_the_one_that_catches_most_unmasked_faces_wins():
+    # every threshold from 0.05 to 0.6 separates these faces; the lowest one calls the most faces unmasked
+    truth = np.array([0] * 30 + [1] * 12)
+    without = np.r_[np.linspace(0.01, 0.05, 30), np.linspace(0.6, 0.9, 12)]
+    weights = train.calibrate(truth, np.c_[1 - without, without], ["mask", "without_mask"])["weights"]
+    threshold = weights[0] / (weights[0] + weights[1])
+    assert 0.05 < threshold < 0.06, threshold
+    # class order does not matter: the weight leans to the class that is not a worn mask
+    weights = train.calibrate(1 - truth, np.c_[without, 1 - without], ["no_mask", "with_mask"])["weights"]
+    assert 0.05 < weights[1] / (weights[0] + weights[1]) < 0.06
