@@ -11,7 +11,7 @@
 #                             an empty labelled_data/; their faces join processed_data/ (default, with the
 #                             sample data set: the Kaggle face-mask-detection photos in marellanoc/MaskON;
 #                             none: leave them out)
-#   MASKDETECT_DEMO_EPOCHS    epochs of the training (default: train_a_model.py's own, 12)
+#   MASKDETECT_DEMO_EPOCHS    epochs of the training (default: train_a_model.py's own, 20)
 #   MASKDETECT_DATA           the photo folder (default original_data)
 set -euo pipefail
 

@@ -61,9 +61,9 @@ class Settings:
     """
 
     model: str = "mobilenetv2"
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 32
-    image_size: int = 96
+    image_size: int = 128
     kernel_size: int = 3
     optimizer: str = "adam"
     learning_rate: float | None = None
