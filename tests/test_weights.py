@@ -203,7 +203,7 @@ def test_mobilenetv2_defaults_and_what_the_model_records():
     assert (pretrained.weights, pretrained.alpha, pretrained.warmup_epochs, pretrained.pretrained) == (
         "imagenet", train.DEFAULT_ALPHA, train.DEFAULT_WARMUP_EPOCHS, True)
     assert pretrained.hyperparameters()["alpha"] == 0.35
-    small = train.Settings()
+    small = train.Settings(model="small")
     assert (small.weights, small.alpha, small.warmup_epochs, small.pretrained) == (None, None, None, False)
     assert "alpha" not in small.hyperparameters() and "alpha" not in train.HYPERPARAMETERS
 
@@ -212,10 +212,10 @@ def test_mobilenetv2_defaults_and_what_the_model_records():
     ("flags", "message"),
     [
         (["--model", "mobilenetv2", "--weights", "w.h5"], "--weights"),
-        (["--weights", "imagenet"], "--weights"),
+        (["--model", "small", "--weights", "imagenet"], "--weights"),
         (["--model", "mobilenetv2", "--alpha", "0.4"], "--alpha"),
-        (["--alpha", "0.5"], "--alpha"),
-        (["--warmup-epochs", "2"], "--warmup-epochs"),
+        (["--model", "small", "--alpha", "0.5"], "--alpha"),
+        (["--model", "small", "--warmup-epochs", "2"], "--warmup-epochs"),
         (["--model", "mobilenetv2", "--weights", "none", "--warmup-epochs", "2"], "--warmup-epochs"),
         (["--model", "mobilenetv2", "--warmup-epochs", "-1"], "--warmup-epochs"),
     ],
