@@ -48,11 +48,13 @@ TWO = ("mask", "without_mask")
 THREE = ("incorrect_mask", "mask", "without_mask")
 # ImageNet MobileNetV2 alpha 0.35 at 96 px, 12 epochs at most (3 on the frozen trunk, then fine-tuning)
 MOBILENET = ("--model", "mobilenetv2", "--image-size", "96", "--epochs", "12")
+# the small network as it was the default: 64 px, 30 epochs at most
+SMALL = ("--model", "small", "--image-size", "64", "--epochs", "30")
 # name: (sources, classes, train_a_model.py flags beyond the common ones)
 ROWS = {
-    "faces/small": (("faces",), TWO, ("--model", "small")),
+    "faces/small": (("faces",), TWO, SMALL),
     "faces/mobilenetv2": (("faces",), TWO, MOBILENET),
-    "faces+wild/small": (("faces", "wild"), TWO, ("--model", "small")),
+    "faces+wild/small": (("faces", "wild"), TWO, SMALL),
     "faces+wild/mobilenetv2-scratch": (("faces", "wild"), TWO, (*MOBILENET, "--weights", "none")),
     "faces+wild/mobilenetv2": (("faces", "wild"), TWO, MOBILENET),
     "faces+wild/mobilenetv2-3class": (("faces", "wild"), THREE, MOBILENET),
