@@ -20,7 +20,7 @@ Rows already scored are kept in ``<work>/results.json``: a rerun with the same -
 it lacks, so the benchmark can be run a row at a time (``--rows``).
 
     .venv/bin/python benchmarks/bench_street.py --faces /tmp/fd/processed_data --work /tmp/bench_street
-    .venv/bin/python benchmarks/bench_street.py --faces F --work W --rows faces+wild/mobilenetv2 --epochs 3
+    .venv/bin/python benchmarks/bench_street.py --faces F --work W --rows wild/mobilenetv2 --train-flags '--epochs 3'
 """
 
 from __future__ import annotations
