@@ -21,6 +21,7 @@ it lacks, so the benchmark can be run a row at a time (``--rows``).
 
     .venv/bin/python benchmarks/bench_street.py --faces /tmp/fd/processed_data --work /tmp/bench_street
     .venv/bin/python benchmarks/bench_street.py --faces F --work W --rows wild/mobilenetv2 --train-flags '--epochs 3'
+    .venv/bin/python benchmarks/bench_street.py --faces F --work W --rows faces+wild/mobilenetv2-128px --seed 1
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="only the first N detection photos; 0: all")
     parser.add_argument("--min-size", type=int, default=32, help="short side (px) of the faces counted")
     parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="train_a_model.py's --seed (split, initial weights, order); rows trained with "
+                             "another seed than %(default)s are rows of their own, named '<row> seed<N>'")
     parser.add_argument("--again", action="store_true", help="train and score the chosen rows again")
     args = parser.parse_args(argv)
     require_detection_set(parser, args.detection)
@@ -141,7 +145,7 @@ def build_data(folder: Path, sources: dict[str, Path], classes: tuple[str, ...])
 def train_row(name: str, data: Path, flags: tuple[str, ...], args: argparse.Namespace) -> dict:
     logs = args.work / "logs"
     command = [sys.executable, str(REPO / "train_a_model.py"), "--data", str(data), "--logs", str(logs),
-               "--notes", f"bench_street {name}", *flags, *args.train_flags.split()]
+               "--notes", f"bench_street {name}", "--seed", str(args.seed), *flags, *args.train_flags.split()]
     print(f"\n== {name}: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     finished = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -224,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             wild = any(source.startswith("wild") for source in row_sources)
             other_size = wild and args.wild_min_face != annotations.DEFAULT_MIN_FACE
             name = f"{row_name} min{args.wild_min_face}" if other_size else row_name
+            name += f" seed{args.seed}" if args.seed != 42 else ""
             if name in results and not args.again:
                 if "per_class_argmax" not in results[name]:  # scored by an older version of this benchmark
                     results[name].update(score(results[name]["model"], found))

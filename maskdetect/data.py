@@ -40,7 +40,7 @@ class Crops:
     def strata(self) -> np.ndarray:
         """What the split stratifies on: the class, and whether the crop was cut from a labelled photo (kind
         annotated: a street face), so that each split gets its share of the street faces of every class. The
-        validation split's street faces set the decision weights (``train.calibrate``): unstratified, a split
+        validation split's street faces set the decision weights (``decisions.calibrate``): unstratified, a split
         of faces_dataset + the wild set gave them 11 unmasked street faces, too few to set anything."""
         street = np.asarray([kind == "annotated" for kind in self.kinds], dtype=np.int64) if self.kinds else 0
         return self.labels + len(self.class_names) * street

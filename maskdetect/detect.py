@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import data, export, faces, images, moves, records, runtime, sweep, train
+from maskdetect import data, decisions, export, faces, images, moves, records, runtime, sweep, train
 from maskdetect.classes import mask_worn_wrong, no_mask, wears_mask
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Classifier:
         recorded = meta.get("crop")
         self.crop_source = str(recorded.get("source", "model")) if isinstance(recorded, dict) else "default"
         # the decision weights fitted on street faces at training (None: plain argmax, an older model)
-        self.decision_weights = train.decision_weights(meta)
+        self.decision_weights = decisions.decision_weights(meta)
         import tensorflow as tf
 
         size = self.image_size
@@ -131,7 +131,7 @@ class Classifier:
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """The class index of each row of ``probabilities``, by the model's decision weights."""
-        return train.decide(probabilities, self.decision_weights)
+        return decisions.decide(probabilities, self.decision_weights)
 
 
 def _first_line(error: Exception) -> str:

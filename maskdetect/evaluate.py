@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import annotations, classes, data, faces, images, train
+from maskdetect import annotations, classes, data, decisions, faces, images
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def score(classifier, folder: str | Path, min_face: int = RANK_MIN_FACE) -> Scor
     :class:`maskdetect.detect.Classifier`) on the labelled faces of ``folder``."""
     meta = getattr(classifier, "meta", {}) or {}
     margin, size = data.model_crop(meta)
-    weights = train.decision_weights(meta)  # the model's own decision rule, as detect_mask.py applies it
+    weights = decisions.decision_weights(meta)  # the model's own decision rule, as detect_mask.py applies it
     cut = labelled_faces(folder, margin, size, min_face)
     names = list(classifier.class_names)
     classes = [class_for(label, names) for label in cut.labels]
@@ -168,8 +168,9 @@ def score(classifier, folder: str | Path, min_face: int = RANK_MIN_FACE) -> Scor
     if not kept:
         raise ValueError(f"--rank-on {folder}: none of its labels ({', '.join(sorted(set(cut.labels)))}) is a class "
                          f"of the model ({', '.join(names)})")
-    predicted = np.concatenate([train.decide(classifier.probabilities(cut.crops[kept[start:start + BATCH]]), weights)
-                                for start in range(0, len(kept), BATCH)])
+    predicted = np.concatenate([
+        decisions.decide(classifier.probabilities(cut.crops[kept[start:start + BATCH]]), weights)
+        for start in range(0, len(kept), BATCH)])
     truth = np.array([names.index(classes[index]) for index in kept])
     recall, counts = {}, {}
     for number, name in enumerate(names):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import data, runtime, train
+from maskdetect import data, decisions, runtime
 
 FORMATS = ("tflite", "savedmodel")
 _META_IN_FOLDER = "maskdetect.json"
@@ -90,7 +90,7 @@ def describe(meta: dict, export_format: str, source: str | Path = "") -> dict:
                 f"to stay inside the photo, shrunk to its short side where it cannot), then resized ({crop_size} px, "
                 f"then {image_size} px with antialiasing), as the training crops were made",
         # the model's decision rule, fitted on street faces at training (null: the largest probability)
-        "decision_weights": train.decision_weights(meta),
+        "decision_weights": decisions.decision_weights(meta),
         "decision": "the class whose probability times its decision weight is largest (all weights 1 when "
                     "decision_weights is null); for two classes: class_names[1] when its probability p satisfies "
                     "p * w1 >= (1 - p) * w0",

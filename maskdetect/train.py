@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import __version__, annotations, classes, data, records, runtime
+from maskdetect import __version__, annotations, data, decisions, records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -218,70 +218,6 @@ def class_probabilities(output: np.ndarray) -> np.ndarray:
     return np.concatenate([1 - output, output], axis=1) if output.shape[-1] == 1 else output
 
 
-# Street faces (labelled photos, kind "annotated") in the validation split that a calibration needs per class.
-MIN_CALIBRATION_FACES = 10
-_CALIBRATION_STEPS = np.linspace(-7, 7, 141)  # log class weights tried: e^-7 .. e^7, in steps of 0.1
-
-
-def decide(probabilities: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
-    """The class index chosen for each row of ``probabilities``: the largest probability times its class's
-    decision weight (all 1, plain argmax, when ``weights`` is None). For two classes this is a threshold
-    on the second class's probability: p >= w0 / (w0 + w1)."""
-    probabilities = np.asarray(probabilities)
-    if weights is None:
-        return probabilities.argmax(axis=1)
-    return (probabilities * np.asarray(weights, dtype=float)[None, :]).argmax(axis=1)
-
-
-def decision_weights(meta: dict) -> list[float] | None:
-    """The decision weights a model's metadata carries (None for models saved before them)."""
-    calibration = meta.get("decision") or {}
-    weights = calibration.get("weights")
-    if weights is None:
-        return None
-    if len(weights) != len(meta["class_names"]) or not all(math.isfinite(w) and w > 0 for w in weights):
-        raise ValueError(f"the model's decision weights {weights} do not fit its classes {meta['class_names']}")
-    return [float(w) for w in weights]
-
-
-def calibrate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Decision weights that maximise the balanced accuracy (the mean of the per-class recalls) on these
-    faces; of the weights that reach it, those that lean furthest to the classes without a properly worn
-    mask (``classes.wears_mask`` false), then the nearest to the centre of the rest.
-
-    Called on the validation split's street faces (crops cut from labelled photos), never on close-ups: a
-    model trained mostly on close-up collections is sure of itself, and its 0.5 threshold called one
-    unmasked street face in five "mask". The tool answers "who is not wearing a mask?", so where several
-    weights are equally good on these faces, the one that catches the most unmasked faces wins: on the
-    street photos of bench_street, the best threshold lay far below what the validation faces could tell
-    apart (P(without_mask) >= 0.004). The validation split drives early stopping only, so fitting a few
-    numbers on it keeps the test split untouched."""
-    import itertools
-
-    truth = np.asarray(truth)
-    counts = np.bincount(truth, minlength=len(class_names))
-    if counts.min() < MIN_CALIBRATION_FACES:
-        return {"weights": None, "faces": counts.tolist(),
-                "why": f"fewer than {MIN_CALIBRATION_FACES} street faces of a class in the validation split"}
-
-    def balanced_accuracy(predicted: np.ndarray) -> float:
-        return float((np.bincount(truth[predicted == truth], minlength=len(class_names)) / counts).mean())
-
-    # the first class's weight stays 1: only the ratios matter
-    grid = np.array(list(itertools.product(_CALIBRATION_STEPS, repeat=len(class_names) - 1)))
-    logs = np.c_[np.zeros(len(grid)), grid]
-    scores = np.array([round(balanced_accuracy(decide(probabilities, np.exp(row))), 6) for row in logs])
-    tied = logs[scores == scores.max()]
-    lean = np.array([-1.0 if classes.wears_mask(name) else 1.0 for name in class_names])
-    if (lean > 0).any() and (lean < 0).any():
-        toward_no_mask = tied @ lean
-        tied = tied[np.isclose(toward_no_mask, toward_no_mask.max())]
-    chosen = tied[np.argmin(np.abs(tied - tied.mean(axis=0)).sum(axis=1))]
-    return {"weights": [round(float(w), 6) for w in np.exp(chosen)], "faces": counts.tolist(),
-            "balanced_accuracy": float(scores.max()),
-            "balanced_accuracy_argmax": round(balanced_accuracy(decide(probabilities)), 4)}
-
-
 def predict_probabilities(model, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities, shape (n, classes), for uint8 images already at the model's input size."""
     return class_probabilities(model.predict(pixels, verbose=0, batch_size=64))
@@ -401,14 +337,15 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     decision = {"weights": None, "faces": [0] * classes, "why": "no street faces in the validation split"}
     if len(street):
         street_pixels = np.concatenate([batch for batch, _ in dataset(street, False)])
-        decision = calibrate(crops.labels[street], predict_probabilities(model, street_pixels), crops.class_names)
+        decision = decisions.calibrate(crops.labels[street], predict_probabilities(model, street_pixels),
+                                       crops.class_names)
     log.info("decision weights from %s validation street faces: %s", sum(decision["faces"]), decision)
 
     # the test set, once
     test_pixels = np.concatenate([batch for batch, _ in dataset(test_idx, False)])
     probabilities = predict_probabilities(model, test_pixels)
     truth = crops.labels[test_idx]
-    predicted = decide(probabilities, decision["weights"])
+    predicted = decisions.decide(probabilities, decision["weights"])
     metrics = evaluate(truth, probabilities, crops.class_names, decision["weights"])
     model_path = run_dir / "model.keras"
     meta = {"class_names": crops.class_names, "image_size": settings.image_size, "binary": binary,
@@ -443,10 +380,10 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
 def evaluate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
              weights: Sequence[float] | None = None) -> dict:
     """Accuracy, log loss, per-class precision/recall/F1, ROC-AUC and the confusion matrix; the classes are
-    chosen as the model chooses them (``decide`` with its decision ``weights``)."""
+    chosen as the model chooses them (``decisions.decide`` with its decision ``weights``)."""
     from sklearn import metrics
 
-    predicted = decide(probabilities, weights)
+    predicted = decisions.decide(probabilities, weights)
     labels = list(range(len(class_names)))
     report = metrics.classification_report(truth, predicted, labels=labels, target_names=list(class_names),
                                            digits=4, zero_division=0, output_dict=True)

@@ -14,7 +14,7 @@ import pytest
 from helpers import PYTHON, REPO, make_crop_dataset, picture, shared_data
 from PIL import Image
 
-from maskdetect import detect, export, faces, images, records, train
+from maskdetect import decisions, detect, export, faces, images, records, train
 from maskdetect.detectors import Face
 
 # the astronaut's face in skimage.data.astronaut() (512 x 512), roughly
@@ -355,7 +355,7 @@ def test_detection_cuts_faces_with_the_margin_and_size_of_the_training_crops(thr
     # and the exported model's metadata says how to cut, for code without this package
     description = export.describe(meta, "tflite")
     assert (description["crop_margin"], description["crop_size"]) == (0.3, 128) and "0.3" in description["crop"]
-    assert description["decision_weights"] == train.decision_weights(meta)  # and how to decide, as detect does
+    assert description["decision_weights"] == decisions.decision_weights(meta)  # and how to decide, as detect does
 
 
 def test_three_classes_are_detected_counted_and_coloured(three_class_model, photos, tmp_path, capsys):

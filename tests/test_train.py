@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import make_crop_dataset, make_labelled_folder
 
-from maskdetect import data, faces, records, train
+from maskdetect import data, decisions, faces, records, train
 
 TINY = ["--model", "small", "--epochs", "2", "--image-size", "32", "--batch-size", "8", "--jobs", "1"]
 
@@ -222,32 +222,6 @@ def test_a_model_without_crop_geometry_uses_the_defaults_and_a_bad_one_is_refuse
             data.model_crop({"crop": crop})
 
 
-def test_decision_weights_fitted_on_street_faces_balance_the_recalls():
-    """A model sure of "mask" on faces like these: argmax gets 3 of 12 unmasked right; the fitted weights
-    move the threshold so that both classes are mostly right, and decide() applies them."""
-    rng = np.random.default_rng(0)
-    truth = np.array([0] * 40 + [1] * 12)
-    without = np.r_[rng.uniform(0.01, 0.2, 40), rng.uniform(0.22, 0.4, 9), rng.uniform(0.6, 0.9, 3)]
-    probabilities = np.c_[1 - without, without]
-    assert (train.decide(probabilities)[truth == 1] == 1).sum() == 3
-    fitted = train.calibrate(truth, probabilities, ["mask", "without_mask"])
-    assert fitted["balanced_accuracy_argmax"] < 0.7 < fitted["balanced_accuracy"]
-    chosen = train.decide(probabilities, fitted["weights"])
-    assert (chosen[truth == 1] == 1).mean() >= 0.9 and (chosen[truth == 0] == 0).mean() >= 0.9
-    meta = {"class_names": ["mask", "without_mask"], "decision": fitted}
-    assert train.decision_weights(meta) == fitted["weights"]
-    assert train.decision_weights({"class_names": ["mask", "without_mask"]}) is None  # an older model: argmax
-
-
-def test_too_few_street_faces_keep_plain_argmax_and_bad_weights_are_refused():
-    fitted = train.calibrate(np.array([0] * 30 + [1] * 4), np.full((34, 2), 0.5), ["mask", "without_mask"])
-    assert fitted["weights"] is None and "fewer than" in fitted["why"]
-    three = train.calibrate(np.repeat([0, 1, 2], 12), np.eye(3)[np.repeat([0, 1, 2], 12)], ["a", "b", "c"])
-    assert three["weights"] == [1.0, 1.0, 1.0]  # already right: the weights stay at plain argmax
-    with pytest.raises(ValueError, match="do not fit"):
-        train.decision_weights({"class_names": ["a", "b"], "decision": {"weights": [1.0, -2.0]}})
-
-
 def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_path):
     """Crops recorded in faces.csv as cut from labelled photos (kind annotated) are street faces: the run fits
     the decision weights on those of the validation split, saves them in the model, and detect uses them."""
@@ -263,7 +237,7 @@ def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_p
     row = records.read_rows(logs / train.LOG_NAME)[0]
     _, meta = train.load_model(row["model_path"])
     decision = meta["decision"]
-    assert len(decision["weights"]) == 2 and sum(decision["faces"]) >= 2 * train.MIN_CALIBRATION_FACES
+    assert len(decision["weights"]) == 2 and sum(decision["faces"]) >= 2 * decisions.MIN_CALIBRATION_FACES
     assert json.loads(Path(row["run_dir"], "metrics.json").read_text())["decision"] == decision
     assert detect.load_classifier(row["model_path"]).decision_weights == decision["weights"]
 
@@ -279,15 +253,3 @@ def test_the_split_gives_each_side_its_share_of_the_street_faces():
     street = np.asarray(kinds)[validation] == "annotated"
     assert np.bincount(labels[validation][street], minlength=2).tolist() == [15, 6]
     assert (data.Crops(crops.paths, labels, crops.groups, crops.class_names).strata() == labels).all()
-
-
-def test_among_equally_good_weights_the_one_that_catches_most_unmasked_faces_wins():
-    # every threshold from 0.05 to 0.6 separates these faces; the lowest one calls the most faces unmasked
-    truth = np.array([0] * 30 + [1] * 12)
-    without = np.r_[np.linspace(0.01, 0.05, 30), np.linspace(0.6, 0.9, 12)]
-    weights = train.calibrate(truth, np.c_[1 - without, without], ["mask", "without_mask"])["weights"]
-    threshold = weights[0] / (weights[0] + weights[1])
-    assert 0.05 < threshold < 0.06, threshold
-    # class order does not matter: the weight leans to the class that is not a worn mask
-    weights = train.calibrate(1 - truth, np.c_[without, 1 - without], ["no_mask", "with_mask"])["weights"]
-    assert 0.05 < weights[1] / (weights[0] + weights[1]) < 0.06
