@@ -146,6 +146,8 @@ def check_file(
                         image_format, width, height,
                     )
                 image.load()
+                # the conversion every stage makes: a picture in a mode it cannot take is not usable
+                to_8bit(image)
     except Image.DecompressionBombError as error:
         return FileCheck(path, size, digest, TOO_LARGE, str(error))
     except UnidentifiedImageError:
@@ -164,22 +166,111 @@ def check_file(
     return FileCheck(path, size, digest, "", "", image_format, width, height)
 
 
-def to_rgb8(image: Image.Image) -> Image.Image:
-    """An 8-bit RGB copy of any Pillow image (grayscale, 16-bit, RGBA, CMYK, palette)."""
-    if image.mode == "RGB":
+# Pillow modes whose pixels are wider than 8 bits: 16-bit greyscale (PNG, TIFF, PGM), 32-bit integer and float
+# greyscale (TIFF). Pillow's own convert() clips them at 255, so nearly every such picture turns white.
+DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+# What transparent pixels are laid on: white, as a viewer or a web page shows a transparent picture (and as the
+# plain backdrop of an ID photo). Every stage composites the same way, so a picture with and without an alpha
+# channel decodes alike wherever it is opaque.
+BACKGROUND = (255, 255, 255)
+
+
+def _stretch(array: np.ndarray, mode: str, opaque: np.ndarray | None = None) -> np.ndarray:
+    """An 8-bit copy of a deep greyscale array: its lowest value black, its highest white.
+
+    The picture's own range, not the type's: the mode says nothing reliable about the range a picture uses.
+    Cameras and scanners write 10-, 12- or 14-bit data into 16-bit files, some programs write 8-bit values
+    into them, and 32-bit integer and float images come in any scale (0..1, 0..255, negative). Scaled by the
+    type's range those would come out black, or as a handful of grey levels that the face detector cannot see
+    into and that hash alike. A contrast stretch costs nothing that matters here: the perceptual hash compares
+    DCT coefficients with their median, which a gain and an offset leave alone, so the same picture at 8 and
+    at 16 bits still hashes alike. (A single hot pixel does flatten the rest; a picture is not worth a
+    percentile pass for that.) Only ``opaque`` pixels, where given, set the range.
+
+    A constant picture has no range of its own: it is placed in the type's nominal range instead (0..65535 for
+    the integer modes, 0..1 for float), so a blank white 16-bit picture stays white, and nothing is divided by
+    zero. Non-finite floats are clipped: NaN and -inf to black, +inf to white.
+    """
+    values = np.array(array, dtype=np.float32)  # a copy: the arithmetic below is done in place
+    finite = np.isfinite(values)
+    ranged = finite if opaque is None else finite & opaque
+    low, high = (float(values[ranged].min()), float(values[ranged].max())) if ranged.any() else (0.0, 0.0)
+    if not finite.all():
+        np.nan_to_num(values, copy=False, nan=low, posinf=high, neginf=low)
+    if high > low:
+        values -= low
+        values *= 255.0 / (high - low)
+    else:
+        peak = 1.0 if mode == "F" else 65535.0
+        values.fill(255.0 * min(max(low / peak, 0.0), 1.0))
+    np.rint(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    return values.astype(np.uint8)
+
+
+def _composite(image: Image.Image) -> Image.Image:
+    """RGB of a picture with transparency (alpha channel or a transparency key), laid on ``BACKGROUND``."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """The one conversion of a decoded picture to 8 bits: mode ``L`` (greyscale) or ``RGB``, never anything else.
+
+    Every stage that looks at pixels goes through here (``load_rgb`` for the face stage, detection, review and
+    the annotated photos; the perceptual hash of ``dedup``; ``check_file`` of ``organize``), so a picture is seen
+    alike everywhere whatever mode it was saved in:
+
+    * ``L`` and ``RGB`` as they are (no copy);
+    * 16-bit and 32-bit greyscale (``I;16``, ``I;16B``, ``I``, ``F``) stretched from their own range (see
+      ``_stretch``), with a transparency key (a 16-bit PNG's tRNS) painted ``BACKGROUND``;
+    * anything transparent (``RGBA``, ``LA``, ``PA``, ``RGBa``, and ``P``, ``L`` or ``RGB`` with a
+      transparency key) composited on ``BACKGROUND``;
+    * 1-bit, palette, CMYK, YCbCr, LAB, HSV by Pillow's own conversion to RGB (1-bit: 0 and 255; CMYK: Pillow's
+      plain formula, without the ICC profile).
+
+    A mode Pillow cannot convert raises ValueError, one of ``DECODE_ERRORS``.
+    """
+    mode, transparency = image.mode, image.info.get("transparency")
+    if mode in ("L", "RGB") and transparency is None:
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit and 32-bit integer images: scale to 8 bits instead of clipping at 255.
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8)
-        return Image.fromarray(array).convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels become white rather than whatever colour they hide.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in DEEP_MODES:
+        array = np.asarray(image)
+        if array.ndim != 2:
+            raise ValueError(f"mode {mode} with shape {array.shape} is not a greyscale picture")
+        keyed = array == transparency if isinstance(transparency, int | float) else None
+        opaque = None if keyed is None or keyed.all() else ~keyed
+        grey = _stretch(array, mode, opaque)
+        if keyed is not None:
+            grey[keyed] = round(sum(BACKGROUND) / 3)
+        return Image.fromarray(grey, "L")
+    if mode in ("RGBA", "LA", "PA", "RGBa") or transparency is not None:
+        return _composite(image)
     return image.convert("RGB")
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of any Pillow image: :func:`to_8bit`, greyscale repeated in the three channels."""
+    image = to_8bit(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+# The EXIF tag that says how a photo is turned for showing.
+EXIF_ORIENTATION = 0x0112
+
+
+def decodes_plainly(path: str | os.PathLike) -> bool:
+    """Whether a decoder that knows no modes, transparency or EXIF (TensorFlow's ``decode_image``) sees
+    ``path`` as :func:`load_rgb` does: 8-bit greyscale, RGB or an opaque palette, with no turn to apply.
+
+    TensorFlow takes the high byte of 16-bit pixels (an 8-bit-in-16 picture is black), drops alpha instead of
+    compositing it, and ignores the EXIF orientation. Reads the header only.
+    """
+    with Image.open(path) as image:
+        return (image.mode in ("L", "RGB", "P") and "transparency" not in image.info
+                and image.getexif().get(EXIF_ORIENTATION, 1) == 1)
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
