@@ -60,7 +60,10 @@ class Group:
 
 
 def perceptual_hash(image: Image.Image) -> int:
-    """The 64-bit DCT hash (as imagehash.phash: 32x32 grey, top-left 8x8 DCT against its median)."""
+    """The 64-bit DCT hash (as imagehash.phash: 32x32 grey, top-left 8x8 DCT against its median).
+
+    ``image`` is 8-bit (``images.to_8bit``): imagehash converts it to grey with Pillow, which clips deeper modes.
+    """
     import imagehash
 
     bits = imagehash.phash(image).hash.flatten()
@@ -79,7 +82,10 @@ def hash_file(item: tuple[Path, str]) -> HashedFile:
                 width, height = image.size
                 # JPEG can decode at 1/2..1/8 scale for free; the hash only looks at 32x32 pixels.
                 image.draft("L", (128, 128))
-                return HashedFile(path, class_name, digest, perceptual_hash(image), width, height, size)
+                # images.to_8bit, as every stage decodes: Pillow's own convert("L") inside imagehash clips
+                # 16-bit pixels at 255, so every 16-bit picture hashed alike (all white)
+                phash = perceptual_hash(images.to_8bit(image))
+                return HashedFile(path, class_name, digest, phash, width, height, size)
     except images.DECODE_ERRORS as error:
         log.warning("%s: cannot decode (%s); only exact copies of it are looked for", path, error)
         return HashedFile(path, class_name, digest, None, size=size)
