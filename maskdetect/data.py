@@ -201,6 +201,13 @@ def _tf():
     return tf
 
 
+def _decodes_plainly(path: str) -> bool:
+    try:
+        return images.decodes_plainly(path)
+    except images.DECODE_ERRORS:
+        return True  # TensorFlow's decoder says what is wrong with it
+
+
 def make_dataset(paths: Sequence[str], labels: np.ndarray, image_size: int, batch_size: int, *,
                  shuffle: bool, seed: int, augment=None):
     """A ``tf.data`` pipeline: decode and resize once, cache in memory, shuffle, batch, augment, prefetch.
@@ -208,14 +215,36 @@ def make_dataset(paths: Sequence[str], labels: np.ndarray, image_size: int, batc
     Images stay uint8 0-255 (models rescale inside), so the saved model takes raw pixels.
     """
     tf = _tf()
+    paths = [str(path) for path in paths]
+    # The face stage writes plain 8-bit JPEGs, which TensorFlow decodes as every stage does. A crop added by
+    # hand may be 16-bit, transparent or EXIF-turned, which TensorFlow decodes otherwise (a 16-bit picture of
+    # 8-bit values comes out black): those go through images.load_rgb, the face stage's own decoding.
+    plain = [_decodes_plainly(path) for path in paths]
 
-    def load(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    def resized(image, label):
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
 
-    dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels)))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    def load(path, label):
+        return resized(tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False), label)
+
+    def load_any(path, label, is_plain):
+        image = tf.cond(
+            is_plain,
+            lambda: tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False),
+            lambda: tf.numpy_function(lambda name: images.load_rgb(name.decode()), [path], tf.uint8, stateful=False),
+        )
+        image.set_shape([None, None, 3])
+        return resized(image, label)
+
+    if all(plain):
+        dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels)))
+        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    else:
+        log.info("%d of %d crops are not plain 8-bit pictures; they are decoded as the face stage decodes",
+                 len(plain) - sum(plain), len(plain))
+        dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels), plain))
+        dataset = dataset.map(load_any, num_parallel_calls=tf.data.AUTOTUNE).cache()
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
