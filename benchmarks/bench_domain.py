@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from bench_detect import DEFAULT_DETECTION, matches, photo_sizes, require_detection_set  # noqa: E402
 from bench_detection import load_photo, load_truth  # noqa: E402
 
-from maskdetect import detect, faces, images, runtime, train  # noqa: E402
+from maskdetect import detect, facecrops, images, runtime, train  # noqa: E402
 
 FOLDS = 2
 SOURCES = ("training", "training+in-domain", "in-domain")
@@ -98,7 +98,7 @@ def collect(args: argparse.Namespace, class_names: list[str]) -> dict:
                 continue
             counted[label, fold] += 1
             try:
-                crop = faces.crop_face(rgb, tuple(box), finder.settings.margin, finder.settings.size)
+                crop = facecrops.crop_face(rgb, tuple(box), finder.settings.margin, finder.settings.size)
             except ValueError:
                 continue
             labelled["crops"].append(crop), labelled["labels"].append(label), labelled["folds"].append(fold)
@@ -126,7 +126,7 @@ def build_data(folder: Path, training: Path | None, labelled: dict, fold: int | 
     if fold is not None:
         for index in np.flatnonzero(labelled["folds"] != fold):
             label = str(labelled["labels"][index])
-            faces.atomic_write_image(labelled["crops"][index], folder / label / f"in_domain_{index:05d}.jpg")
+            facecrops.atomic_write_image(labelled["crops"][index], folder / label / f"in_domain_{index:05d}.jpg")
     return folder
 
 

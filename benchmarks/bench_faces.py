@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_detection import DEFAULT_DATA, load_truth  # noqa: E402
 
-from maskdetect import faces, images, records, runtime  # noqa: E402
+from maskdetect import facecrops, faces, images, records, runtime  # noqa: E402
 from maskdetect.detectors import iou  # noqa: E402
 
 MIN_FACE = 32
@@ -51,7 +51,7 @@ def steady_rate(stamps: list[float]) -> float:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
 
 
-def run_baseline(photos: list[Path], settings: faces.CropSettings, output: Path) -> tuple[float, float, dict]:
+def run_baseline(photos: list[Path], settings: facecrops.CropSettings, output: Path) -> tuple[float, float, dict]:
     from maskdetect.detectors import DetectorSettings, FaceDetector
 
     start = time.perf_counter()
@@ -63,14 +63,14 @@ def run_baseline(photos: list[Path], settings: faces.CropSettings, output: Path)
         rgb = images.load_rgb(path)
         detected = detector.detect(rgb)
         for index, face in enumerate(detected):
-            crop = faces.crop_face(rgb, (face.x1, face.y1, face.x2, face.y2), settings.margin, settings.size)
-            faces.atomic_write_image(crop, output / f"{path.stem}_face{index}.jpg")
+            crop = facecrops.crop_face(rgb, (face.x1, face.y1, face.x2, face.y2), settings.margin, settings.size)
+            facecrops.atomic_write_image(crop, output / f"{path.stem}_face{index}.jpg")
         found[path.name] = [(face.x1, face.y1, face.x2, face.y2) for face in detected]
         stamps.append(time.perf_counter())
     return time.perf_counter() - start, steady_rate(stamps), found
 
 
-def run_ours(photos: list[Path], settings: faces.CropSettings, work: Path, jobs: int) -> tuple[float, float, dict]:
+def run_ours(photos: list[Path], settings: facecrops.CropSettings, work: Path, jobs: int) -> tuple[float, float, dict]:
     source = work / "in" / "photos"
     source.mkdir(parents=True)
     for path in photos:
@@ -80,8 +80,8 @@ def run_ours(photos: list[Path], settings: faces.CropSettings, work: Path, jobs:
     faces.run(work / "in", work / "out", settings, jobs, on_result=lambda _: stamps.append(time.perf_counter()))
     seconds = time.perf_counter() - start
     found: dict[str, list] = {path.name: [] for path in photos}
-    for row in records.read_rows(work / "out" / faces.MANIFEST):
-        if row["kind"] == faces.AUTO:
+    for row in records.read_rows(work / "out" / facecrops.MANIFEST):
+        if row["kind"] == facecrops.AUTO:
             found[Path(row["source"]).name].append(tuple(float(row[key]) for key in ("x1", "y1", "x2", "y2")))
     return seconds, steady_rate(stamps), found
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     truth = load_truth(args.data)
     photos = [args.data / "images" / name for name in sorted(truth)[: args.limit]]
-    settings = faces.CropSettings(second_stage=not args.no_second_stage)
+    settings = facecrops.CropSettings(second_stage=not args.no_second_stage)
     with tempfile.TemporaryDirectory() as work:
         base_seconds, base_steady, base_found = run_baseline(photos, settings, Path(work) / "baseline")
         our_seconds, our_steady, our_found = run_ours(photos, settings, Path(work) / "ours", args.jobs)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from bench_detect import DEFAULT_DETECTION, require_detection_set  # noqa: E402
 from bench_domain import collect  # noqa: E402
 
-from maskdetect import annotations, detect, faces, images, records, runtime, train  # noqa: E402
+from maskdetect import annotations, detect, facecrops, images, records, runlog, runtime  # noqa: E402
 
 DEFAULT_WILD = REPO.parent / "shared" / "data" / "wild"
 TWO = ("mask", "without_mask")
@@ -112,7 +112,7 @@ def found_faces(args: argparse.Namespace) -> dict:
 def wild_crops(args: argparse.Namespace) -> Path:
     output = args.work / f"wild_crops_{args.wild_min_face}"
     labels = annotations.read(args.wild)
-    counts = annotations.crop(labels, output, faces.CropSettings(), min_face=args.wild_min_face, progress=False)
+    counts = annotations.crop(labels, output, facecrops.CropSettings(), min_face=args.wild_min_face, progress=False)
     print(annotations.summary(counts))
     return output
 
@@ -120,12 +120,12 @@ def wild_crops(args: argparse.Namespace) -> Path:
 def build_data(folder: Path, sources: dict[str, Path], classes: tuple[str, ...]) -> Path:
     """``folder``/<class>/ of hard links to the sources' crops, with a faces.csv naming the links, so the
     training split still keeps the faces of one photo together."""
-    if (folder / faces.MANIFEST).is_file():
+    if (folder / facecrops.MANIFEST).is_file():
         return folder
     rows = []
     for source_name, source in sources.items():
         repeats = 3 if source_name.endswith("3") else 1
-        by_crop = {str(Path(row["crop"]).resolve()): row for row in records.read_rows(source / faces.MANIFEST)}
+        by_crop = {str(Path(row["crop"]).resolve()): row for row in records.read_rows(source / facecrops.MANIFEST)}
         for name in classes:
             if not (source / name).is_dir():
                 continue
@@ -138,7 +138,7 @@ def build_data(folder: Path, sources: dict[str, Path], classes: tuple[str, ...])
                     row = by_crop.get(str(path.resolve()))
                     if row:  # the copies keep the photo's group: all on one side of the split
                         rows.append({**row, "crop": str(link.resolve())})
-    records.append_rows(folder / faces.MANIFEST, faces.FACE_FIELDS, rows)
+    records.append_rows(folder / facecrops.MANIFEST, facecrops.FACE_FIELDS, rows)
     return folder
 
 
@@ -152,7 +152,7 @@ def train_row(name: str, data: Path, flags: tuple[str, ...], args: argparse.Name
     (args.work / f"train_{name.replace('/', '_').replace(' ', '_')}.log").write_text(finished.stdout)
     if finished.returncode != 0:
         raise RuntimeError(f"{name}: train_a_model.py failed:\n{finished.stdout[-2000:]}")
-    row = [row for row in records.read_rows(logs / train.LOG_NAME) if row["notes"] == f"bench_street {name}"][-1]
+    row = [row for row in records.read_rows(logs / runlog.LOG_NAME) if row["notes"] == f"bench_street {name}"][-1]
     print(finished.stdout.strip().splitlines()[-1])
     return {"model": row["model_path"], "minutes": round((time.perf_counter() - started) / 60, 1),
             "train_minutes": round(float(row["train_seconds"]) / 60, 1), "val_accuracy": row["val_accuracy"],

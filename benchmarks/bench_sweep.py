@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from maskdetect import images, records, sweep, train  # noqa: E402
+from maskdetect import images, records, runlog, sweep  # noqa: E402
 
 
 def subset(data: Path, per_class: int, target: Path) -> Path:
@@ -52,8 +52,8 @@ def one_sweep(data: Path, jobs: int, grid: list[str], scratch: Path) -> tuple[fl
     with contextlib.redirect_stdout(io.StringIO()):
         code = sweep.main(["--data", str(data), "--logs", str(logs), "--jobs", str(jobs), *grid])
     seconds = time.perf_counter() - start
-    rows = records.read_rows(logs / train.LOG_NAME)
-    completed = [row for row in rows if row.get("status") in sweep.COMPLETED]
+    rows = records.read_rows(logs / runlog.LOG_NAME)
+    completed = [row for row in rows if row.get("status") in runlog.COMPLETED]
     if code != 0 or len(completed) != len(rows):
         raise SystemExit(f"the --jobs {jobs} sweep failed (exit {code}); see {logs}")
     return seconds, len(completed), completed

@@ -20,10 +20,10 @@
 
 2. Generalisation (``--evaluate``): every ground-truth face labelled ``mask`` or ``without_mask`` in the
    detection set (``boxes.csv`` + ``images/``; ``incorrect_mask`` faces and faces under 32 px on the short
-   side are skipped and counted) is cut with the pipeline's geometry (``faces.crop_face(rgb, box, 0.2,
+   side are skipped and counted) is cut with the pipeline's geometry (``facecrops.crop_face(rgb, box, 0.2,
    256)``), passed through the same JPEG (quality 95) the face stage writes, decoded and resized exactly as
-   ``make_dataset`` does (``tf.image.resize`` with antialias, rounded to uint8), and classified by the saved
-   model. Prints accuracy per class and overall, and the confusion matrix.
+   ``make_dataset`` does (``artifact.classifier_input``: ``tf.image.resize`` with antialias, rounded to uint8),
+   and classified by the saved model. Prints accuracy per class and overall, and the confusion matrix.
 
        .venv/bin/python benchmarks/bench_train.py --evaluate logs/runs/<run>/model.keras
        .venv/bin/python benchmarks/bench_train.py --evaluate logs/runs/<run>/model.keras \\
@@ -52,14 +52,14 @@ sys.path.insert(0, str(REPO))
 
 from bench_detection import load_photo  # noqa: E402
 
-from maskdetect import data, faces, runtime, train  # noqa: E402
+from maskdetect import artifact, data, facecrops, runtime, train  # noqa: E402
 
 DEFAULT_DETECTION = REPO.parent / "shared" / "data" / "detection"
 EVALUATED_LABELS = ("mask", "without_mask")
 MIN_FACE = 32
 CROP_MARGIN = 0.2
 CROP_SIZE = 256
-CROP_QUALITY = 95  # faces.atomic_write_image's JPEG quality
+CROP_QUALITY = 95  # facecrops.atomic_write_image's JPEG quality
 SIDES = ("baseline", "ours")
 
 
@@ -291,21 +291,21 @@ def speed(args: argparse.Namespace) -> int:
 
 def as_training_input(tf, crop: np.ndarray, image_size: int) -> np.ndarray:
     """A 256 px crop as the training pipeline sees it: saved as JPEG by the face stage, then decoded and
-    resized by ``data.make_dataset`` (tf.image.resize with antialias, rounded and clipped to uint8)."""
+    resized as ``data.make_dataset`` resizes (``artifact.classifier_input``: tf.image.resize with antialias,
+    rounded and clipped to uint8)."""
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(crop).save(buffer, "JPEG", quality=CROP_QUALITY)
     image = tf.io.decode_image(buffer.getvalue(), channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8).numpy()
+    return artifact.classifier_input(image, image_size).numpy()
 
 
 def generalisation(args: argparse.Namespace) -> int:
     from sklearn import metrics
 
     _, tf = import_tensorflow()
-    model, meta = train.load_model(args.evaluate)
+    model, meta = artifact.load_model(args.evaluate)
     class_names, image_size = list(meta["class_names"]), int(meta["image_size"])
     faces_by_photo: dict[str, list[dict]] = {}
     with open(args.detection / "boxes.csv", newline="") as handle:
@@ -340,7 +340,7 @@ def generalisation(args: argparse.Namespace) -> int:
             continue
         for label, box in wanted:
             try:
-                crop = faces.crop_face(rgb, box, CROP_MARGIN, CROP_SIZE)
+                crop = facecrops.crop_face(rgb, box, CROP_MARGIN, CROP_SIZE)
             except ValueError:
                 skipped["box outside photo"] += 1
                 continue
@@ -348,7 +348,7 @@ def generalisation(args: argparse.Namespace) -> int:
             truth.append(class_names.index(label))
     if not pixels:
         raise ValueError("no face left to evaluate")
-    probabilities = train.predict_probabilities(model, np.stack(pixels))
+    probabilities = artifact.predict_probabilities(model, np.stack(pixels))
     seconds = time.perf_counter() - start
     truth_array, predicted = np.asarray(truth), probabilities.argmax(axis=1)
     print(f"model: {args.evaluate} (classes {', '.join(class_names)}; {image_size} px)")

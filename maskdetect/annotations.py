@@ -40,11 +40,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from maskdetect import faces, images, records
+from maskdetect import facecrops, images, records
 
 log = logging.getLogger(__name__)
 
-ANNOTATED = "annotated"  # the kind of a crop cut from a labelled box
 CSV_COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
 # The Kaggle face-mask set (and the shared wild set) use the first, CVAT the second; LabelImg and Roboflow
 # put the XML files beside the photos, a folder of *.xml.
@@ -309,7 +308,7 @@ class _BoxFace:
 
     def __init__(self, box: Sequence[float]) -> None:
         self.x1, self.y1, self.x2, self.y2 = (float(value) for value in box)
-        self.confidence, self.landmarks, self.detector = 1.0, None, ANNOTATED
+        self.confidence, self.landmarks, self.detector = 1.0, None, facecrops.ANNOTATED
 
 
 def _plan_faces(photo: LabelledPhoto, width: int, height: int, label_map: Mapping[str, str], min_face: int,
@@ -346,7 +345,7 @@ def _plan_faces(photo: LabelledPhoto, width: int, height: int, label_map: Mappin
     return chosen
 
 
-def crop(labels: Labels, output: Path, settings: faces.CropSettings, label_map: Mapping[str, str] | None = None,
+def crop(labels: Labels, output: Path, settings: facecrops.CropSettings, label_map: Mapping[str, str] | None = None,
          min_face: int = DEFAULT_MIN_FACE, classes: Sequence[str] | None = None, progress: bool = True) -> Counter:
     """Cut every labelled face of photos not done yet into ``<output>/<label>/``; returns the counts.
 
@@ -361,7 +360,7 @@ def crop(labels: Labels, output: Path, settings: faces.CropSettings, label_map: 
     output.mkdir(parents=True, exist_ok=True)
     for stale in output.rglob(".*.tmp"):  # our own half-written crops from a killed run
         stale.unlink()
-    finished = faces.done_sources(output)
+    finished = facecrops.done_sources(output)
     counts: Counter = Counter(photos=len(labels.photos), problems=len(labels.problems))
     for problem in labels.problems:
         log.warning("%s", problem)
@@ -373,15 +372,15 @@ def crop(labels: Labels, output: Path, settings: faces.CropSettings, label_map: 
             counts["skipped"] += 1
             continue
         seen.add(sha256)
-        base = {"source": str(photo.image.resolve()), "source_sha256": sha256, "class": ANNOTATED}
+        base = {"source": str(photo.image.resolve()), "source_sha256": sha256, "class": facecrops.ANNOTATED}
         try:
             rgb = images.load_rgb(photo.image)
         except images.DECODE_ERRORS as error:
             log.warning("%s: cannot be read (%s)", photo.image, error)
             counts["unreadable"] += 1
-            records.append_rows(output / faces.SOURCES, faces.SOURCE_FIELDS,
+            records.append_rows(output / facecrops.SOURCES, facecrops.SOURCE_FIELDS,
                                 [{**base, "status": "unreadable", "faces": 0, "low_confidence": 0,
-                                  "detail": str(error), "time": faces._now()}])
+                                  "detail": str(error), "time": facecrops.now()}])
             continue
         height, width = rgb.shape[:2]
         if photo.drawn_size and photo.drawn_size != (width, height):
@@ -397,21 +396,21 @@ def crop(labels: Labels, output: Path, settings: faces.CropSettings, label_map: 
             log.warning("%s", problem)
         # Every crop is cut before any is written: a box the geometry refuses stops the run before this
         # photo has written anything.
-        stem = faces.crop_stem(photo.image, sha256)
-        cut = [(index, label, box, faces.crop_face(rgb, box, settings.margin, settings.size))
+        stem = facecrops.crop_stem(photo.image, sha256)
+        cut = [(index, label, box, facecrops.crop_face(rgb, box, settings.margin, settings.size))
                for index, label, box in chosen]
         rows = []
         for index, label, box, pixels in cut:
-            crop_path = (output / label / f"{stem}_face{index}{faces.CROP_EXTENSION}").resolve()
-            faces.atomic_write_image(pixels, crop_path)
-            rows.append(faces.face_row(crop_path, photo.image.resolve(), sha256, label, index, ANNOTATED,
+            crop_path = (output / label / f"{stem}_face{index}{facecrops.CROP_EXTENSION}").resolve()
+            facecrops.atomic_write_image(pixels, crop_path)
+            rows.append(facecrops.face_row(crop_path, photo.image.resolve(), sha256, label, index, facecrops.ANNOTATED,
                                        _BoxFace(box), settings))
             counts[f"class:{label}"] += 1
-        records.append_rows(output / faces.MANIFEST, faces.FACE_FIELDS, rows)
-        records.append_rows(output / faces.SOURCES, faces.SOURCE_FIELDS,
+        records.append_rows(output / facecrops.MANIFEST, facecrops.FACE_FIELDS, rows)
+        records.append_rows(output / facecrops.SOURCES, facecrops.SOURCE_FIELDS,
                             [{**base, "status": "annotated", "faces": len(rows), "low_confidence": 0,
                               "detail": f"{len(photo.faces) - len(rows)} labelled faces not cut" if
-                              len(rows) < len(photo.faces) else "", "time": faces._now()}])
+                              len(rows) < len(photo.faces) else "", "time": facecrops.now()}])
         counts["faces"] += len(rows)
         counts["done"] += 1
     return counts

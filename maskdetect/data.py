@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import faces, images, records, runtime
+from maskdetect import artifact, facecrops, images, records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def find_crops(data_dir: str | Path, jobs: int = 1) -> Crops:
                   if path.is_file() and path.suffix.lower() in images.IMAGE_EXTENSIONS
                   and not path.name.startswith(".")]
     problems = runtime.parallel_map(_check_crop, [path for path, _ in candidates], jobs, "checking crops")
-    known = {str(Path(row["crop"]).resolve()): row for row in records.read_rows(data_dir / faces.MANIFEST)
+    known = {str(Path(row["crop"]).resolve()): row for row in records.read_rows(data_dir / facecrops.MANIFEST)
              if row.get("crop")}
     paths, labels, groups, kinds, skipped = [], [], [], [], 0
     for (path, label), problem in zip(candidates, problems, strict=True):
@@ -109,9 +109,9 @@ def crop_geometry(data_dir: str | Path, paths: Sequence[str]) -> dict:
     in the class folders by hand). Crops cut with different settings are mixed: a warning names the
     counts, and the most common geometry is returned with ``source`` ``faces.csv (mixed)``.
     """
-    defaults = faces.CropSettings()
+    defaults = facecrops.CropSettings()
     settings_of: dict[str, str] = {}
-    for row in records.read_rows(Path(data_dir) / faces.MANIFEST):
+    for row in records.read_rows(Path(data_dir) / facecrops.MANIFEST):
         if row.get("crop"):
             settings_of[str(Path(row["crop"]).resolve())] = row.get("settings") or ""
     geometries: Counter = Counter()
@@ -130,7 +130,7 @@ def crop_geometry(data_dir: str | Path, paths: Sequence[str]) -> dict:
     (margin, size), _ = geometries.most_common(1)[0]
     if unknown:
         log.info("%d of %d training crops are not in %s (added by hand); they are taken to be cut like the others",
-                 unknown, len(paths), faces.MANIFEST)
+                 unknown, len(paths), facecrops.MANIFEST)
     if len(geometries) == 1:
         return {"margin": margin, "crop_size": size, "source": "faces.csv"}
     counts = ", ".join(f"{count} with margin {m:g} and {s} px" for (m, s), count in geometries.most_common())
@@ -138,21 +138,6 @@ def crop_geometry(data_dir: str | Path, paths: Sequence[str]) -> dict:
                 "margin %g and %d px, and detection cuts faces that way. Cut all crops alike (process_faces.py "
                 "with one --margin and --size) for a model that matches its faces.", counts, margin, size)
     return {"margin": margin, "crop_size": size, "source": "faces.csv (mixed)"}
-
-
-def model_crop(meta: dict) -> tuple[float, int]:
-    """(margin, crop size) a model's metadata says its faces are cut with; the face stage's defaults for a
-    model saved before the crop geometry was recorded. ValueError for values no crop could have."""
-    defaults = faces.CropSettings()
-    crop = meta.get("crop")
-    if crop is None:
-        return defaults.margin, defaults.size
-    try:
-        margin, size = float(crop["margin"]), int(crop["crop_size"])
-        faces.CropSettings(margin=margin, size=size)  # the face stage's own checks of both
-    except (TypeError, KeyError, ValueError) as error:
-        raise ValueError(f"the model's crop geometry {crop!r} is not usable: {error}") from None
-    return margin, size
 
 
 def grouped_split(labels: np.ndarray, groups: Sequence[str], shares: Sequence[float], seed: int) -> list[np.ndarray]:
@@ -212,7 +197,8 @@ def make_dataset(paths: Sequence[str], labels: np.ndarray, image_size: int, batc
                  shuffle: bool, seed: int, augment=None):
     """A ``tf.data`` pipeline: decode and resize once, cache in memory, shuffle, batch, augment, prefetch.
 
-    Images stay uint8 0-255 (models rescale inside), so the saved model takes raw pixels.
+    The resize is :func:`maskdetect.artifact.classifier_input`, the one inference uses too. Images stay uint8
+    0-255 (models rescale inside), so the saved model takes raw pixels.
     """
     tf = _tf()
     paths = [str(path) for path in paths]
@@ -222,8 +208,7 @@ def make_dataset(paths: Sequence[str], labels: np.ndarray, image_size: int, batc
     plain = [_decodes_plainly(path) for path in paths]
 
     def resized(image, label):
-        image = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+        return artifact.classifier_input(image, image_size), label
 
     def load(path, label):
         return resized(tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False), label)

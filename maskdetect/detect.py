@@ -1,13 +1,14 @@
 """Inference: find every face in photos, folders, videos or a webcam, classify it with a trained model, and
 write annotated copies, ``detections.csv`` and ``summary.json``; export a model to TFLite or a SavedModel.
 
-Faces are found by the face stage's own detector and settings (``faces.CropSettings()`` defaults through
+Faces are found by the face stage's own detector and settings (``facecrops.CropSettings()`` defaults through
 ``faces.detector_settings`` and ``faces.detect_faces``, the padded retry included), and cut with its geometry
-(``faces.crop_face``) at the margin and crop size the model's training crops had (recorded in the model's
+(``facecrops.crop_face``) at the margin and crop size the model's training crops had (recorded in the model's
 metadata; margin 0.2 and 256 px, the face stage's defaults, for a model saved before they were recorded),
-then resized to the model's size as ``data.make_dataset`` does (``tf.image.resize`` with antialiasing,
-rounded to uint8). So the classifier sees faces as it saw them in training. All faces of a frame go to the
-model in one batch.
+then resized to the model's size by ``artifact.classifier_input``, the resize of training's ``tf.data``
+pipeline (``tf.image.resize`` with antialiasing, rounded to uint8). So the classifier
+(:class:`maskdetect.artifact.Classifier`) sees faces as it saw them in training. All faces of a frame go to
+the model in one batch. The default model is the best of the training log (``runlog.leaderboard``).
 
 Output (``--output``, default ``<logs>/detect/<time>/``)::
 
@@ -40,8 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import data, decisions, export, faces, images, moves, records, runtime, sweep, train
+from maskdetect import export, faces, images, moves, records, runtime
+from maskdetect.artifact import Classifier, load_classifier
 from maskdetect.classes import mask_worn_wrong, no_mask, wears_mask
+from maskdetect.facecrops import CropSettings, crop_face
+from maskdetect.runlog import LOG_NAME, leaderboard, ranking_folder
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ DETECTION_FIELDS = ["source", "frame", "face", "x1", "y1", "x2", "y2", "label", 
                     "detector", "carried"]
 # The face stage's settings: the same detector and thresholds as process_faces.py's defaults. The crop geometry
 # (margin, size) is replaced by the classifier's own (see MaskDetector).
-CROP = faces.CropSettings()
+CROP = CropSettings()
 # Detection every 5th frame of a video: the detector takes ~0.2 s a 640x480 frame on two cores, the classifier
 # ~7 ms, so detecting every frame gives ~5 frames/s and every 5th ~20 (benchmarks/bench_detect.py).
 DEFAULT_VIDEO_EVERY = 5
@@ -83,95 +87,15 @@ def best_model(logs: str | Path) -> Path:
     as auto_train.py ranks: by the balanced accuracy on labelled photos when runs were scored with
     ``--rank-on`` (on the folder of the latest scored run; unscored runs come after the scored ones), else
     by validation accuracy."""
-    log_path = Path(logs) / train.LOG_NAME
+    log_path = Path(logs) / LOG_NAME
     usable = [row for row in records.read_rows(log_path)
               if row.get("status") == "ok" and row.get("model_path") and Path(row["model_path"]).is_file()]
-    ranked = sweep.leaderboard(usable, sweep.ranking_folder(usable))
+    ranked = leaderboard(usable, ranking_folder(usable))
     if not ranked:
         where = f"{log_path} has no finished run whose model file exists" if log_path.is_file() else \
             f"there is no training log {log_path}"
         raise ValueError(f"no model to use: {where}; train one with train_a_model.py or give --model PATH")
     return Path(ranked[0]["model_path"])
-
-
-class Classifier:
-    """A trained model with its class names and the crop geometry of its training crops; classifies face crops
-    the way training saw them."""
-
-    def __init__(self, model, meta: dict, path: str | Path) -> None:
-        self.model, self.meta, self.path = model, meta, Path(path)
-        self.class_names = [str(name) for name in meta["class_names"]]
-        self.image_size = int(meta["image_size"])
-        # the margin and side the training crops were cut with (the defaults for an older model)
-        self.crop_margin, self.crop_size = data.model_crop(meta)
-        recorded = meta.get("crop")
-        self.crop_source = str(recorded.get("source", "model")) if isinstance(recorded, dict) else "default"
-        # the decision weights fitted on street faces at training (None: plain argmax, an older model)
-        self.decision_weights = decisions.decision_weights(meta)
-        import tensorflow as tf
-
-        size = self.image_size
-
-        # One traced graph for resize + model: calling the model eagerly on a handful of faces is several times
-        # faster than model.predict, which sets up a whole input pipeline on each call.
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], reduce_retracing=True)
-        def probabilities(crops):
-            # exactly data.make_dataset's resize, so the pixels match those of training
-            pixels = tf.image.resize(crops, (size, size), antialias=True)
-            pixels = tf.cast(tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8), tf.float32)
-            return model(pixels, training=False)
-
-        self._probabilities = probabilities
-
-    def probabilities(self, crops: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) for uint8 crops (n, crop_size, crop_size, 3)."""
-        if not len(crops):
-            return np.zeros((0, len(self.class_names)), np.float32)
-        return train.class_probabilities(self._probabilities(np.ascontiguousarray(crops, dtype=np.uint8)).numpy())
-
-    def decide(self, probabilities: np.ndarray) -> np.ndarray:
-        """The class index of each row of ``probabilities``, by the model's decision weights."""
-        return decisions.decide(probabilities, self.decision_weights)
-
-
-def _first_line(error: Exception) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-
-
-def load_classifier(path: str | Path) -> Classifier:
-    """A model saved by train_a_model.py, checked: one line (ValueError) for anything else."""
-    path = Path(path)
-    with runtime.native_stderr_silenced():
-        import tensorflow as tf
-
-        tf.constant(0)  # TensorFlow logs its device search at the first operation
-    try:
-        model, meta = train.load_model(path)  # Keras's safe mode stays on
-    except ValueError as error:
-        # load_model's own one-liners (no file, not our archive) say it all; Keras's (e.g. safe mode refusing
-        # a Lambda layer) need the file named
-        if "train_a_model.py" in str(error) or "does not exist" in str(error):
-            raise
-        raise ValueError(f"{path} cannot be loaded as a model saved by train_a_model.py: "
-                         f"{_first_line(error)}") from None
-    except Exception as error:  # a damaged or foreign archive: Keras raises many kinds of errors
-        raise ValueError(f"{path} cannot be loaded as a model saved by train_a_model.py: "
-                         f"{type(error).__name__}: {_first_line(error)}") from None
-    names, size = meta.get("class_names"), meta.get("image_size")
-    if not isinstance(names, list) or len(names) < 2 or not isinstance(size, int):
-        raise ValueError(f"{path} has no usable class names and image size in its {train.META_NAME}")
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[1:3] != (size, size) or shape[3] != 3:
-        raise ValueError(f"{path} is a model trained for another image size: its input is {shape[1:]}, "
-                         f"its metadata says {size} x {size} x 3")
-    outputs = model.output_shape[-1]
-    if outputs != (1 if len(names) == 2 else len(names)):
-        raise ValueError(f"{path} has {outputs} outputs for {len(names)} classes ({', '.join(names)})")
-    try:
-        data.model_crop(meta)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
-    return Classifier(model, meta, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +136,7 @@ class MaskDetector:
     with margin 0.3. Without a classifier, faces are cut as ``settings`` says.
     """
 
-    def __init__(self, classifier: Classifier | None, settings: faces.CropSettings = CROP) -> None:
+    def __init__(self, classifier: Classifier | None, settings: CropSettings = CROP) -> None:
         self.classifier = classifier
         if classifier is not None:
             settings = dataclasses.replace(settings, margin=classifier.crop_margin, size=classifier.crop_size)
@@ -229,7 +153,7 @@ class MaskDetector:
         crops, kept = [], []
         for face in found:
             try:
-                crops.append(faces.crop_face(rgb, (face.x1, face.y1, face.x2, face.y2), self.settings.margin,
+                crops.append(crop_face(rgb, (face.x1, face.y1, face.x2, face.y2), self.settings.margin,
                                              self.settings.size))
                 kept.append(face)
             except ValueError:  # a box carried onto a smaller frame, or empty: nothing to classify

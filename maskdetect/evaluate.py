@@ -6,7 +6,7 @@ right (README, detection). ``auto_train.py --rank-on DIR`` therefore ranks model
 labelled photo folder (any format :func:`maskdetect.annotations.read` takes: VOC, CSV, YOLO).
 
 Every labelled face whose short side is at least ``min_face`` pixels is cut with the face stage's geometry
-(:func:`maskdetect.faces.crop_face`, with the margin and crop size the model was trained with when its
+(:func:`maskdetect.facecrops.crop_face`, with the margin and crop size the model was trained with when its
 metadata says so) and classified as ``detect_mask.py`` would classify it. The score is the balanced
 accuracy: the mean over the model's classes present in the folder of the share of their faces called
 right, so that the 4:1 masked majority of street photos does not hide the unmasked faces. Faces whose label
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import annotations, classes, data, decisions, faces, images
+from maskdetect import annotations, artifact, classes, decisions, facecrops, images
+from maskdetect.runlog import folder_key
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 RANK_MIN_FACE = 32
 # Faces classified at once: a few hundred 256 px crops fit easily; the model's own batch is its business.
 BATCH = 64
-# The columns a scored run adds to training_log.csv (train.LOG_FIELDS ends with them).
+# The columns a scored run adds to training_log.csv (runlog.LOG_FIELDS ends with them).
 FIELDS = ("rank_on", "rank_on_accuracy", "rank_on_per_class")
 
 
@@ -60,7 +61,7 @@ class Score:
     other: int = 0  # faces whose label is no class of the model, left out
 
     def row_fields(self) -> dict:
-        """The log row's columns for this score (train.LOG_FIELDS)."""
+        """The log row's columns for this score (runlog.LOG_FIELDS)."""
         per_class = {name: {"recall": round(self.recall[name], 4), "faces": self.faces[name]} for name in self.recall}
         if self.other:
             per_class["not a class of the model"] = {"faces": self.other}
@@ -71,11 +72,6 @@ class Score:
         listed = ", ".join(f"{name} {self.recall[name]:.3f} of {self.faces[name]}" for name in self.recall)
         return (f"balanced accuracy {self.accuracy:.4f} on {self.folder} ({listed}; {self.other} faces of other "
                 "labels left out)")
-
-
-def folder_key(folder: str | Path) -> str:
-    """The folder as the log records it: an absolute path, so that rows compare whatever the working folder."""
-    return str(Path(folder).expanduser().resolve())
 
 
 def _usable(face: annotations.LabelledFace, min_face: int) -> bool:
@@ -130,7 +126,7 @@ def labelled_faces(folder: str | Path, margin: float, size: int, min_face: int =
             continue
         for face in wanted:
             try:
-                crops.append(faces.crop_face(rgb, face.box, margin, size))
+                crops.append(facecrops.crop_face(rgb, face.box, margin, size))
                 names.append(face.label)
             except ValueError:  # a box outside the photo: the label file is wrong, not the model
                 skipped["bad_box"] += 1
@@ -157,9 +153,9 @@ def class_for(label: str, class_names: Sequence[str]) -> str | None:
 
 def score(classifier, folder: str | Path, min_face: int = RANK_MIN_FACE) -> Score:
     """``classifier`` (anything with ``class_names``, ``meta`` and ``probabilities(crops)``, as
-    :class:`maskdetect.detect.Classifier`) on the labelled faces of ``folder``."""
+    :class:`maskdetect.artifact.Classifier`) on the labelled faces of ``folder``."""
     meta = getattr(classifier, "meta", {}) or {}
-    margin, size = data.model_crop(meta)
+    margin, size = artifact.model_crop(meta)
     weights = decisions.decision_weights(meta)  # the model's own decision rule, as detect_mask.py applies it
     cut = labelled_faces(folder, margin, size, min_face)
     names = list(classifier.class_names)
@@ -184,9 +180,7 @@ def score(classifier, folder: str | Path, min_face: int = RANK_MIN_FACE) -> Scor
 
 def score_model(model_path: str | Path, folder: str | Path, min_face: int = RANK_MIN_FACE) -> Score:
     """Load a model saved by train_a_model.py (TensorFlow is imported here) and :func:`score` it."""
-    from maskdetect import detect
-
-    return score(detect.load_classifier(model_path), folder, min_face)
+    return score(artifact.load_classifier(model_path), folder, min_face)
 
 
 def scored_fields(row: Mapping[str, str], folder: str | Path | None, min_face: int = RANK_MIN_FACE) -> dict:

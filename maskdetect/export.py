@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import data, decisions, runtime
+from maskdetect import artifact, decisions, runtime
 
 FORMATS = ("tflite", "savedmodel")
 _META_IN_FOLDER = "maskdetect.json"
@@ -75,7 +75,7 @@ def describe(meta: dict, export_format: str, source: str | Path = "") -> dict:
     256, for a model saved before they were recorded)."""
     image_size = int(meta["image_size"])
     binary = len(meta["class_names"]) == 2
-    margin, crop_size = data.model_crop(meta)
+    margin, crop_size = artifact.model_crop(meta)
     return {
         "format": export_format,
         "class_names": list(meta["class_names"]),
@@ -102,7 +102,7 @@ def describe(meta: dict, export_format: str, source: str | Path = "") -> dict:
 def load_exported(path: str | Path, export_format: str):
     """An exported model as a function: uint8 or float pixels (n, S, S, 3) -> probabilities (n, classes),
     and its metadata. Uses TensorFlow's TFLite interpreter or ``tf.saved_model.load``, not Keras or this package's
-    training code."""
+    training code (the probabilities per class are :func:`maskdetect.artifact.class_probabilities`, numpy)."""
     path = Path(path)
     meta = json.loads(meta_path(path, export_format).read_text())
     with runtime.native_stderr_silenced(), warnings.catch_warnings():
@@ -114,9 +114,6 @@ def load_exported(path: str | Path, export_format: str):
         else:
             loaded = tf.saved_model.load(str(path))
 
-    def _binary(output: np.ndarray) -> np.ndarray:
-        return np.concatenate([1 - output, output], axis=1) if output.shape[-1] == 1 else output
-
     if export_format == "tflite":
         entry = interpreter.get_input_details()[0]["index"]
         exit_ = interpreter.get_output_details()[0]["index"]
@@ -127,9 +124,10 @@ def load_exported(path: str | Path, export_format: str):
             interpreter.allocate_tensors()
             interpreter.set_tensor(entry, pixels)
             interpreter.invoke()
-            return _binary(np.array(interpreter.get_tensor(exit_)))
+            return artifact.class_probabilities(np.array(interpreter.get_tensor(exit_)))
     else:
         def predict(pixels: np.ndarray) -> np.ndarray:
-            return _binary(np.asarray(loaded.serve(tf.constant(np.asarray(pixels, dtype=np.float32)))))
+            output = loaded.serve(tf.constant(np.asarray(pixels, dtype=np.float32)))
+            return artifact.class_probabilities(np.asarray(output))
 
     return predict, meta

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from maskdetect.train import AUGMENTATIONS, KERNEL_SIZES, NETWORKS
+from maskdetect.settings import AUGMENTATIONS, KERNEL_SIZES, NETWORKS
 
 # Where Keras itself downloads MobileNetV2's ImageNet weights (keras/src/applications/mobilenet_v2.py);
 # a module constant so that a test can point it at a local server.

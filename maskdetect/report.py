@@ -21,14 +21,15 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import faces, images, moves, records, review, runtime
+from maskdetect import facecrops, images, moves, records, runtime
 from maskdetect.records import finite_number
-from maskdetect.sweep import GRID_KEYS, SWEEP_DIR, leaderboard
-from maskdetect.train import LOG_NAME
+from maskdetect.runlog import LOG_NAME, SWEEP_DIR, leaderboard
+from maskdetect.settings import GRID_KEYS
 
 log = logging.getLogger(__name__)
 
-# Kept here rather than imported from train/review: importing those would pull in TensorFlow or more.
+# The plots a training run writes into its folder (maskdetect.train); the report imports no stage, only the
+# layers below them (facecrops, runlog, settings), so that it never loads TensorFlow.
 RUN_PLOTS = (("curves.png", "Learning curves"), ("confusion.png", "Confusion matrix (test set)"),
              ("roc.png", "ROC (test set)"), ("misclassified.png", "Misclassified test crops"))
 LEADERBOARD_SIZE = 20
@@ -336,12 +337,12 @@ def data_counts(data: Path, processed: Path, logs: Path) -> dict:
             seen.add(key)  # a rerun after a kill journals the unfinished moves again
             aside[row.get("original", "").split("/", 1)[0]][row.get("reason") or "?"] += 1
     sources: dict[str, Counter] = defaultdict(Counter)
-    for row in _rows(processed / faces.SOURCES):
+    for row in _rows(processed / facecrops.SOURCES):
         sources[row.get("class", "")][row.get("status", "")] += 1
     crops: dict[str, Counter] = defaultdict(Counter)
-    for row in _rows(processed / faces.MANIFEST):
+    for row in _rows(processed / facecrops.MANIFEST):
         crops[row.get("class", "")][row.get("kind", "")] += 1
-    for row in _rows(processed / review.REJECTED_DIR / review.REJECTED_RECORD):
+    for row in _rows(processed / facecrops.REJECTED_DIR / facecrops.REJECTED_RECORD):
         crops[row.get("class", "")]["rejected"] += 1
     classes = sorted(set(kept) | set(aside) | set(sources) | set(crops))
     return {"classes": classes, "kept": kept, "aside": aside, "sources": sources, "crops": crops,
@@ -372,8 +373,8 @@ def _data_section(data: Path, processed: Path, logs: Path, page_dir: Path) -> tu
         photo_rows.append((name or "all", kept_now + sum(set_aside.values()),
                            *(set_aside.get(reason, 0) for reason in reasons), kept_now))
         face_rows.append((name or "all", sum(read.values()), read.get("faces", 0), read.get("no_face", 0),
-                          read.get("unreadable", 0), cut.get(faces.AUTO, 0) + cut.get(faces.MANUAL, 0),
-                          cut.get(faces.LOW_CONFIDENCE, 0), cut.get("rejected", 0)))
+                          read.get("unreadable", 0), cut.get(facecrops.AUTO, 0) + cut.get(facecrops.MANUAL, 0),
+                          cut.get(facecrops.LOW_CONFIDENCE, 0), cut.get("rejected", 0)))
     photo_header = ["class", "files found", *(reason.replace("_", " ") for reason in reasons), "kept"]
     face_header = ["class", "photos read", "with a face", "no face", "unreadable", "face crops", "low confidence",
                    "rejected in review"]

@@ -18,12 +18,10 @@ import urllib.parse
 from collections import defaultdict
 from pathlib import Path
 
-from maskdetect import faces, images, moves, records
+from maskdetect import facecrops, images, moves, records
 
 log = logging.getLogger(__name__)
 
-REJECTED_DIR = "_rejected"
-REJECTED_RECORD = "rejected.csv"
 MANUAL_BOX_FIELDS = ["source", "class", "x1", "y1", "x2", "y2"]
 
 
@@ -137,10 +135,10 @@ def write_sheets(output: Path, logs: Path) -> list[Path]:
     page_dir = Path(logs) / "review"
     page_dir.mkdir(parents=True, exist_ok=True)
     by_class: dict[str, dict[str, list[dict]]] = defaultdict(lambda: {"auto": [], "low": [], "none": []})
-    for row in records.read_rows(output / faces.MANIFEST):
+    for row in records.read_rows(output / facecrops.MANIFEST):
         if Path(row["crop"]).exists():
-            by_class[row["class"]]["low" if row["kind"] == faces.LOW_CONFIDENCE else "auto"].append(row)
-    for row in records.read_rows(output / faces.SOURCES):
+            by_class[row["class"]]["low" if row["kind"] == facecrops.LOW_CONFIDENCE else "auto"].append(row)
+    for row in records.read_rows(output / facecrops.SOURCES):
         if row["status"] == "no_face" and Path(row["source"]).exists():
             by_class[row["class"]]["none"].append(row)
     pages = []
@@ -195,7 +193,7 @@ def read_verdicts(path: Path) -> dict[str, str]:
 def apply_verdicts(output: Path, verdicts: dict[str, str]) -> dict[str, int]:
     """Move rejected crops to ``<output>/_rejected/<class>/`` and accepted low-confidence crops into
     their class folder; crops deleted by hand count as rejected. ``faces.csv`` is rewritten to match."""
-    manifest = output / faces.MANIFEST
+    manifest = output / facecrops.MANIFEST
     rows = records.read_rows(manifest)
     counts = {"rejected": 0, "accepted": 0, "missing": 0, "unknown": 0}
     known = {Path(row["crop"]).name for row in rows}
@@ -211,27 +209,28 @@ def apply_verdicts(output: Path, verdicts: dict[str, str]) -> dict[str, int]:
             rejected_rows.append({**row, "crop": "", "detail": f"deleted by hand: {crop}"})
             counts["missing"] += 1
         elif verdict == "reject":
-            target = output / REJECTED_DIR / row["class"] / crop.name
+            target = output / facecrops.REJECTED_DIR / row["class"] / crop.name
             taken = {p.name for p in target.parent.iterdir()} if target.parent.is_dir() else set()
             target = target.with_name(moves.free_name(crop.name, taken))
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(crop, target)
             rejected_rows.append({**row, "crop": str(target), "detail": "rejected in review"})
             counts["rejected"] += 1
-        elif verdict == "accept" and row["kind"] == faces.LOW_CONFIDENCE:
+        elif verdict == "accept" and row["kind"] == facecrops.LOW_CONFIDENCE:
             target = output / row["class"] / crop.name
             if target.exists():
                 raise ValueError(f"cannot accept {crop.name}: {target} exists")
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(crop, target)
-            kept_rows.append({**row, "crop": str(target.resolve()), "kind": faces.AUTO})
+            kept_rows.append({**row, "crop": str(target.resolve()), "kind": facecrops.AUTO})
             counts["accepted"] += 1
         else:
             kept_rows.append(row)
     if rejected_rows:
-        records.append_rows(output / REJECTED_DIR / REJECTED_RECORD, [*faces.FACE_FIELDS, "detail"], rejected_rows)
+        records.append_rows(output / facecrops.REJECTED_DIR / facecrops.REJECTED_RECORD,
+                            [*facecrops.FACE_FIELDS, "detail"], rejected_rows)
     if len(kept_rows) != len(rows) or counts["accepted"]:
-        records.replace_rows(manifest, faces.FACE_FIELDS, kept_rows)
+        records.replace_rows(manifest, facecrops.FACE_FIELDS, kept_rows)
     return counts
 
 
@@ -263,12 +262,12 @@ class _ManualFace:
         self.width, self.height = self.x2 - self.x1, self.y2 - self.y1
 
 
-def crop_manual_boxes(output: Path, boxes: list[dict], settings: faces.CropSettings) -> int:
+def crop_manual_boxes(output: Path, boxes: list[dict], settings: facecrops.CropSettings) -> int:
     """Crop the drawn boxes with the detector's geometry into the class folders; recorded as manual."""
     by_source: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
     for row in boxes:
         by_source[(row["source"], row["class"])].append(row["box"])
-    existing = {row["crop"] for row in records.read_rows(output / faces.MANIFEST)}
+    existing = {row["crop"] for row in records.read_rows(output / facecrops.MANIFEST)}
     written = 0
     for (source_text, class_name), source_boxes in by_source.items():
         source = Path(source_text)
@@ -277,9 +276,9 @@ def crop_manual_boxes(output: Path, boxes: list[dict], settings: faces.CropSetti
             continue
         rgb = images.load_rgb(source)
         sha256 = images.sha256_file(source)
-        rows = faces.save_faces(rgb, [_ManualFace(box) for box in source_boxes], source.resolve(), sha256,
-                                class_name, output, settings, lambda face: faces.MANUAL)
+        rows = facecrops.save_faces(rgb, [_ManualFace(box) for box in source_boxes], source.resolve(), sha256,
+                                class_name, output, settings, lambda face: facecrops.MANUAL)
         new_rows = [row for row in rows if row["crop"] not in existing]
-        records.append_rows(output / faces.MANIFEST, faces.FACE_FIELDS, new_rows)
+        records.append_rows(output / facecrops.MANIFEST, facecrops.FACE_FIELDS, new_rows)
         written += len(rows)
     return written

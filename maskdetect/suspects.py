@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import data, records, runtime
+from maskdetect import data, facecrops, records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def rows(scores: Scores, output: Path) -> list[dict]:
     """suspects.csv's rows for every crop, lowest label probability first; ``reason`` is empty for crops the
     models agree with."""
     crops = scores.crops
-    by_crop = {str(Path(row["crop"]).resolve()): row for row in records.read_rows(Path(output) / "faces.csv")
+    by_crop = {str(Path(row["crop"]).resolve()): row for row in records.read_rows(Path(output) / facecrops.MANIFEST)
                if row.get("crop")}
     faces_in_photo = Counter(crops.groups)
     result = []

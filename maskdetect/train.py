@@ -3,6 +3,10 @@
 A run writes ``<logs>/runs/<time>_<id>/`` (config.json, history.csv, metrics.json, model.keras and
 plots) and appends one row to ``<logs>/training_log.csv``. The test set is touched once, at the end;
 early stopping and the best weights are chosen on the validation set.
+
+What a run may be set to is :mod:`maskdetect.settings`; the log's columns are :mod:`maskdetect.runlog`'s and
+the model file's format :mod:`maskdetect.artifact`'s, so that the sweep, inference and the report read them
+without this stage.
 """
 
 from __future__ import annotations
@@ -14,154 +18,25 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from maskdetect import __version__, annotations, data, decisions, records, runtime
+from maskdetect import artifact, data, decisions, facecrops, runlog, runtime
+from maskdetect.settings import (
+    ALPHAS,
+    DEFAULT_ALPHA,
+    DEFAULT_WARMUP_EPOCHS,
+    FINE_TUNE_FACTOR,
+    OPTIMIZERS,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
-
-NETWORKS = ("small", "deep", "mobilenetv2")
-OPTIMIZERS = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
-AUGMENTATIONS = ("none", "light", "heavy")
-KERNEL_SIZES = (3, 5, 7)
-ALPHAS = (0.35, 0.5, 0.75, 1.0)  # MobileNetV2's widths with ImageNet weights that --alpha offers
-DEFAULT_ALPHA = 0.35  # the narrowest: it fits 2 CPU cores, and it is the shared weights file's width
-DEFAULT_WARMUP_EPOCHS = 3  # epochs of training the head alone on a frozen pretrained trunk
-FINE_TUNE_FACTOR = 0.1  # the learning rate after the warm-up, when the whole pretrained network trains
-# the seven a sweep varies (with the learning rate); in this order in plots and leaderboards
-HYPERPARAMETERS = ("model", "epochs", "batch_size", "image_size", "kernel_size", "optimizer", "augmentation")
-LOG_NAME = "training_log.csv"
-META_NAME = "maskdetect.json"  # added inside model.keras: class names and image size travel with the model
-LOG_FIELDS = [
-    "time", "run_id", "sweep_id", "status", "model", "epochs", "batch_size", "image_size", "kernel_size",
-    "optimizer", "learning_rate", "augmentation", "seed", "val_split", "test_split", "weights", "data", "data_size",
-    "data_hash", "classes", "train_size", "val_size", "test_size", "skipped_crops", "epochs_run", "best_epoch",
-    "stopped_early", "train_seconds", "images_per_second", "train_accuracy", "val_accuracy", "val_loss",
-    "test_accuracy", "test_loss", "roc_auc", "per_class", "model_path", "run_dir", "notes", "code_version",
-    "error", "alpha", "warmup_epochs", "rank_on", "rank_on_accuracy", "rank_on_per_class",
-]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The seven hyperparameters and the rest of a run, validated on construction.
-
-    For mobilenetv2, ``weights``, ``alpha`` and ``warmup_epochs`` left as None become their defaults
-    (``"imagenet"``, 0.35, and 3 epochs when the trunk is pretrained, else 0), so that the log records what
-    a run used; the other networks leave them None.
-    """
-
-    model: str = "mobilenetv2"
-    epochs: int = 20
-    batch_size: int = 32
-    image_size: int = 128
-    kernel_size: int = 3
-    optimizer: str = "adam"
-    learning_rate: float | None = None
-    augmentation: str = "light"
-    data: str = "processed_data"
-    logs: str = "logs"
-    seed: int = 42
-    val_split: float = 0.15
-    test_split: float = 0.15
-    notes: str = ""
-    weights: str | None = None
-    jobs: int = 0
-    sweep_id: str = ""
-    alpha: float | None = None
-    warmup_epochs: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.model not in NETWORKS:
-            raise ValueError(f"--model must be one of {', '.join(NETWORKS)}, not {self.model!r}")
-        if not 1 <= self.epochs <= 10_000:
-            raise ValueError(f"--epochs must be between 1 and 10000, not {self.epochs}")
-        if not 1 <= self.batch_size <= 4096:
-            raise ValueError(f"--batch-size must be between 1 and 4096, not {self.batch_size}")
-        if not 32 <= self.image_size <= 512:
-            raise ValueError(f"--image-size must be between 32 and 512 pixels, not {self.image_size}")
-        if self.kernel_size not in KERNEL_SIZES:
-            raise ValueError(f"--kernel-size must be 3, 5 or 7, not {self.kernel_size}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
-        if self.learning_rate is not None and not 0 < self.learning_rate < 10:
-            raise ValueError(f"--learning-rate must be between 0 and 10, not {self.learning_rate}")
-        if self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"--augmentation must be one of {', '.join(AUGMENTATIONS)}, not {self.augmentation!r}")
-        for name in ("val_split", "test_split"):
-            if not 0 < getattr(self, name) < 0.5:
-                raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 0.5, not {getattr(self, name)}")
-        if self.model == "mobilenetv2":
-            self._check_mobilenetv2()
-        else:
-            for name in ("weights", "alpha", "warmup_epochs"):
-                if getattr(self, name) not in (None, ""):
-                    raise ValueError(f"--{name.replace('_', '-')} is for --model mobilenetv2 only")
-
-    def _check_mobilenetv2(self) -> None:
-        # the defaults are filled in here, the way a frozen dataclass allows, so that the log shows them
-        if not self.weights:
-            object.__setattr__(self, "weights", "imagenet")
-        if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():
-            raise ValueError(f"--weights must be none, imagenet or a weights file, and {self.weights} does not exist")
-        if self.alpha is None:
-            object.__setattr__(self, "alpha", DEFAULT_ALPHA)
-        if self.alpha not in ALPHAS:
-            raise ValueError(f"--alpha must be one of {', '.join(map(str, ALPHAS))}, not {self.alpha}")
-        if self.warmup_epochs is None:
-            object.__setattr__(self, "warmup_epochs", DEFAULT_WARMUP_EPOCHS if self.pretrained else 0)
-        if not self.pretrained and self.warmup_epochs:
-            raise ValueError("--warmup-epochs is for a pretrained trunk: with --weights none everything trains "
-                             "from the start")
-        if not 0 <= self.warmup_epochs <= 10_000:
-            raise ValueError(f"--warmup-epochs must be between 0 and 10000, not {self.warmup_epochs}")
-
-    @property
-    def pretrained(self) -> bool:
-        """Whether the network starts from weights (ImageNet's or a file's), and so warms up and fine-tunes."""
-        return self.model == "mobilenetv2" and self.weights not in (None, "", "none")
-
-    @property
-    def rate(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else OPTIMIZERS[self.optimizer]
-
-    def hyperparameters(self) -> dict:
-        """The seven and the learning rate; for mobilenetv2 also its width, weights and warm-up."""
-        extra = {key: getattr(self, key) for key in ("alpha", "weights", "warmup_epochs")
-                 if self.model == "mobilenetv2"}
-        return {key: getattr(self, key) for key in HYPERPARAMETERS} | {"learning_rate": self.rate} | extra
-
-
-def code_version() -> str:
-    try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10)
-        if commit.returncode == 0 and commit.stdout.strip():
-            return f"{__version__}+{commit.stdout.strip()}"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return __version__
-
-
-def append_log(logs: str | Path, row: dict) -> None:
-    """One row in ``<logs>/training_log.csv``. A log begun by an older version keeps its columns:
-    columns it lacks are left out with a warning, never a lost run."""
-    path = Path(logs) / LOG_NAME
-    header = records.read_header(path) or LOG_FIELDS
-    missing = [key for key in LOG_FIELDS if key not in header]
-    if missing:
-        log.warning("%s has no column(s) %s (an older log); they are left out of this row. Move the file "
-                    "aside to start a log with every column.", path, ", ".join(missing))
-    records.append_rows(path, header, [{key: row.get(key, "") for key in header}])
 
 
 def _optimizer(settings: Settings, rate: float):
@@ -188,41 +63,6 @@ def weights_file(settings: Settings) -> str | None:
     return models.fetch_imagenet_weights(settings.alpha)
 
 
-def save_model(model, path: Path, meta: dict) -> None:
-    """Save ``model`` with the class names and image size inside the .keras archive."""
-    model.save(path)
-    with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(META_NAME, json.dumps(meta, indent=2))
-
-
-def load_model(path: str | Path):
-    """A saved classifier and its metadata (class names, image size); Keras's safe mode stays on."""
-    import keras
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file {path} does not exist")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            meta = json.loads(archive.read(META_NAME))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
-        raise ValueError(f"{path} is not a model saved by train_a_model.py") from None
-    model = keras.models.load_model(path, safe_mode=True, compile=False)
-    return model, meta
-
-
-def class_probabilities(output: np.ndarray) -> np.ndarray:
-    """A model's output as probabilities per class, (n, classes): a two-class model's single sigmoid
-    (the probability of the second class) becomes two columns."""
-    output = np.asarray(output)
-    return np.concatenate([1 - output, output], axis=1) if output.shape[-1] == 1 else output
-
-
-def predict_probabilities(model, pixels: np.ndarray) -> np.ndarray:
-    """Class probabilities, shape (n, classes), for uint8 images already at the model's input size."""
-    return class_probabilities(model.predict(pixels, verbose=0, batch_size=64))
-
-
 def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], None] | None = None) -> dict:
     """Train, evaluate and record one run; returns its log row. Raises ValueError for bad data.
 
@@ -231,7 +71,7 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
     the row reaches the driver, which alone writes the log.
     """
     if record is None:
-        record = functools.partial(append_log, settings.logs)
+        record = functools.partial(runlog.append_log, settings.logs)
     jobs = settings.jobs or runtime.default_jobs()
     crops = data.find_crops(settings.data, jobs)
     shares = (1 - settings.val_split - settings.test_split, settings.val_split, settings.test_split)
@@ -251,7 +91,7 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
     row = {**dataclasses.asdict(settings), "learning_rate": settings.rate, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "run_id": run_id, "run_dir": str(run_dir), "data_size": len(crops.paths), "data_hash": crops.digest(),
            "classes": " ".join(crops.class_names), "train_size": len(splits[0]), "val_size": len(splits[1]),
-           "test_size": len(splits[2]), "skipped_crops": crops.skipped, "code_version": code_version()}
+           "test_size": len(splits[2]), "skipped_crops": crops.skipped, "code_version": runlog.code_version()}
     # the margin and size of the training crops: the model carries them so detection cuts faces alike
     crop = data.crop_geometry(settings.data, [crops.paths[index] for index in splits[0]])
     (run_dir / "config.json").write_text(json.dumps({**row, "split_seed": settings.seed, "crop": crop}, indent=2,
@@ -333,17 +173,17 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     epochs_run = len(history["loss"])
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     best_epoch = int(np.argmin(history["val_loss"])) + 1
-    street = np.asarray([index for index in val_idx if crops.kinds and crops.kinds[index] == annotations.ANNOTATED])
+    street = np.asarray([index for index in val_idx if crops.kinds and crops.kinds[index] == facecrops.ANNOTATED])
     decision = {"weights": None, "faces": [0] * classes, "why": "no street faces in the validation split"}
     if len(street):
         street_pixels = np.concatenate([batch for batch, _ in dataset(street, False)])
-        decision = decisions.calibrate(crops.labels[street], predict_probabilities(model, street_pixels),
+        decision = decisions.calibrate(crops.labels[street], artifact.predict_probabilities(model, street_pixels),
                                        crops.class_names)
     log.info("decision weights from %s validation street faces: %s", sum(decision["faces"]), decision)
 
     # the test set, once
     test_pixels = np.concatenate([batch for batch, _ in dataset(test_idx, False)])
-    probabilities = predict_probabilities(model, test_pixels)
+    probabilities = artifact.predict_probabilities(model, test_pixels)
     truth = crops.labels[test_idx]
     predicted = decisions.decide(probabilities, decision["weights"])
     metrics = evaluate(truth, probabilities, crops.class_names, decision["weights"])
@@ -351,7 +191,7 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     meta = {"class_names": crops.class_names, "image_size": settings.image_size, "binary": binary,
             "network": settings.model, "run_id": run_dir.name, "hyperparameters": settings.hyperparameters(),
             "crop": crop, "decision": decision}
-    save_model(model, model_path, meta)
+    artifact.save_model(model, model_path, meta)
     metrics.update(decision=decision, val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
                    best_epoch=best_epoch, train_seconds=round(train_seconds, 1))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -475,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             def record(row: dict) -> None:
                 if row.get("status") == "ok":
                     row.update(evaluate.scored_fields(row, args.rank_on))
-                append_log(settings.logs, row)
+                runlog.append_log(settings.logs, row)
 
         row = run(settings, record=record)
         print(f"train_a_model: {row['data_size']} crops ({row['train_size']} train / {row['val_size']} validation / "

@@ -12,14 +12,14 @@ import shutil
 import pytest
 from helpers import SHARED_DATA
 
-from maskdetect import train
+from maskdetect.settings import DEFAULT_ALPHA
 
 WEIGHTS = SHARED_DATA.parent / "weights"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def keras_home(tmp_path_factory):
-    name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{train.DEFAULT_ALPHA}_224_no_top.h5"
+    name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{DEFAULT_ALPHA}_224_no_top.h5"
     if not (WEIGHTS / name).is_file():
         yield None
         return

@@ -1,7 +1,7 @@
 """process_faces.py --annotations: labelled boxes from VOC, CSV and YOLO exports cut with the face stage's geometry.
 
 The fixtures are real pictures (shipped with scikit-image) with boxes drawn on them by the tests; every crop
-is checked pixel for pixel against :func:`maskdetect.faces.crop_face` on the same photo and box.
+is checked pixel for pixel against :func:`maskdetect.facecrops.crop_face` on the same photo and box.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from helpers import encoded, picture, shared_data
 from PIL import Image
 
-from maskdetect import annotations, data, faces, images, records
+from maskdetect import annotations, data, facecrops, faces, images, records
 
 # The photos of the fixture and their labelled faces (label, x1, y1, x2, y2 in the photo's pixels). Box
 # centres and sides are whole numbers, so YOLO's normalised boxes come back to the same square crops.
@@ -34,7 +34,7 @@ BOXES = {
 }
 CUT = {(name, index) for name, faces_of in BOXES.items() for index, (_, box) in enumerate(faces_of)
        if min(box[2] - box[0], box[3] - box[1]) >= annotations.DEFAULT_MIN_FACE}
-SETTINGS = faces.CropSettings()
+SETTINGS = facecrops.CropSettings()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,15 +151,15 @@ def summary_counts(out: str) -> dict[str, int]:
 
 def expected_jpeg(rgb: np.ndarray, box) -> np.ndarray:
     """The crop the stage must write for ``box``: crop_face's pixels through the same JPEG encoder."""
-    pixels = faces.crop_face(rgb, box, SETTINGS.margin, SETTINGS.size)
+    pixels = facecrops.crop_face(rgb, box, SETTINGS.margin, SETTINGS.size)
     return np.asarray(Image.open(io.BytesIO(encoded(Image.fromarray(pixels), "JPEG", quality=95))))
 
 
 def check_output(output: Path, photos_dir: Path, boxes=BOXES, cut=CUT, label_of=lambda label: label) -> list[dict]:
     """Every crop is where its label says, equals crop_face on its photo and box, and has one faces.csv row."""
-    rows = records.read_rows(output / faces.MANIFEST)
+    rows = records.read_rows(output / facecrops.MANIFEST)
     assert len(rows) == len({row["crop"] for row in rows}) == len(cut), "a crop is missing or listed twice"
-    on_disk = {path.resolve() for path in output.rglob(f"*{faces.CROP_EXTENSION}")}
+    on_disk = {path.resolve() for path in output.rglob(f"*{facecrops.CROP_EXTENSION}")}
     assert on_disk == {Path(row["crop"]) for row in rows}, "a crop file has no row, or a row no file"
     assert not list(output.rglob("*.tmp"))
     seen = set()
@@ -170,7 +170,7 @@ def check_output(output: Path, photos_dir: Path, boxes=BOXES, cut=CUT, label_of=
         seen.add((photo.name, index))
         sha256 = images.sha256_file(photo)
         assert row["source"] == str(photo.resolve()) and row["source_sha256"] == sha256
-        assert row["kind"] == annotations.ANNOTATED and row["detector"] == annotations.ANNOTATED
+        assert row["kind"] == facecrops.ANNOTATED and row["detector"] == facecrops.ANNOTATED
         assert row["class"] == label_of(label)
         crop = Path(row["crop"])
         assert crop.parent == (output / label_of(label)).resolve()
@@ -178,7 +178,7 @@ def check_output(output: Path, photos_dir: Path, boxes=BOXES, cut=CUT, label_of=
         assert [float(row[key]) for key in ("x1", "y1", "x2", "y2")] == pytest.approx(box, abs=0.05)
         np.testing.assert_array_equal(np.asarray(Image.open(crop)), expected_jpeg(images.load_rgb(photo), box))
     assert seen == cut
-    sources = records.read_rows(output / faces.SOURCES)
+    sources = records.read_rows(output / facecrops.SOURCES)
     assert sorted(Path(row["source"]).name for row in sources) == sorted(boxes)
     assert {row["status"] for row in sources} == {"annotated"}
     cut_per_photo = Counter(name for name, _ in cut)
@@ -271,7 +271,7 @@ def test_a_rerun_skips_finished_photos_and_redoes_an_unfinished_one(tmp_path, ca
     output = tmp_path / "out"
     argv = ["--annotations", root, "--output", output, "--logs", tmp_path / "logs"]
     assert run_cli(capsys, *argv)[0] == 0
-    manifest, sources = (output / faces.MANIFEST).read_bytes(), (output / faces.SOURCES).read_bytes()
+    manifest, sources = (output / facecrops.MANIFEST).read_bytes(), (output / facecrops.SOURCES).read_bytes()
     crops = {path: path.stat().st_mtime_ns for path in output.rglob("*.jpg")}
 
     code, out, _, _ = run_cli(capsys, *argv)
@@ -279,12 +279,13 @@ def test_a_rerun_skips_finished_photos_and_redoes_an_unfinished_one(tmp_path, ca
     assert summary_counts(out) == {
         "photos": 3, "done": 0, "skipped": 3, "faces": 0, "too_small": 0, "dropped": 0, "bad_box": 0,
         "bad_label": 0, "unreadable": 0, "problems": 0}
-    assert (output / faces.MANIFEST).read_bytes() == manifest and (output / faces.SOURCES).read_bytes() == sources
+    assert (output / facecrops.MANIFEST).read_bytes() == manifest
+    assert (output / facecrops.SOURCES).read_bytes() == sources
     assert {path: path.stat().st_mtime_ns for path in output.rglob("*.jpg")} == crops
 
     # A kill after street.jpg's crops and faces.csv rows, before its sources.csv row: it is not finished.
-    rows = records.read_rows(output / faces.SOURCES)
-    records.replace_rows(output / faces.SOURCES, faces.SOURCE_FIELDS,
+    rows = records.read_rows(output / facecrops.SOURCES)
+    records.replace_rows(output / facecrops.SOURCES, facecrops.SOURCE_FIELDS,
                          [row for row in rows if Path(row["source"]).name != "street.jpg"])
     code, out, _, _ = run_cli(capsys, *argv)
     assert code == 0
@@ -325,7 +326,7 @@ def test_bad_files_and_boxes_are_one_line_each_and_the_rest_goes_on(tmp_path, ca
     assert sum("lies outside the 512x512 photo" in line for line in problems) == 2
     assert any("empty box" in line for line in problems)
     assert sum("unknown label" in line for line in problems) == 2
-    street = {int(row["face_index"]): row for row in records.read_rows(output / faces.MANIFEST)
+    street = {int(row["face_index"]): row for row in records.read_rows(output / facecrops.MANIFEST)
               if Path(row["source"]).name == "street.jpg"}
     assert sorted(street) == [0, 5]
     assert float(street[5]["x2"]) == width and street[5]["class"] == "without_mask"
@@ -469,7 +470,7 @@ def test_boxes_refer_to_the_photo_as_shown(tmp_path, capsys):
     assert code == 0 and summary_counts(out)["problems"] == 1 and summary_counts(out)["faces"] == 0
     assert problems == [f"WARNING: {voc / 'annotations' / 'phone.xml'}: the boxes of phone.jpg were drawn on a 512x384 "
                         "picture, but the photo is 384x512 as shown (EXIF orientation applied); left alone"]
-    assert records.read_rows(output / faces.SOURCES) == [], "a refused photo is not finished: a rerun tries again"
+    assert records.read_rows(output / facecrops.SOURCES) == [], "a refused photo is not finished: a rerun tries again"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from helpers import PYTHON, REPO, make_crop_dataset, picture, shared_data
 from PIL import Image
 
-from maskdetect import decisions, detect, export, faces, images, records, train
+from maskdetect import artifact, decisions, detect, export, facecrops, faces, images, records, runlog, train
 from maskdetect.detectors import Face
 
 # the astronaut's face in skimage.data.astronaut() (512 x 512), roughly
@@ -31,13 +31,14 @@ def tiny_model(tmp_path_factory) -> Path:
     return Path(row["model_path"])
 
 
-def cut_like_the_face_stage(photos: Path, output: Path, settings: faces.CropSettings) -> Path:
-    """Crops of every photo under ``photos/<class>/``, cut by the face stage's own ``faces.save_faces`` with
+def cut_like_the_face_stage(photos: Path, output: Path, settings: facecrops.CropSettings) -> Path:
+    """Crops of every photo under ``photos/<class>/``, cut by the face stage's own ``facecrops.save_faces`` with
     ``settings`` (one face per photo, at a fixed box) and listed in ``output/faces.csv`` as the stage lists them."""
     for photo in sorted(photos.glob("*/*.jpg")):
-        rows = faces.save_faces(images.load_rgb(photo), [Face(50, 40, 150, 160, 0.99)], photo,
-                                images.sha256_file(photo), photo.parent.name, output, settings, lambda _: faces.AUTO)
-        records.append_rows(output / faces.MANIFEST, faces.FACE_FIELDS, rows)
+        rows = facecrops.save_faces(images.load_rgb(photo), [Face(50, 40, 150, 160, 0.99)], photo,
+                                    images.sha256_file(photo), photo.parent.name, output, settings,
+                                    lambda _: facecrops.AUTO)
+        records.append_rows(output / facecrops.MANIFEST, facecrops.FACE_FIELDS, rows)
     return output
 
 
@@ -49,7 +50,7 @@ def three_class_model(tmp_path_factory) -> Path:
     """A 32 px three-class model trained for one epoch on crops cut with margin 0.3 at 128 px (not the defaults)."""
     root = tmp_path_factory.mktemp("margin")
     photos = make_crop_dataset(root / "photos", per_class=12, size=200, classes=THREE_CLASSES)
-    crops = cut_like_the_face_stage(photos, root / "processed_data", faces.CropSettings(margin=0.3, size=128))
+    crops = cut_like_the_face_stage(photos, root / "processed_data", facecrops.CropSettings(margin=0.3, size=128))
     row = train.run(train.Settings(model="small", data=str(crops), logs=str(root / "logs"), epochs=1, image_size=32,
                                    batch_size=8, jobs=1, augmentation="none"))
     return Path(row["model_path"])
@@ -60,7 +61,7 @@ def with_meta(model: Path, target: Path, **changes) -> Path:
     with zipfile.ZipFile(model) as source, zipfile.ZipFile(target, "w") as copy:
         for entry in source.infolist():
             content = source.read(entry)
-            if entry.filename == train.META_NAME:
+            if entry.filename == artifact.META_NAME:
                 meta = {**json.loads(content), **changes}
                 content = json.dumps({key: value for key, value in meta.items() if value is not None}).encode()
             copy.writestr(entry, content)
@@ -181,7 +182,8 @@ def test_bad_models_are_one_line_each(tiny_model, photos, tmp_path, capsys):
     inputs = keras.Input((32, 32, 3))
     outputs = keras.layers.Dense(1, activation="sigmoid")(
         keras.layers.GlobalAveragePooling2D()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
-    train.save_model(keras.Model(inputs, outputs), unsafe, {"class_names": ["mask", "without_mask"], "image_size": 32})
+    artifact.save_model(keras.Model(inputs, outputs), unsafe,
+                        {"class_names": ["mask", "without_mask"], "image_size": 32})
     for model, words in ((text, "not a model saved by train_a_model.py"),
                          (unsafe, "cannot be loaded"),
                          (foreign, "not a model saved by train_a_model.py"),
@@ -239,7 +241,7 @@ def test_default_model_is_the_best_ok_run_in_the_log(tiny_model, tmp_path):
             {"status": "ok", "val_accuracy": "0.9", "model_path": str(other)},
             {"status": "failed", "val_accuracy": "0.99", "model_path": str(tiny_model)},
             {"status": "ok", "val_accuracy": "0.95", "model_path": str(tmp_path / "deleted.keras")}]
-    records.append_rows(logs / train.LOG_NAME, train.LOG_FIELDS, rows)
+    records.append_rows(logs / runlog.LOG_NAME, runlog.LOG_FIELDS, rows)
     assert detect.best_model(logs) == other
 
 
@@ -255,22 +257,22 @@ def test_exported_model_agrees_with_keras(tiny_model, tmp_path, capsys, export_f
     # crops made by hand (no faces.csv): the face stage's default geometry, for code without this package
     assert (meta["crop_margin"], meta["crop_size"]) == (0.2, 256) and "0.2" in meta["crop"]
 
-    # the same crops as inference makes them: faces.crop_face, then make_dataset's resize
+    # the same crops as inference makes them: facecrops.crop_face, then make_dataset's resize
     rng = np.random.default_rng(1)
     base = np.asarray(picture("astronaut"))
     crops = []
     for _ in range(12):
         side = int(rng.integers(80, 200))
         left, top = int(rng.integers(120, 260)), int(rng.integers(20, 120))
-        crop = faces.crop_face(base, (left, top, left + side, top + side), 0.2, 256)
+        crop = facecrops.crop_face(base, (left, top, left + side, top + side), 0.2, 256)
         if rng.random() < 0.5:
             crop[140:240, 40:220] = rng.integers(0, 255, size=3)  # a mask-like patch
         crops.append(crop)
     crops = np.stack(crops)
     pixels = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(crops, (32, 32), antialias=True)), 0, 255),
                      tf.uint8).numpy()
-    model, _ = train.load_model(tiny_model)
-    expected = train.predict_probabilities(model, pixels)
+    model, _ = artifact.load_model(tiny_model)
+    expected = artifact.predict_probabilities(model, pixels)
     got = predict(pixels)
     assert got.shape == expected.shape
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
@@ -329,7 +331,7 @@ def test_an_output_folder_that_holds_the_photos_is_refused(tiny_model, tmp_path,
 
 def test_detection_cuts_faces_with_the_margin_and_size_of_the_training_crops(three_class_model, tiny_model,
                                                                             tmp_path):
-    _, meta = train.load_model(three_class_model)
+    _, meta = artifact.load_model(three_class_model)
     assert meta["crop"] == {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}
     assert json.loads((three_class_model.parent / "config.json").read_text())["crop"] == meta["crop"]
     classifier = detect.load_classifier(three_class_model)
@@ -342,8 +344,8 @@ def test_detection_cuts_faces_with_the_margin_and_size_of_the_training_crops(thr
     assert len(found) == 1
     crops, _ = pipeline.crops(rgb, found)
     box = (found[0].x1, found[0].y1, found[0].x2, found[0].y2)
-    assert np.array_equal(crops[0], faces.crop_face(rgb, box, 0.3, 128))
-    assert not np.array_equal(crops[0], faces.crop_face(rgb, box, 0.2, 128))
+    assert np.array_equal(crops[0], facecrops.crop_face(rgb, box, 0.3, 128))
+    assert not np.array_equal(crops[0], facecrops.crop_face(rgb, box, 0.2, 128))
     # a model of other crops shares the detector: only the detector's own settings would build another
     built = detect._face_detector.cache_info().misses
     default = detect.MaskDetector(detect.load_classifier(tiny_model))

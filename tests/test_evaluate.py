@@ -13,7 +13,7 @@ from maskdetect import evaluate
 
 
 class GreenMeansMask:
-    """A stand-in for detect.Classifier: calls a face masked when a twentieth of its crop is pure green."""
+    """A stand-in for artifact.Classifier: calls a face masked when a twentieth of its crop is pure green."""
 
     def __init__(self, class_names=("with_mask", "without_mask"), meta=None) -> None:
         self.class_names = list(class_names)

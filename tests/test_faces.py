@@ -14,7 +14,7 @@ import pytest
 from helpers import PYTHON, REPO, page_targets, picture, render_page, shared_data
 from PIL import Image, ImageOps
 
-from maskdetect import faces, records, review
+from maskdetect import facecrops, faces, records, review
 
 CHECKED_COLUMNS = ["crop", "source", "source_sha256", "class", "x1", "y1", "x2", "y2", "confidence"]
 
@@ -33,12 +33,12 @@ def _astronaut_variants(folder: Path, count: int) -> None:
 
 def check_manifest_integrity(output: Path) -> list[dict]:
     """Every row's crop exists, and every crop file has exactly one row."""
-    rows = records.read_rows(output / faces.MANIFEST)
+    rows = records.read_rows(output / facecrops.MANIFEST)
     crops = [Path(row["crop"]) for row in rows]
     assert len(crops) == len(set(crops)), "a crop is listed twice"
     assert all(crop.exists() for crop in crops), "a row points at no file"
-    on_disk = {path.resolve() for path in output.rglob(f"*{faces.CROP_EXTENSION}")
-               if path.parts[len(output.parts)] not in (faces.NO_FACE_DIR, review.REJECTED_DIR)}
+    on_disk = {path.resolve() for path in output.rglob(f"*{facecrops.CROP_EXTENSION}")
+               if path.parts[len(output.parts)] not in (facecrops.NO_FACE_DIR, facecrops.REJECTED_DIR)}
     assert on_disk == {crop.resolve() for crop in crops}, "a crop file has no row"
     assert not list(output.rglob("*.tmp")), "a temporary file was left behind"
     return rows
@@ -64,7 +64,7 @@ def test_one_face_is_cropped_to_256_with_a_full_manifest_row(small_run):
     rows = check_manifest_integrity(output)
     assert len(rows) == 1
     row = rows[0]
-    assert list(row)[: len(faces.FACE_FIELDS)] == faces.FACE_FIELDS
+    assert list(row)[: len(facecrops.FACE_FIELDS)] == facecrops.FACE_FIELDS
     assert all(row[column] != "" for column in CHECKED_COLUMNS)
     assert row["class"] == "mask" and Path(row["source"]) == (source / "mask" / "astronaut.png").resolve()
     assert Image.open(row["crop"]).size == (256, 256)
@@ -76,18 +76,18 @@ def test_one_face_is_cropped_to_256_with_a_full_manifest_row(small_run):
 
 def test_a_photo_without_faces_is_copied_for_manual_cropping(small_run):
     _, source, output, _, _ = small_run
-    copy = output / faces.NO_FACE_DIR / "without_mask" / "coffee.jpg"
+    copy = output / facecrops.NO_FACE_DIR / "without_mask" / "coffee.jpg"
     assert copy.read_bytes() == (source / "without_mask" / "coffee.jpg").read_bytes()
-    statuses = {Path(row["source"]).name: row["status"] for row in records.read_rows(output / faces.SOURCES)}
+    statuses = {Path(row["source"]).name: row["status"] for row in records.read_rows(output / facecrops.SOURCES)}
     assert statuses == {"astronaut.png": "faces", "coffee.jpg": "no_face"}
 
 
 def test_a_rerun_skips_what_is_done(small_run, capsys):
     _, _, output, _, argv = small_run
-    before = (output / faces.MANIFEST).read_bytes()
+    before = (output / facecrops.MANIFEST).read_bytes()
     assert faces.main(argv) == 0
     assert "2 photos read, 2 skipped" in capsys.readouterr().out
-    assert (output / faces.MANIFEST).read_bytes() == before
+    assert (output / facecrops.MANIFEST).read_bytes() == before
 
 
 def test_review_sheet_renders_in_chromium_and_every_link_resolves(small_run):
@@ -104,18 +104,19 @@ def test_review_verdicts_and_manual_boxes(small_run, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(output, work)
     # the manifest's absolute paths point into the original output; aim them at the copy
-    rows = records.read_rows(work / faces.MANIFEST)
+    rows = records.read_rows(work / facecrops.MANIFEST)
     for row in rows:
         row["crop"] = str(work / Path(row["crop"]).relative_to(output.resolve()))
-    records.replace_rows(work / faces.MANIFEST, faces.FACE_FIELDS, rows)
+    records.replace_rows(work / facecrops.MANIFEST, facecrops.FACE_FIELDS, rows)
     crop = Path(rows[0]["crop"])
     verdicts = tmp_path / "review_mask.txt"
     verdicts.write_text(f"reject {crop.name}\nreject not_a_crop.jpg\n")
 
     assert faces.main([*argv[:2], "--output", str(work), "--logs", str(logs), "--apply-review", str(verdicts)]) == 0
-    assert not crop.exists() and (work / review.REJECTED_DIR / "mask" / crop.name).exists()
-    assert records.read_rows(work / faces.MANIFEST) == []
-    assert records.read_rows(work / review.REJECTED_DIR / review.REJECTED_RECORD)[0]["detail"] == "rejected in review"
+    assert not crop.exists() and (work / facecrops.REJECTED_DIR / "mask" / crop.name).exists()
+    assert records.read_rows(work / facecrops.MANIFEST) == []
+    rejected = records.read_rows(work / facecrops.REJECTED_DIR / facecrops.REJECTED_RECORD)
+    assert rejected[0]["detail"] == "rejected in review"
 
     boxes = tmp_path / "manual_boxes_without_mask.csv"
     with open(boxes, "w", newline="") as handle:
@@ -145,19 +146,19 @@ def test_a_killed_run_resumes_without_losing_or_repeating_anything(tmp_path):
                                start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if len(records.read_rows(output / faces.SOURCES)) >= 3:
+        if len(records.read_rows(output / facecrops.SOURCES)) >= 3:
             break
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(60)
-    done_before = len(records.read_rows(output / faces.SOURCES))
+    done_before = len(records.read_rows(output / facecrops.SOURCES))
     assert 3 <= done_before < 8, "the run was not killed mid-way"
 
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"8 photos read, {done_before} skipped" in result.stdout
     rows = check_manifest_integrity(output)
-    sources = records.read_rows(output / faces.SOURCES)
+    sources = records.read_rows(output / facecrops.SOURCES)
     assert len(sources) == 8 and len({row["source_sha256"] for row in sources}) == 8
     assert len(rows) == 8 and {row["class"] for row in rows} == {"mask"}
 
@@ -174,7 +175,7 @@ def test_shared_photos_face_counts(tmp_path):
     assert faces.main(["--input", str(source), "--output", str(output), "--logs", str(tmp_path / "logs")]) == 0
     counts = {name: 0 for name in manifest}
     for row in check_manifest_integrity(output):
-        if row["kind"] == faces.AUTO:
+        if row["kind"] == facecrops.AUTO:
             counts[f"{row['class']}/{Path(row['source']).name}"] += 1
     for name, row in manifest.items():
         if row["group"] == "no_face":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskdetect.faces import CropSettings, crop_face, square_region
+from maskdetect.facecrops import CropSettings, crop_face, square_region
 
 
 def test_square_is_centred_and_grown_by_the_margin():

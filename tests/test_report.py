@@ -13,7 +13,7 @@ import pytest
 from helpers import REPO, page_targets, picture, render_page
 from PIL import ImageDraw
 
-from maskdetect import faces, moves, plots, records, report, train
+from maskdetect import facecrops, moves, plots, records, report, runlog
 
 CLASSES = ["mask", "without_mask"]
 
@@ -105,13 +105,13 @@ def tree(tmp_path):
             crop = processed / name / f"{name}_{i:012x}_face0.jpg"
             picture("astronaut", 64).save(crop)
             face_rows.append({"crop": str(crop), "source": str(data / name / f"{name}_{i:012x}.jpg"), "class": name,
-                              "kind": faces.LOW_CONFIDENCE if (name, i) == ("mask", 3) else faces.AUTO,
+                              "kind": facecrops.LOW_CONFIDENCE if (name, i) == ("mask", 3) else facecrops.AUTO,
                               "confidence": "0.95", "detector": "mtcnn"})
             source_rows.append({"source": f"{name}_{i}", "class": name, "status": "faces", "faces": 1})
         for i in range(none):
             source_rows.append({"source": f"{name}_none{i}", "class": name, "status": "no_face", "faces": 0})
-    records.append_rows(processed / faces.MANIFEST, faces.FACE_FIELDS, face_rows)
-    records.append_rows(processed / faces.SOURCES, faces.SOURCE_FIELDS, source_rows)
+    records.append_rows(processed / facecrops.MANIFEST, facecrops.FACE_FIELDS, face_rows)
+    records.append_rows(processed / facecrops.SOURCES, facecrops.SOURCE_FIELDS, source_rows)
     (logs / "review").mkdir(parents=True)
     for name in CLASSES:
         (logs / "review" / f"{name}.html").write_text(f"<!doctype html><title>{name}</title>")
@@ -127,7 +127,7 @@ def tree(tmp_path):
              _log_row("s-2", "ok", "0.97", "0.70", sweep="sweep-new", optimizer="rmsprop"),
              _log_row("s-3", "pruned", "0.85", "0.95", sweep="sweep-new", optimizer="adamw"),
              _log_row("s-4", "failed", "", "", sweep="sweep-new")]
-    records.append_rows(logs / train.LOG_NAME, train.LOG_FIELDS, rows)
+    records.append_rows(logs / runlog.LOG_NAME, runlog.LOG_FIELDS, rows)
     _sweep_plot(logs / "sweeps" / "sweep-new_val_accuracy.png")
 
     detect = logs / "detect" / "20251125-130000"
@@ -225,7 +225,7 @@ def test_three_classes_show_their_counts_and_what_the_rate_counts(tree):
     logs = tree / "logs"
     folder = _run_folder(logs, "20251125-140000_dddddd")
     (folder / "roc.png").unlink()  # training draws no ROC for three classes
-    records.append_rows(logs / train.LOG_NAME, train.LOG_FIELDS, [
+    records.append_rows(logs / runlog.LOG_NAME, runlog.LOG_FIELDS, [
         _log_row("20251125-140000_dddddd", "ok", "0.9", "0.88", classes="incorrect_mask mask without_mask")])
     detections = logs / "detect" / "20251125-130000"
     with open(detections / "detections.csv", "a", newline="") as handle:

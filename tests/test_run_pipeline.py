@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, page_targets, render_page, shared_data
 
-from maskdetect import records, train
+from maskdetect import records, runlog
 
 PER_CLASS = 40
 LABELLED_PHOTOS = 12
@@ -116,7 +116,7 @@ def test_the_first_command_from_a_fresh_copy(tmp_path, server):
                  if row["kind"] == "annotated"]
     assert {row["class"] for row in annotated} == {"mask", "without_mask"}
     assert all((project / "processed_data" / row["class"] / Path(row["crop"]).name).is_file() for row in annotated)
-    first, second = records.read_rows(project / "logs" / train.LOG_NAME)
+    first, second = records.read_rows(project / "logs" / runlog.LOG_NAME)
     assert first["status"] == second["status"] == "ok" and second["epochs_run"] == "2"
     assert int(second["data_size"]) == int(first["data_size"]) + len(annotated)
     detections = records.read_rows(project / "logs" / "detect" / "run_pipeline" / "detections.csv")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers import make_crop_dataset, shared_data
 from PIL import Image
 
-from maskdetect import records, suspects
+from maskdetect import facecrops, records, suspects
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +54,7 @@ def test_a_disputed_face_in_a_photo_of_several_faces_is_a_bystander(tmp_path):
     companion = root / "mask" / "mask_000.jpg"
     rows = [{"crop": str(crop.resolve()), "source": "original_data/mask/group.jpg", "source_sha256": "group",
              "class": "mask", "face_index": index, "kind": "auto"} for index, crop in enumerate((companion, bystander))]
-    records.append_rows(root / "faces.csv", ["crop", "source", "source_sha256", "class", "face_index", "kind"], rows)
+    records.append_rows(root / facecrops.MANIFEST, facecrops.FACE_FIELDS, rows)
     table = suspects.rows(suspects.score(root, folds=3), root)
     by_crop = {row["crop"]: row for row in table}
     assert by_crop["mask/bystander.jpg"]["reason"] == suspects.BYSTANDER

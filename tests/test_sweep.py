@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import make_crop_dataset, make_labelled_folder
 
-from maskdetect import records, sweep, train
+from maskdetect import records, runlog, sweep, train, trials
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "small", "--epochs", "2", "--image-size", "32"]
@@ -33,7 +33,7 @@ def auto_train(*argv: str, **options) -> subprocess.Popen:
 
 
 def log_rows(logs: Path) -> list[dict]:
-    path = logs / train.LOG_NAME
+    path = logs / runlog.LOG_NAME
     if not path.exists():
         return []
     with open(path, newline="") as stream:  # the csv module itself must read the file whole and valid
@@ -51,7 +51,7 @@ def trial_children(parent: int) -> list[int]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if int(fields[1]) == parent and "maskdetect.sweep" in command:
+        if int(fields[1]) == parent and "maskdetect.trials" in command:
             found.append(int(entry.name))
     return found
 
@@ -100,13 +100,13 @@ def test_flags_grid_files_max_trials_and_seeds(tmp_path):
 
 def test_the_median_stopping_rule():
     completed = [[0.6, 0.7, 0.8], [0.5, 0.9, 0.85], [0.7, 0.75, 0.9]]
-    medians = sweep.median_curve(completed, min_trials=3)
+    medians = trials.median_curve(completed, min_trials=3)
     assert medians == pytest.approx([0.6, 0.75, 0.9])  # of each trial's best so far
-    assert sweep.median_curve(completed[:2], min_trials=3) == [None, None, None]  # too few to judge
-    assert not sweep.should_stop([0.55], medians, grace=2)  # within the grace epochs
-    assert sweep.should_stop([0.55, 0.6], medians, grace=2)
-    assert not sweep.should_stop([0.55, 0.8], medians, grace=2)
-    assert not sweep.should_stop([0.5, 0.5, 0.5, 0.5], medians, grace=2)  # past what completed trials reached
+    assert trials.median_curve(completed[:2], min_trials=3) == [None, None, None]  # too few to judge
+    assert not trials.should_stop([0.55], medians, grace=2)  # within the grace epochs
+    assert trials.should_stop([0.55, 0.6], medians, grace=2)
+    assert not trials.should_stop([0.55, 0.8], medians, grace=2)
+    assert not trials.should_stop([0.5, 0.5, 0.5, 0.5], medians, grace=2)  # past what completed trials reached
 
 
 def test_bad_flags_and_a_missing_ray_are_one_line(crops, tmp_path, capsys, monkeypatch):
@@ -181,7 +181,7 @@ def test_ctrl_c_stops_the_running_trial_and_prints_the_leaderboard(crops, tmp_pa
 
     def second_trial_training() -> bool:
         return any("Epoch 1/" in path.read_text(errors="replace")
-                   for path in (logs / sweep.SWEEP_DIR).glob("*/trial_0002.log"))
+                   for path in (logs / runlog.SWEEP_DIR).glob("*/trial_0002.log"))
 
     wait_for(lambda: len(log_rows(logs)) >= 1 and second_trial_training(), timeout=240,
              what="the second trial's first epoch")
@@ -190,7 +190,7 @@ def test_ctrl_c_stops_the_running_trial_and_prints_the_leaderboard(crops, tmp_pa
     assert driver.returncode == 130, err
     assert "leaderboard" in out and "auto_train: interrupted." in err
     statuses = [row["status"] for row in log_rows(logs)]
-    assert statuses[0] in sweep.COMPLETED and statuses[-1] == "interrupted"
+    assert statuses[0] in runlog.COMPLETED and statuses[-1] == "interrupted"
 
 
 def test_median_stopping_prunes_a_hopeless_trial(crops, tmp_path):
@@ -201,7 +201,7 @@ def test_median_stopping_prunes_a_hopeless_trial(crops, tmp_path):
 
     spec = {"settings": dataclasses.asdict(settings), "threads": 1,
             "median": {"grace": 1, "curve": [1.01] * 5}}  # completed trials that no real trial can reach
-    row = sweep.run_trial_blocking(spec, tmp_path / "work", tmp_path / "trial.log")
+    row = trials.run_trial_blocking(spec, tmp_path / "work", tmp_path / "trial.log")
     assert row["status"] == "pruned" and row["epochs_run"] == 1, (tmp_path / "trial.log").read_text()
     assert row["curve"] and Path(row["model_path"]).is_file()
 
@@ -213,16 +213,16 @@ def test_report_ranks_by_validation_accuracy_never_test(tmp_path, capsys):
             "val_split": 0.15, "test_split": 0.15, "sweep_id": "s1"}
     for run_id, size, val, test, status in [("a", 48, 0.91, 0.99, "ok"), ("b", 64, 0.97, 0.90, "ok"),
                                              ("c", 96, 0.95, 0.95, "pruned"), ("d", 128, "", "", "failed")]:
-        train.append_log(logs, {**base, "run_id": run_id, "image_size": size, "val_accuracy": val,
+        runlog.append_log(logs, {**base, "run_id": run_id, "image_size": size, "val_accuracy": val,
                                 "test_accuracy": test, "status": status, "model_path": f"/runs/{run_id}/model.keras"})
-    assert sweep.main(["--report", str(logs / train.LOG_NAME)]) == 0
+    assert sweep.main(["--report", str(logs / runlog.LOG_NAME)]) == 0
     out = capsys.readouterr().out
     ranked = [line.split()[-1] for line in out.splitlines() if line[:3].strip().isdigit()]
     assert ranked == ["b", "c", "a"]
     assert "3 completed, 1 failed" in out
     assert "best model: /runs/b/model.keras" in out
     assert "--image-size 64" in out.split("reproduce:")[1]
-    assert (logs / sweep.SWEEP_DIR / "all_val_accuracy.png").stat().st_size > 10_000
+    assert (logs / runlog.SWEEP_DIR / "all_val_accuracy.png").stat().st_size > 10_000
     assert sweep.main(["--logs", str(logs), "--report", "--sweep-id", "nope"]) == 2
 
 
@@ -241,14 +241,14 @@ def test_rank_on_ranks_scored_runs_first_and_best_model_follows(tmp_path, capsys
         if run_id != "c":
             model.parent.mkdir()
             model.write_bytes(b"not looked at")
-        train.append_log(logs, {**base, "run_id": run_id, "val_accuracy": val, "model_path": str(model),
+        runlog.append_log(logs, {**base, "run_id": run_id, "val_accuracy": val, "model_path": str(model),
                                 "rank_on": folder, "rank_on_accuracy": score})
-    rows = records.read_rows(logs / train.LOG_NAME)
-    assert [row["run_id"] for row in sweep.leaderboard(rows)] == ["a", "c", "b", "d"]  # validation accuracy
-    assert [row["run_id"] for row in sweep.leaderboard(rows, labelled)] == ["b", "a", "c", "d"]
+    rows = records.read_rows(logs / runlog.LOG_NAME)
+    assert [row["run_id"] for row in runlog.leaderboard(rows)] == ["a", "c", "b", "d"]  # validation accuracy
+    assert [row["run_id"] for row in runlog.leaderboard(rows, labelled)] == ["b", "a", "c", "d"]
     # detect_mask.py's default model: ranked on the folder of the latest scored run (d's), with a model file
     assert detect.best_model(logs) == tmp_path / "d" / "model.keras"
-    assert sweep.ranking_folder(rows[:3]) == str(labelled)
+    assert runlog.ranking_folder(rows[:3]) == str(labelled)
 
     assert sweep.main(["--logs", str(logs), "--report", "--rank-on", str(labelled), "--top", "3"]) == 0
     out = capsys.readouterr().out
@@ -324,7 +324,7 @@ def test_a_sweep_on_a_local_ray_head(crops, tmp_path, ray_head):
     assert len(rows) == 2 and all(row["status"] == "ok" for row in rows)
     assert {row["batch_size"] for row in rows} == {"8", "16"}
     assert "leaderboard" in out and all(Path(row["model_path"]).is_file() for row in rows)
-    assert records.read_header(logs / train.LOG_NAME) == train.LOG_FIELDS
+    assert records.read_header(logs / runlog.LOG_NAME) == runlog.LOG_FIELDS
 
 
 def test_weights_and_alpha_sweep_for_mobilenetv2_only():
@@ -336,5 +336,5 @@ def test_weights_and_alpha_sweep_for_mobilenetv2_only():
     assert shown == [("mobilenetv2", "imagenet", 0.35), ("mobilenetv2", "imagenet", 0.5),
                      ("mobilenetv2", "none", 0.35), ("mobilenetv2", "none", 0.5), ("small", None, None)]
     assert [trial.number for trial in trials] == [1, 2, 3, 4, 5]
-    assert "--weights none --alpha 0.5" in sweep.reproduce_command(
+    assert "--weights none --alpha 0.5" in runlog.reproduce_command(
         {"model": "mobilenetv2", "weights": "none", "alpha": "0.5"})

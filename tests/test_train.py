@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import make_crop_dataset, make_labelled_folder
 
-from maskdetect import data, decisions, faces, records, train
+from maskdetect import artifact, data, decisions, facecrops, records, runlog, train
 
 TINY = ["--model", "small", "--epochs", "2", "--image-size", "32", "--batch-size", "8", "--jobs", "1"]
 
@@ -31,7 +31,7 @@ def test_tiny_run_saves_a_model_that_reloads_and_predicts(crops, tmp_path, netwo
     argv = ["--data", str(crops), "--logs", str(logs), *TINY, "--model", network, "--notes", "tiny", *scratch]
     assert train.main(argv) == 0
     assert "test accuracy" in capsys.readouterr().out
-    rows = records.read_rows(logs / train.LOG_NAME)
+    rows = records.read_rows(logs / runlog.LOG_NAME)
     assert len(rows) == 1
     row = rows[0]
     assert row["status"] == "ok" and row["model"] == network and row["image_size"] == "32"
@@ -43,10 +43,10 @@ def test_tiny_run_saves_a_model_that_reloads_and_predicts(crops, tmp_path, netwo
                  "roc.png", "misclassified.png"):
         assert (run_dir / name).exists(), name
 
-    model, meta = train.load_model(row["model_path"])
+    model, meta = artifact.load_model(row["model_path"])
     assert meta["class_names"] == ["mask", "without_mask"] and meta["image_size"] == 32
     pixels = np.random.default_rng(0).integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
-    probabilities = train.predict_probabilities(model, pixels)
+    probabilities = artifact.predict_probabilities(model, pixels)
     assert probabilities.shape == (5, 2)
     assert np.all((probabilities >= 0) & (probabilities <= 1)) and np.allclose(probabilities.sum(axis=1), 1)
 
@@ -54,8 +54,8 @@ def test_tiny_run_saves_a_model_that_reloads_and_predicts(crops, tmp_path, netwo
 def test_three_classes_use_softmax(tmp_path):
     root = make_crop_dataset(tmp_path / "data", per_class=14, classes=("a", "b", "c"))
     assert train.main(["--data", str(root), "--logs", str(tmp_path / "logs"), *TINY]) == 0
-    row = records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]
-    model, meta = train.load_model(row["model_path"])
+    row = records.read_rows(tmp_path / "logs" / runlog.LOG_NAME)[0]
+    model, meta = artifact.load_model(row["model_path"])
     assert model.output_shape[-1] == 3 and meta["class_names"] == ["a", "b", "c"]
 
 
@@ -79,7 +79,7 @@ def test_crops_of_one_photo_are_grouped_through_faces_csv(tmp_path):
     crops_on_disk = sorted(root.glob("*/*.jpg"))
     rows = [{"crop": str(path.resolve()), "source": f"photo{i // 4}.jpg", "source_sha256": f"sha{i // 4}",
              "class": path.parent.name, "kind": "auto"} for i, path in enumerate(crops_on_disk)]
-    records.append_rows(root / faces.MANIFEST, faces.FACE_FIELDS, rows)
+    records.append_rows(root / facecrops.MANIFEST, facecrops.FACE_FIELDS, rows)
     found = data.find_crops(root)
     assert len(set(found.groups)) == 6
     for seed in range(5):
@@ -90,7 +90,7 @@ def test_crops_of_one_photo_are_grouped_through_faces_csv(tmp_path):
 
 def _append(logs: str, worker: int) -> None:
     for index in range(40):
-        train.append_log(logs, {"run_id": f"{worker}-{index}", "status": "ok", "notes": "a, \"b\"\nc"})
+        runlog.append_log(logs, {"run_id": f"{worker}-{index}", "status": "ok", "notes": "a, \"b\"\nc"})
 
 
 def test_two_runs_appending_at_once_leave_a_valid_log(tmp_path):
@@ -100,10 +100,10 @@ def test_two_runs_appending_at_once_leave_a_valid_log(tmp_path):
         worker.start()
     for worker in workers:
         worker.join(60)
-    with open(tmp_path / train.LOG_NAME, newline="") as handle:
+    with open(tmp_path / runlog.LOG_NAME, newline="") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == train.LOG_FIELDS and len(rows) == 81
-    assert all(len(row) == len(train.LOG_FIELDS) for row in rows)
+    assert rows[0] == runlog.LOG_FIELDS and len(rows) == 81
+    assert all(len(row) == len(runlog.LOG_FIELDS) for row in rows)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ def test_an_unreadable_crop_is_skipped_and_counted(tmp_path, capsys):
     root = make_crop_dataset(tmp_path / "data", per_class=12)
     (root / "mask" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     assert train.main(["--data", str(root), "--logs", str(tmp_path / "logs"), *TINY]) == 0
-    assert records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]["skipped_crops"] == "1"
+    assert records.read_rows(tmp_path / "logs" / runlog.LOG_NAME)[0]["skipped_crops"] == "1"
     assert "skipping" in capsys.readouterr().err
 
 
@@ -151,15 +151,15 @@ def test_mobilenetv2_starts_from_a_local_weights_file(crops, tmp_path):
     argv = ["--data", str(crops), "--logs", str(tmp_path / "logs"), *TINY, "--model", "mobilenetv2",
             "--weights", str(weights)]
     assert train.main(argv) == 0
-    assert records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]["weights"] == str(weights)
+    assert records.read_rows(tmp_path / "logs" / runlog.LOG_NAME)[0]["weights"] == str(weights)
 
 
 def test_an_older_log_without_new_columns_still_gets_the_row(crops, tmp_path):
     logs = tmp_path / "logs"
-    old_columns = [column for column in train.LOG_FIELDS if column not in ("weights", "sweep_id")]
-    records.append_rows(logs / train.LOG_NAME, old_columns, [{"run_id": "old", "status": "ok"}])
+    old_columns = [column for column in runlog.LOG_FIELDS if column not in ("weights", "sweep_id")]
+    records.append_rows(logs / runlog.LOG_NAME, old_columns, [{"run_id": "old", "status": "ok"}])
     assert train.main(["--data", str(crops), "--logs", str(logs), *TINY]) == 0
-    rows = records.read_rows(logs / train.LOG_NAME)
+    rows = records.read_rows(logs / runlog.LOG_NAME)
     assert [row["run_id"] for row in rows][0] == "old" and rows[1]["status"] == "ok" and "weights" not in rows[1]
 
 
@@ -167,11 +167,11 @@ def test_rank_on_scores_the_run_on_labelled_photos(crops, tmp_path, capsys):
     logs = tmp_path / "logs"
     assert train.main(["--data", str(crops), "--logs", str(logs), *TINY, "--rank-on", str(tmp_path / "no")]) == 2
     assert capsys.readouterr().err.strip() == f"error: --rank-on {tmp_path / 'no'} does not exist"
-    assert not (logs / train.LOG_NAME).exists()  # refused before training
+    assert not (logs / runlog.LOG_NAME).exists()  # refused before training
     labelled = make_labelled_folder(tmp_path / "street")
     assert train.main(["--data", str(crops), "--logs", str(logs), *TINY, "--rank-on", str(labelled)]) == 0
     assert "rank-on: balanced accuracy" in capsys.readouterr().out
-    (row,) = records.read_rows(logs / train.LOG_NAME)
+    (row,) = records.read_rows(logs / runlog.LOG_NAME)
     assert row["rank_on"] == str(labelled.resolve()) and 0 <= float(row["rank_on_accuracy"]) <= 1
 
 
@@ -184,7 +184,7 @@ def test_a_hundred_crops_give_a_model_that_works(tmp_path):
             "--batch-size", "8",
             "--jobs", "1"]
     assert train.main(argv) == 0
-    row = records.read_rows(logs / train.LOG_NAME)[0]
+    row = records.read_rows(logs / runlog.LOG_NAME)[0]
     assert float(row["val_accuracy"]) >= 0.9 and float(row["test_accuracy"]) >= 0.9, row
 
 
@@ -195,18 +195,19 @@ def test_crop_geometry_comes_from_faces_csv(tmp_path, caplog):
     hand_made = str(root / "mask" / "by_hand.jpg")
 
     def manifest(settings_per_crop):
-        (root / faces.MANIFEST).unlink(missing_ok=True)
-        records.append_rows(root / faces.MANIFEST, faces.FACE_FIELDS, [
-            {"crop": path, "class": "mask", "kind": faces.AUTO, "settings": json.dumps(dataclasses.asdict(settings))}
+        (root / facecrops.MANIFEST).unlink(missing_ok=True)
+        records.append_rows(root / facecrops.MANIFEST, facecrops.FACE_FIELDS, [
+            {"crop": path, "class": "mask", "kind": facecrops.AUTO,
+             "settings": json.dumps(dataclasses.asdict(settings))}
             for path, settings in zip(paths, settings_per_crop, strict=True)])
 
     # no faces.csv: crops put there by hand, cut as the face stage cuts by default
     assert data.crop_geometry(root, paths) == {"margin": 0.2, "crop_size": 256, "source": "default"}
-    wide = faces.CropSettings(margin=0.3, size=128)
+    wide = facecrops.CropSettings(margin=0.3, size=128)
     manifest([wide] * 6)
     assert data.crop_geometry(root, [*paths, hand_made]) == {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}
     # only the crops asked about count: the first two alone agree on the defaults
-    manifest([faces.CropSettings()] * 2 + [wide] * 4)
+    manifest([facecrops.CropSettings()] * 2 + [wide] * 4)
     assert data.crop_geometry(root, paths[:2])["margin"] == 0.2
     with caplog.at_level(logging.WARNING, logger="maskdetect.data"):
         mixed = data.crop_geometry(root, paths)
@@ -215,27 +216,27 @@ def test_crop_geometry_comes_from_faces_csv(tmp_path, caplog):
 
 
 def test_a_model_without_crop_geometry_uses_the_defaults_and_a_bad_one_is_refused():
-    assert data.model_crop({"class_names": ["a", "b"], "image_size": 32}) == (0.2, 256)
-    assert data.model_crop({"crop": {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}}) == (0.3, 128)
+    assert artifact.model_crop({"class_names": ["a", "b"], "image_size": 32}) == (0.2, 256)
+    assert artifact.model_crop({"crop": {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}}) == (0.3, 128)
     for crop in ({"margin": 5, "crop_size": 128}, {"margin": 0.3}, "0.3"):
         with pytest.raises(ValueError, match="crop geometry"):
-            data.model_crop({"crop": crop})
+            artifact.model_crop({"crop": crop})
 
 
 def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_path):
     """Crops recorded in faces.csv as cut from labelled photos (kind annotated) are street faces: the run fits
     the decision weights on those of the validation split, saves them in the model, and detect uses them."""
-    from maskdetect import annotations, detect
+    from maskdetect import detect
 
     root = make_crop_dataset(tmp_path / "data", per_class=80)
     rows = [{"crop": str(path.resolve()), "source": str(path), "source_sha256": path.stem, "class": path.parent.name,
-             "face_index": 0, "kind": annotations.ANNOTATED} for path in sorted(root.glob("*/*.jpg"))]
-    records.append_rows(root / faces.MANIFEST, faces.FACE_FIELDS, rows)
+             "face_index": 0, "kind": facecrops.ANNOTATED} for path in sorted(root.glob("*/*.jpg"))]
+    records.append_rows(root / facecrops.MANIFEST, facecrops.FACE_FIELDS, rows)
     logs = tmp_path / "logs"
     assert train.main(["--data", str(root), "--logs", str(logs), "--model", "small", "--epochs", "3",
                        "--image-size", "32", "--batch-size", "8", "--jobs", "1"]) == 0
-    row = records.read_rows(logs / train.LOG_NAME)[0]
-    _, meta = train.load_model(row["model_path"])
+    row = records.read_rows(logs / runlog.LOG_NAME)[0]
+    _, meta = artifact.load_model(row["model_path"])
     decision = meta["decision"]
     assert len(decision["weights"]) == 2 and sum(decision["faces"]) >= 2 * decisions.MIN_CALIBRATION_FACES
     assert json.loads(Path(row["run_dir"], "metrics.json").read_text())["decision"] == decision

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from helpers import SHARED_DATA, make_crop_dataset
 
-from maskdetect import records, train
+from maskdetect import artifact, records, runlog, train
+from maskdetect.settings import DEFAULT_ALPHA, DEFAULT_WARMUP_EPOCHS, HYPERPARAMETERS, Settings
 
 NAME = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 SHARED_WEIGHTS = SHARED_DATA.parent / "weights" / NAME
@@ -120,17 +121,17 @@ def test_pretrained_run_warms_up_then_fine_tunes_and_saves(crops, tmp_path, cach
     assert not np.array_equal(probe.kernels[1], expected["Conv1"][0])
     assert np.array_equal(probe.means[1], expected["bn_Conv1"][2])
 
-    logged = records.read_rows(tmp_path / "logs" / train.LOG_NAME)[0]
+    logged = records.read_rows(tmp_path / "logs" / runlog.LOG_NAME)[0]
     assert (logged["weights"], logged["alpha"], logged["warmup_epochs"], logged["epochs_run"]) == (
         "imagenet", "0.35", "1", "2")
     history = records.read_rows(Path(row["run_dir"]) / "history.csv")
     assert [item["epoch"] for item in history] == ["0", "1"]
     assert np.isclose(float(history[1]["learning_rate"]), float(history[0]["learning_rate"]) * train.FINE_TUNE_FACTOR)
 
-    model, meta = train.load_model(row["model_path"])
+    model, meta = artifact.load_model(row["model_path"])
     assert meta["hyperparameters"]["alpha"] == 0.35 and meta["hyperparameters"]["weights"] == "imagenet"
     pixels = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
-    assert train.predict_probabilities(model, pixels).shape == (3, 2)
+    assert artifact.predict_probabilities(model, pixels).shape == (3, 2)
 
 
 def test_no_file_and_no_network_is_one_line_naming_both_remedies(crops, tmp_path, keras_home, no_network, capsys):
@@ -199,13 +200,13 @@ def test_a_file_of_another_width_is_one_line(keras_home):
 
 
 def test_mobilenetv2_defaults_and_what_the_model_records():
-    pretrained = train.Settings(model="mobilenetv2")
+    pretrained = Settings(model="mobilenetv2")
     assert (pretrained.weights, pretrained.alpha, pretrained.warmup_epochs, pretrained.pretrained) == (
-        "imagenet", train.DEFAULT_ALPHA, train.DEFAULT_WARMUP_EPOCHS, True)
+        "imagenet", DEFAULT_ALPHA, DEFAULT_WARMUP_EPOCHS, True)
     assert pretrained.hyperparameters()["alpha"] == 0.35
-    small = train.Settings(model="small")
+    small = Settings(model="small")
     assert (small.weights, small.alpha, small.warmup_epochs, small.pretrained) == (None, None, None, False)
-    assert "alpha" not in small.hyperparameters() and "alpha" not in train.HYPERPARAMETERS
+    assert "alpha" not in small.hyperparameters() and "alpha" not in HYPERPARAMETERS
 
 
 @pytest.mark.parametrize(
