@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "faces.csv"
 SOURCES = "sources.csv"
+SUSPECTS = "suspects.csv"  # process_faces.py --suspects: crops whose label the out-of-fold models dispute
 NO_FACE_DIR = "_no_face"
 LOW_CONFIDENCE_DIR = "_low_confidence"
 CROP_EXTENSION = ".jpg"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import annotations, facecrops, images, records, review, runtime
+from maskdetect import annotations, facecrops, images, records, review, runtime, suspects
 from maskdetect.facecrops import CropSettings
 
 log = logging.getLogger(__name__)
@@ -234,8 +234,8 @@ def build_parser():
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
     parser.add_argument("--review", action="store_true", help="only (re)write the review sheets")
     parser.add_argument("--apply-review", type=Path, metavar="FILE",
-                        help="apply a verdicts file from a review sheet (lines 'reject NAME' / 'accept NAME'); "
-                        "crops deleted by hand count as rejected")
+                        help="apply a verdicts file from a review sheet (lines 'reject NAME' / 'accept NAME' / "
+                        "'move NAME => CLASS'); crops deleted by hand count as rejected")
     parser.add_argument("--manual-boxes", type=Path, metavar="FILE",
                         help="crop the boxes drawn on a review sheet (CSV: source,class,x1,y1,x2,y2)")
     parser.add_argument("--annotations", nargs="+", type=Path, metavar="PATH",
@@ -247,6 +247,19 @@ def build_parser():
     parser.add_argument("--min-face", type=int, default=annotations.DEFAULT_MIN_FACE, metavar="PX",
                         help="with --annotations: labelled faces whose short side is below PX are counted and "
                         "skipped (default %(default)s)")
+    parser.add_argument("--suspects", action="store_true",
+                        help="score every crop of --output with quick models trained on the other folds (grouped by "
+                        "source photo) and write OUTPUT/suspects.csv; the review sheets then start with the crops "
+                        "whose label the models dispute, least likely first")
+    parser.add_argument("--folds", type=int, default=suspects.DEFAULT_FOLDS, metavar="K",
+                        help="with --suspects: folds (default %(default)s)")
+    parser.add_argument("--quick-size", type=int, default=suspects.DEFAULT_SIZE, metavar="PX",
+                        help="with --suspects: the quick models' input side, 64-224 (default %(default)s)")
+    parser.add_argument("--weights", default="imagenet", metavar="imagenet|FILE",
+                        help="with --suspects: the MobileNetV2 alpha 0.35 trunk's weights: Keras's ImageNet file "
+                        "(fetched into Keras's cache on first use) or a local copy (default %(default)s)")
+    parser.add_argument("--undo-review", action="store_true",
+                        help="put back the crops the review moved to another class")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -274,9 +287,20 @@ def _main(args) -> int:
     if args.apply_review:
         if not args.apply_review.is_file():
             raise ValueError(f"verdicts file {args.apply_review} does not exist")
-        counts = review.apply_verdicts(output, review.read_verdicts(args.apply_review))
+        counts = review.apply_verdicts(output, review.read_verdicts(args.apply_review), args.logs)
         print(f"process_faces: review applied: {counts['rejected']} crops rejected, {counts['missing']} deleted by "
-              f"hand recorded, {counts['accepted']} low-confidence crops accepted, {counts['unknown']} unknown names")
+              f"hand recorded, {counts['accepted']} low-confidence crops accepted, {counts['moved']} moved to another "
+              f"class ({counts['gone']} no longer there), {counts['unknown']} unknown names")
+    if args.undo_review:
+        restored = review.undo_relabels(output, args.logs)
+        print(f"process_faces: undo: {restored} crops moved back to the class they had before the review")
+    if args.suspects:
+        scores = suspects.score(output, args.folds, args.quick_size, args.weights, jobs=args.jobs)
+        path, counts = suspects.write(scores, output)
+        print(f"process_faces: suspects: {len(scores.crops.paths)} crops scored in {args.folds} folds in "
+              f"{scores.seconds:.0f} s; {counts.get(suspects.DISPUTED, 0) + counts.get(suspects.BYSTANDER, 0)} "
+              f"disputed ({counts.get(suspects.BYSTANDER, 0)} of them in photos of several faces), "
+              f"{scores.crops.skipped} unreadable skipped; {path}")
     if args.manual_boxes:
         if not args.manual_boxes.is_file():
             raise ValueError(f"manual boxes file {args.manual_boxes} does not exist")
@@ -289,7 +313,8 @@ def _main(args) -> int:
             labels.extend(annotations.read(path))
         counts = annotations.crop(labels, output, settings, label_map, args.min_face, args.classes)
         print(annotations.summary(counts))
-    if not (args.review or args.apply_review or args.manual_boxes or args.annotations):
+    if not (args.review or args.apply_review or args.manual_boxes or args.annotations or args.suspects
+            or args.undo_review):
         if not args.input.is_dir():
             raise ValueError(f"input folder {args.input} does not exist")
         counts = run(args.input, output, settings, args.jobs, args.classes)

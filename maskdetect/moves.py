@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 RENAME = "rename"
 SET_ASIDE = "set_aside"
+RELABEL = "relabel"  # a crop moved to another class folder in review
 DELETE = "delete"
 UNDO = "undo"
 

@@ -6,6 +6,11 @@ which the reviewer drags boxes. The page needs no server: a click marks a crop (
 a low-confidence one), and two buttons download the verdicts (``review_<class>.txt``) and the drawn
 boxes (``manual_boxes_<class>.csv``). ``apply_verdicts`` then moves rejected crops under
 ``<output>/_rejected/`` with a record, and ``faces.csv`` keeps listing exactly the crops that exist.
+
+When ``process_faces.py --suspects`` has written ``<output>/suspects.csv``, each sheet starts with the crops
+of its class that the out-of-fold models dispute, lowest label probability first; the reviewer rejects one
+like any crop, or picks the class it belongs to. That move is journaled like organise's renames
+(``<logs>/preprocess/renames.csv``) and ``process_faces.py --undo-review`` puts the crops back.
 """
 
 from __future__ import annotations
@@ -39,6 +44,40 @@ def _tile(row: dict, page_dir: Path, verdict: str) -> str:
     )
 
 
+def _suspect_tile(row: dict, output: Path, page_dir: Path, class_names: list[str]) -> str:
+    crop = output / row["crop"]
+    name = crop.name
+    options = "".join(f'<option value="{html.escape(other)}">{html.escape(other)}</option>'
+                      for other in class_names if other != row["class"])
+    source = f' <a href="{_link(row["source"], page_dir)}" target="_blank">source</a>' if row.get("source") else ""
+    several = f", 1 of {row['faces_in_photo']} faces" if int(row.get("faces_in_photo") or 1) > 1 else ""
+    return (
+        f'<figure class="tile" data-crop="{html.escape(name)}" data-verdict="keep">'
+        f'<img loading="lazy" src="{_link(crop, page_dir)}" alt="{html.escape(name)}">'
+        f'<figcaption>p={float(row["label_probability"]):.2f}, models: {html.escape(row["suggested"])}{several}'
+        f'{source}<br><select class="move" title="move this crop to another class"><option value="">move to'
+        f'&hellip;</option>{options}</select></figcaption></figure>'
+    )
+
+
+def suspects_by_class(output: Path) -> tuple[dict[str, list[dict]], int]:
+    """The disputed crops of ``<output>/suspects.csv`` per class, lowest label probability first, and how
+    many of them no longer exist (moved or deleted by hand since they were scored)."""
+    by_class: dict[str, list[dict]] = defaultdict(list)
+    gone = 0
+    for row in records.read_rows(Path(output) / facecrops.SUSPECTS):
+        if not row.get("reason"):
+            continue
+        crop = Path(output) / row["crop"]
+        if not crop.is_file() or crop.parent.name != row["class"]:
+            gone += 1
+            continue
+        by_class[row["class"]].append(row)
+    for rows in by_class.values():
+        rows.sort(key=lambda row: float(row["label_probability"]))
+    return by_class, gone
+
+
 def _no_face_block(row: dict, page_dir: Path) -> str:
     source = row["source"]
     return (
@@ -58,6 +97,8 @@ body{font-family:system-ui,sans-serif;margin:1em;background:#fafafa}
 .tile figcaption{font-size:11px;padding:1px}
 .tile[data-verdict=reject]{border-color:#d00;opacity:.55}
 .tile[data-verdict=accept]{border-color:#0a0}
+.tile[data-verdict=move]{border-color:#06c}
+.tile select{font-size:11px;max-width:108px}
 .draw{display:inline-block;margin:4px;vertical-align:top}
 .stage{position:relative;display:inline-block}
 .stage img{max-width:480px;max-height:480px;display:block}
@@ -73,20 +114,26 @@ function save(name, text, type) {
   link.download = name; link.click();
 }
 document.querySelectorAll('.tile').forEach(tile => tile.addEventListener('click', event => {
-  if (event.target.tagName === 'A') return;
+  if (['A', 'SELECT', 'OPTION'].includes(event.target.tagName)) return;
   const wanted = tile.closest('section').dataset.mark;
   tile.dataset.verdict = tile.dataset.verdict === wanted ? 'keep' : wanted;
   update();
 }));
+document.querySelectorAll('select.move').forEach(select => select.addEventListener('change', () => {
+  const tile = select.closest('.tile');
+  tile.dataset.verdict = select.value ? 'move' : 'keep';
+  tile.dataset.target = select.value;
+  update();
+}));
+const MARKED = '.tile[data-verdict=reject],.tile[data-verdict=accept],.tile[data-verdict=move]';
 function update() {
-  document.getElementById('marked').textContent =
-    document.querySelectorAll('.tile[data-verdict=reject],.tile[data-verdict=accept]').length;
+  document.getElementById('marked').textContent = document.querySelectorAll(MARKED).length;
   let boxes = 0; document.querySelectorAll('.draw').forEach(d => boxes += d.boxes.length);
   document.getElementById('boxes').textContent = boxes;
 }
 document.getElementById('save-verdicts').onclick = () => {
-  const lines = [...document.querySelectorAll('.tile[data-verdict=reject],.tile[data-verdict=accept]')]
-    .map(t => t.dataset.verdict + ' ' + t.dataset.crop);
+  const lines = [...document.querySelectorAll(MARKED)].map(t => t.dataset.verdict === 'move'
+    ? 'move ' + t.dataset.crop + ' => ' + t.dataset.target : t.dataset.verdict + ' ' + t.dataset.crop);
   save('review_' + CLASS + '.txt', lines.join('\\n') + '\\n', 'text/plain');
 };
 function csvField(text) { return '"' + String(text).replace(/"/g, '""') + '"'; }
@@ -141,14 +188,25 @@ def write_sheets(output: Path, logs: Path) -> list[Path]:
     for row in records.read_rows(output / facecrops.SOURCES):
         if row["status"] == "no_face" and Path(row["source"]).exists():
             by_class[row["class"]]["none"].append(row)
+    disputed, gone = suspects_by_class(output)
+    if gone:
+        log.info("%d suspects of suspects.csv no longer exist where they were scored: left out of the sheets", gone)
+    class_names = [folder.name for folder in images.class_dirs(output)]
     pages = []
-    for class_name, groups in sorted(by_class.items()):
+    for class_name in sorted({*by_class, *disputed}):
+        groups = by_class[class_name]
         for key in ("auto", "low"):
             groups[key].sort(key=lambda row: float(row["confidence"]))
         page = page_dir / f"{class_name}.html"
         tiles = "".join(_tile(row, page_dir, "keep") for row in groups["auto"])
         low = "".join(_tile(row, page_dir, "keep") for row in groups["low"])
         blocks = "".join(_no_face_block(row, page_dir) for row in groups["none"])
+        suspect_tiles = "".join(_suspect_tile(row, output, page_dir, class_names) for row in disputed[class_name])
+        suspects_section = (
+            f"<section data-mark=\"reject\" id=\"suspects\"><h2>Suspects: crops the models say are not "
+            f"{html.escape(class_name)}, least likely first ({len(disputed[class_name])})</h2><p><small>Click to "
+            f"reject, or pick the class a crop belongs to.</small></p>"
+            f"<div class=\"grid\">{suspect_tiles}</div></section>" if disputed[class_name] else "")
         page.write_text(
             f"<!doctype html><html><head><meta charset=\"utf-8\"><title>review: {html.escape(class_name)}</title>"
             f"<style>{_STYLE}</style></head><body data-class=\"{html.escape(class_name)}\">"
@@ -161,6 +219,7 @@ def write_sheets(output: Path, logs: Path) -> list[Path]:
             f"low-confidence face to accept it. Then: <code>process_faces.py --apply-review "
             f"review_{html.escape(class_name)}.txt</code>. Drag boxes over faces in the photos below, then "
             f"<code>process_faces.py --manual-boxes manual_boxes_{html.escape(class_name)}.csv</code>.</small></div>"
+            f"{suspects_section}"
             f"<section data-mark=\"reject\"><h2>Faces, lowest confidence first ({len(groups['auto'])})</h2>"
             f"<div class=\"grid\">{tiles}</div></section>"
             f"<section data-mark=\"accept\"><h2>Low confidence, not in the training set unless accepted "
@@ -173,15 +232,24 @@ def write_sheets(output: Path, logs: Path) -> list[Path]:
     return pages
 
 
+MOVE = "move:"  # a verdict "move:<class>": the crop belongs to that class
+
+
 def read_verdicts(path: Path) -> dict[str, str]:
-    """``reject NAME`` / ``accept NAME`` lines (a bare name means reject) -> {crop file name: verdict}."""
+    """``reject NAME`` / ``accept NAME`` / ``move NAME => CLASS`` lines (a bare name means reject) ->
+    {crop file name: verdict}, a move as ``"move:CLASS"``."""
     verdicts = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         verdict, _, name = line.partition(" ")
-        if verdict not in ("reject", "accept"):
+        if verdict == "move":
+            name, arrow, target = name.rpartition(" => ")
+            if not arrow or not target.strip():
+                raise ValueError(f"{path}:{number}: a move names its class: 'move NAME => CLASS', not {line!r}")
+            verdict = MOVE + target.strip()
+        elif verdict not in ("reject", "accept"):
             verdict, name = "reject", line
         name = Path(name.strip()).name
         if not name:
@@ -190,12 +258,79 @@ def read_verdicts(path: Path) -> dict[str, str]:
     return verdicts
 
 
-def apply_verdicts(output: Path, verdicts: dict[str, str]) -> dict[str, int]:
-    """Move rejected crops to ``<output>/_rejected/<class>/`` and accepted low-confidence crops into
-    their class folder; crops deleted by hand count as rejected. ``faces.csv`` is rewritten to match."""
+def relabel(output: Path, verdicts: dict[str, str], logs: Path) -> dict[str, int]:
+    """Carry out the ``move:<class>`` verdicts: each crop goes from its class folder to the one the reviewer
+    picked, journaled under ``<logs>/preprocess/renames.csv`` before it moves (``undo_relabels`` puts it
+    back), and its ``faces.csv`` row follows. A crop that is no longer in any class folder (moved or deleted
+    by hand since the sheet was written) is skipped and counted."""
+    output = Path(output).resolve()
+    classes = {folder.name for folder in images.class_dirs(output)}
+    counts = {"moved": 0, "gone": 0}
+    planned, taken = [], {name: {path.name for path in (output / name).iterdir()} for name in classes}
+    for name, verdict in sorted(verdicts.items()):
+        if not verdict.startswith(MOVE):
+            continue
+        target_class = verdict[len(MOVE):]
+        if target_class not in classes:
+            raise ValueError(f"cannot move {name} to {target_class!r}: no class folder of that name in {output} "
+                             f"(classes: {', '.join(sorted(classes))})")
+        found = [name_class for name_class in sorted(classes) if (output / name_class / name).is_file()]
+        if not found:
+            log.warning("%s is in no class folder of %s any more: not moved", name, output)
+            counts["gone"] += 1
+            continue
+        if found[0] == target_class:
+            continue
+        new_name = moves.free_name(name, taken[target_class])
+        taken[target_class].add(new_name)
+        planned.append(moves.Move(f"{found[0]}/{name}", f"{target_class}/{new_name}", moves.RELABEL,
+                                  reason="review", detail=f"{found[0]} -> {target_class}"))
+    if planned:
+        moves.apply_moves(output, planned, logs, stage="review")
+        _follow_in_manifest(output, {str(output / move.original): output / move.new for move in planned})
+    counts["moved"] = len(planned)
+    return counts
+
+
+def undo_relabels(output: Path, logs: Path) -> int:
+    """Put back every crop the review moved to another class since the last undo; returns how many."""
+    output = Path(output).resolve()
+    rows = [row for row in records.read_rows(moves.journal_path(logs)) if row["input"] == str(output)]
+    pending = [row for row in moves.since_last_undo(rows) if row["action"] == moves.RELABEL]
+    counts = moves.undo(output, logs)
+    back = {str(output / row["new"]): output / row["original"] for row in pending
+            if (output / row["original"]).is_file()}
+    _follow_in_manifest(output, back)
+    return counts["restored"]
+
+
+def _follow_in_manifest(output: Path, moved: dict[str, Path]) -> None:
+    """``faces.csv``'s rows of moved crops take their new path and class (the folder they are in now)."""
     manifest = output / facecrops.MANIFEST
     rows = records.read_rows(manifest)
-    counts = {"rejected": 0, "accepted": 0, "missing": 0, "unknown": 0}
+    changed = False
+    for row in rows:
+        new = moved.get(str(Path(row["crop"]).resolve())) if row.get("crop") else None
+        if new is not None:
+            row.update(crop=str(new.resolve()), **{"class": new.parent.name})
+            changed = True
+    if changed:
+        records.replace_rows(manifest, facecrops.FACE_FIELDS, rows)
+
+
+def apply_verdicts(output: Path, verdicts: dict[str, str], logs: Path | None = None) -> dict[str, int]:
+    """Move rejected crops to ``<output>/_rejected/<class>/`` and accepted low-confidence crops into
+    their class folder, and carry out the moves to another class (:func:`relabel`, journaled under ``logs``);
+    crops deleted by hand count as rejected. ``faces.csv`` is rewritten to match."""
+    moved = {"moved": 0, "gone": 0}
+    if any(verdict.startswith(MOVE) for verdict in verdicts.values()):
+        if logs is None:
+            raise ValueError("moving crops to another class needs a logs folder for the journal")
+        moved = relabel(output, verdicts, logs)
+        verdicts = {name: verdict for name, verdict in verdicts.items() if not verdict.startswith(MOVE)}
+    manifest = output / facecrops.MANIFEST
+    rows = records.read_rows(manifest)
+    counts = {"rejected": 0, "accepted": 0, "missing": 0, "unknown": 0, **moved}
     known = {Path(row["crop"]).name for row in rows}
     for name in sorted(set(verdicts) - known):
         log.warning("%s is not a crop in %s; ignored", name, manifest)

@@ -25,7 +25,7 @@ from maskdetect import data, facecrops, records, runtime
 
 log = logging.getLogger(__name__)
 
-SUSPECTS = "suspects.csv"
+SUSPECTS = facecrops.SUSPECTS
 FIELDS = ["crop", "source", "class", "label_probability", "suggested", "faces_in_photo", "reason"]
 DEFAULT_FOLDS = 5
 DEFAULT_SIZE = 128  # the quick model's input side: 18.8 of 20 planted flips among the 40 lowest, against 18.0 at 96 px
