@@ -179,6 +179,16 @@ def class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
     return {index: float(len(labels) / (classes * count)) if count else 0.0 for index, count in enumerate(counts)}
 
 
+def balanced_weights(strata: np.ndarray) -> np.ndarray:
+    """One weight per sample, inversely proportional to the size of its stratum (``Crops.strata``: class, and
+    street face or not), so that every stratum weighs alike in the loss: the unmasked street faces, the
+    fewest and the ones that matter, as much as the close-ups of a class. Without street faces these are the
+    balanced class weights."""
+    strata = np.asarray(strata)
+    present, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    return (len(strata) / (len(present) * counts))[inverse].astype(np.float32)
+
+
 @functools.lru_cache(maxsize=1)
 def _tf():
     import tensorflow as tf
@@ -194,11 +204,12 @@ def _decodes_plainly(path: str) -> bool:
 
 
 def make_dataset(paths: Sequence[str], labels: np.ndarray, image_size: int, batch_size: int, *,
-                 shuffle: bool, seed: int, augment=None):
+                 shuffle: bool, seed: int, augment=None, sample_weights: np.ndarray | None = None):
     """A ``tf.data`` pipeline: decode and resize once, cache in memory, shuffle, batch, augment, prefetch.
 
     The resize is :func:`maskdetect.artifact.classifier_input`, the one inference uses too. Images stay uint8
-    0-255 (models rescale inside), so the saved model takes raw pixels.
+    0-255 (models rescale inside), so the saved model takes raw pixels. With ``sample_weights`` each element
+    is (image, label, weight), which ``fit`` reads as per-sample loss weights.
     """
     tf = _tf()
     paths = [str(path) for path in paths]
@@ -230,10 +241,13 @@ def make_dataset(paths: Sequence[str], labels: np.ndarray, image_size: int, batc
                  len(plain) - sum(plain), len(plain))
         dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels), plain))
         dataset = dataset.map(load_any, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if sample_weights is not None:
+        weights = tf.data.Dataset.from_tensor_slices(np.asarray(sample_weights, dtype=np.float32))
+        dataset = tf.data.Dataset.zip((dataset, weights)).map(lambda pair, weight: (*pair, weight))
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if augment is not None:
-        dataset = dataset.map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y),
+        dataset = dataset.map(lambda x, *rest: (augment(tf.cast(x, tf.float32), training=True), *rest),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

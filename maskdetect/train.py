@@ -127,11 +127,14 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     binary = classes == 2
     augment = models.build_augmentation(settings.augmentation, settings.seed)
 
-    def dataset(indices, shuffle, augmentation=None):
+    def dataset(indices, shuffle, augmentation=None, sample_weights=None):
         return data.make_dataset(paths[indices], crops.labels[indices], settings.image_size, settings.batch_size,
-                                 shuffle=shuffle, seed=settings.seed, augment=augmentation)
+                                 shuffle=shuffle, seed=settings.seed, augment=augmentation,
+                                 sample_weights=sample_weights)
 
-    train_ds, val_ds = dataset(train_idx, True, augment), dataset(val_idx, False)
+    # Each class, among close-ups and among street faces, weighs alike in the loss (data.balanced_weights).
+    train_ds = dataset(train_idx, True, augment, data.balanced_weights(crops.strata()[train_idx]))
+    val_ds = dataset(val_idx, False)
     model = models.build_model(settings.model, settings.image_size, settings.kernel_size, classes, weights,
                                steps_per_epoch=math.ceil(len(train_idx) / settings.batch_size),
                                alpha=settings.alpha or DEFAULT_ALPHA)
@@ -162,7 +165,6 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
             *callbacks,
         ]
         phase = model.fit(train_ds, validation_data=val_ds, initial_epoch=done, epochs=last_epoch,
-                          class_weight=data.class_weights(crops.labels[train_idx], classes),
                           callbacks=fit_callbacks, shuffle=False,  # the dataset shuffles itself
                           verbose=1 if sys.stdout.isatty() else 2)
         for key, values in phase.history.items():

@@ -254,3 +254,31 @@ def test_the_split_gives_each_side_its_share_of_the_street_faces():
     street = np.asarray(kinds)[validation] == "annotated"
     assert np.bincount(labels[validation][street], minlength=2).tolist() == [15, 6]
     assert (data.Crops(crops.paths, labels, crops.groups, crops.class_names).strata() == labels).all()
+
+
+def test_each_stratum_weighs_alike_in_the_loss():
+    """Close-ups and street faces of each class: the 40 unmasked street faces weigh as much in all as the 400
+    masked close-ups; without street faces the weights are the balanced class weights."""
+    labels = np.array([0] * 400 + [1] * 200 + [0] * 100 + [1] * 40)
+    kinds = ["auto"] * 600 + ["annotated"] * 140
+    crops = data.Crops([f"/c/{index}.jpg" for index in range(740)], labels, [str(index) for index in range(740)],
+                       ["mask", "without_mask"], 0, kinds)
+    weights = data.balanced_weights(crops.strata())
+    totals = [weights[crops.strata() == stratum].sum() for stratum in range(4)]
+    assert np.allclose(totals, 740 / 4) and np.isclose(weights.mean(), 1.0)
+    plain = data.balanced_weights(labels[:600])
+    class_weights = data.class_weights(labels[:600], 2)
+    assert np.allclose(plain, [class_weights[label] for label in labels[:600]])
+
+
+def test_training_uses_the_sample_weights(tmp_path):
+    """The training pipeline yields (image, label, weight) when given weights; fit reads them."""
+    root = make_crop_dataset(tmp_path / "data", per_class=6, size=32)
+    paths = sorted(str(path) for path in root.glob("*/*.jpg"))
+    labels = np.array([0 if "/mask/" in path else 1 for path in paths])
+    dataset = data.make_dataset(paths, labels, 32, 4, shuffle=True, seed=1,
+                                sample_weights=np.arange(len(paths), dtype=np.float32))
+    images, batch_labels, weights = next(iter(dataset))
+    assert images.shape == (4, 32, 32, 3) and weights.shape == (4,)
+    by_weight = {int(weight): int(label) for weight, label in zip(weights.numpy(), batch_labels.numpy(), strict=True)}
+    assert all(labels[index] == label for index, label in by_weight.items())  # weights travel with their images
