@@ -5,8 +5,8 @@ of the fully decoded image, then every pair of hashes compared in a Python loop.
 Ours: sha256 in chunks and phash of a draft-decoded image over all cores, then a vectorised
 XOR + popcount pair search.
 
-    .venv/bin/python benchmarks/bench_dedup.py                      # faces_dataset and 20,000 generated
-    .venv/bin/python benchmarks/bench_dedup.py --generated 2000 --no-faces
+    .venv/bin/python -m benchmarks.bench_dedup                      # faces_dataset and 20,000 generated
+    .venv/bin/python -m benchmarks.bench_dedup --generated 2000 --no-faces
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from maskdetect import dedup, images, runtime  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces_dataset"
+from benchmarks.common import DEFAULT_FACES
+from maskdetect import dedup, images, runtime
 
 
 def baseline(files: list[Path], distance: int) -> tuple[float, int, int]:
@@ -118,7 +115,7 @@ def compare(name: str, class_dirs: list[Path], distance: int, jobs: int, skip_ba
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=Path, default=SHARED, help="a <class>/<images> folder (faces_dataset)")
+    parser.add_argument("--faces", type=Path, default=DEFAULT_FACES, help="a <class>/<images> folder (faces_dataset)")
     parser.add_argument("--no-faces", action="store_true", help="skip the faces data set")
     parser.add_argument("--generated", type=int, default=20_000, help="images in the generated tree (0: none)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/maskdetect-bench-dedup"), help="generated tree cache")

@@ -23,14 +23,13 @@
 
 One annotated photo with many faces is written to ``logs/bench_detect_crowd.jpg`` (git-ignored).
 
-    .venv/bin/python benchmarks/bench_detect.py --model logs/runs/<run>/model.keras
-    .venv/bin/python benchmarks/bench_detect.py --model M --limit 100 --video-photos 20 --every 10
+    .venv/bin/python -m benchmarks.bench_detect --model logs/runs/<run>/model.keras
+    .venv/bin/python -m benchmarks.bench_detect --model M --limit 100 --video-photos 20 --every 10
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import tempfile
@@ -40,16 +39,20 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import (
+    CLASSES,
+    DEFAULT_DETECTION,
+    MATCH_IOU,
+    MIN_FACE,
+    REPO,
+    load_photo,
+    load_truth,
+    matches,
+    photo_sizes,
+    require_detection_set,
+)
+from maskdetect import detect, runtime
 
-from bench_detection import load_photo, load_truth  # noqa: E402
-
-from maskdetect import detect, runtime  # noqa: E402
-from maskdetect.detectors import iou as box_iou  # noqa: E402
-
-DEFAULT_DETECTION = REPO.parent / "shared" / "data" / "detection"
-CLASSES = ("mask", "without_mask", "incorrect_mask")
 VIDEO_SIZE = (640, 480)
 CROWD = REPO / "logs" / "bench_detect_crowd.jpg"
 
@@ -65,24 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the larger k of the speed test (default %(default)s)")
     parser.add_argument("--video-photos", type=int, default=30, help="photos in the test video (default %(default)s)")
     parser.add_argument("--hold", type=int, default=8, help="frames each photo is held (default %(default)s)")
-    parser.add_argument("--min-size", type=int, default=32, help="short side (px) of the faces counted")
-    parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
+    parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of the faces counted")
+    parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
     parser.add_argument("--skip-video", action="store_true", help="accuracy only")
     args = parser.parse_args(argv)
     if args.limit < 0 or args.every < 2 or args.video_photos < 1 or args.hold < 1 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --every >= 2, --video-photos >= 1, --hold >= 1, 0 < --iou <= 1")
     require_detection_set(parser, args.detection)
     return args
-
-
-def require_detection_set(parser: argparse.ArgumentParser, folder: Path) -> None:
-    if not (folder / "boxes.csv").is_file() or not (folder / "images").is_dir():
-        parser.error(f"{folder} has no boxes.csv and images/ (see --detection)")
-
-
-def photo_sizes(data: Path) -> dict[str, tuple[int, int]]:
-    with open(data / "boxes.csv", newline="") as handle:
-        return {row["image"]: (int(row["width"]), int(row["height"])) for row in csv.DictReader(handle)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,17 +92,6 @@ def benchmark_label(class_name: str) -> str:
     if detect.mask_worn_wrong(class_name):
         return "incorrect_mask"
     return class_name
-
-
-def matches(labels: list, boxes: np.ndarray, min_size: int, iou: float):
-    """(label, box, index of the best-overlapping box or None) for each labelled face counted: short side at
-    least ``min_size`` px; a box matches at IoU >= ``iou``."""
-    overlap = box_iou(np.array([box for _, box in labels]).reshape(-1, 4), np.asarray(boxes).reshape(-1, 4))
-    for row, (label, box) in enumerate(labels):
-        if min(box[2] - box[0], box[3] - box[1]) < min_size:
-            continue
-        best = int(overlap[row].argmax()) if overlap.shape[1] and overlap[row].max() >= iou else None
-        yield label, box, best
 
 
 def accuracy(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[str], truth: dict,

@@ -11,9 +11,9 @@ the defaults' unmatched boxes is written under --out for a person to judge.
 Timing is detection only (decoding excluded), by default on one thread (TensorFlow, OpenCV,
 TFLite, OMP), photos in sorted-name order.
 
-    .venv/bin/python benchmarks/bench_detection.py                       # all 660 photos, ~10 min
-    .venv/bin/python benchmarks/bench_detection.py --limit 100 --out /tmp/bench_det
-    .venv/bin/python benchmarks/bench_detection.py --first-stage         # also our MTCNN alone
+    .venv/bin/python -m benchmarks.bench_detection                       # all 660 photos, ~10 min
+    .venv/bin/python -m benchmarks.bench_detection --limit 100 --out /tmp/bench_det
+    .venv/bin/python -m benchmarks.bench_detection --first-stage         # also our MTCNN alone
 """
 
 from __future__ import annotations
@@ -30,27 +30,31 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "detection"
-sys.path.insert(0, str(REPO))
+from benchmarks.common import (
+    CLASSES,
+    DEFAULT_DETECTION,
+    MATCH_IOU,
+    MIN_FACE,
+    load_photo,
+    load_truth,
+    photo_sizes,
+    require_detection_set,
+)
+from maskdetect.detectors import FaceDetector
+from maskdetect.detectors import iou as box_iou
 
-from maskdetect import images  # noqa: E402
-from maskdetect.detectors import FaceDetector  # noqa: E402
-from maskdetect.detectors import iou as box_iou  # noqa: E402
-
-CLASSES = ("mask", "without_mask", "incorrect_mask")
 BUCKETS = ((0, 32, "<32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, 10**9, ">=128"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with boxes.csv and images/")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DETECTION, help="folder with boxes.csv and images/")
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (sorted by name); 0: all")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "maskdetect_bench_detection",
                         help="folder for the contact sheet, unmatched.csv and summary.json")
     parser.add_argument("--threads", type=int, default=1, help="threads for TensorFlow/OpenCV/TFLite (default 1)")
-    parser.add_argument("--min-size", type=int, default=32, help="short side (px) of faces counted in recall")
-    parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
+    parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of faces counted in recall")
+    parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
     parser.add_argument("--first-stage", action="store_true",
                         help="also run maskdetect's detector with second_stage=False")
     parser.add_argument("--no-plain", action="store_true", help="skip plain MTCNN")
@@ -58,8 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.limit < 0 or args.threads < 1 or args.min_size < 0 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --threads >= 1, --min-size >= 0 and 0 < --iou <= 1")
-    if not (args.data / "boxes.csv").is_file() or not (args.data / "images").is_dir():
-        parser.error(f"{args.data} has no boxes.csv and images/ (see --data)")
+    require_detection_set(parser, args.data, "--data")
     return args
 
 
@@ -74,26 +77,6 @@ def set_threads(threads: int) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     cv2.setNumThreads(threads)
-
-
-def load_truth(data: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
-    truth: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
-    with open(data / "boxes.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            box = np.array([float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")])
-            truth[row["image"]].append((row["label"], box))
-    return dict(truth)
-
-
-def load_photo(path: Path, width: int, height: int) -> np.ndarray:
-    """RGB uint8 as the pipeline decodes it; the raw pixel grid if EXIF would turn it off the labels."""
-    from PIL import Image
-
-    rgb = images.load_rgb(path)
-    if rgb.shape[:2] != (height, width):
-        with Image.open(path) as image:
-            rgb = np.asarray(images.to_rgb8(image))
-    return rgb
 
 
 class Detections:
@@ -126,9 +109,10 @@ class Detections:
 def run_detector(name: str, detect, photos: list[str], data: Path,
                  truth: dict[str, list[tuple[str, np.ndarray]]]) -> Detections:
     result = Detections(name)
+    sizes = photo_sizes(data)
     start = time.perf_counter()
     for i, photo in enumerate(photos):
-        width, height = _size_of(data, photo)
+        width, height = sizes[photo]
         rgb = load_photo(data / "images" / photo, width, height)
         t0 = time.perf_counter()
         rows = detect(rgb)
@@ -138,17 +122,6 @@ def run_detector(name: str, detect, photos: list[str], data: Path,
                   flush=True)
     print(f"  {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return result
-
-
-_SIZES: dict[str, tuple[int, int]] = {}
-
-
-def _size_of(data: Path, photo: str) -> tuple[int, int]:
-    if not _SIZES:
-        with open(data / "boxes.csv", newline="") as handle:
-            for row in csv.DictReader(handle):
-                _SIZES[row["image"]] = (int(row["width"]), int(row["height"]))
-    return _SIZES[photo]
 
 
 def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_size: int,

@@ -17,8 +17,8 @@ over all labelled faces) and the gap to the face stage's recall; and ROC AUC, wh
 separate the classes whatever the decision threshold. The data sets are hard links to the crops without
 faces.csv, so each model's own validation split (it only drives early stopping here) is by crop, not photo.
 
-    .venv/bin/python benchmarks/bench_domain.py --data processed_data
-    .venv/bin/python benchmarks/bench_domain.py --data processed_data --epochs 5 --limit 200   # a quick look
+    .venv/bin/python -m benchmarks.bench_domain --data processed_data
+    .venv/bin/python -m benchmarks.bench_domain --data processed_data --epochs 5 --limit 200   # a quick look
 """
 
 from __future__ import annotations
@@ -29,21 +29,14 @@ import shutil
 import sys
 import tempfile
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import DEFAULT_DETECTION, FOLDS, MATCH_IOU, MIN_FACE, REPO, collect, require_detection_set
+from maskdetect import detect, facecrops, images, runtime, train
 
-from bench_detect import DEFAULT_DETECTION, matches, photo_sizes, require_detection_set  # noqa: E402
-from bench_detection import load_photo, load_truth  # noqa: E402
-
-from maskdetect import detect, facecrops, images, runtime, train  # noqa: E402
-
-FOLDS = 2
 SOURCES = ("training", "training+in-domain", "in-domain")
 
 
@@ -60,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--augmentation", default=defaults.augmentation, help="(default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="(default %(default)s)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (sorted by name); 0: all")
-    parser.add_argument("--min-size", type=int, default=32, help="short side (px) of the faces counted")
-    parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
+    parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of the faces counted")
+    parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
     parser.add_argument("--work", type=Path, help="keep the data sets and models here (default: a temporary "
                                                     "folder, removed at the end)")
     args = parser.parse_args(argv)
@@ -73,44 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError as error:
         parser.error(str(error))
     return args
-
-
-def fold_of(photo: str) -> int:
-    return zlib.crc32(photo.encode()) % FOLDS
-
-
-def collect(args: argparse.Namespace, class_names: list[str]) -> dict:
-    """Face-stage crops of the found faces and ground-truth crops of every counted face, with their labels."""
-    truth, sizes = load_truth(args.detection), photo_sizes(args.detection)
-    photos = sorted(truth)[: args.limit or None]
-    finder = detect.MaskDetector(None)  # the face stage's detector and crops, no classifier
-    found = {"crops": [], "labels": [], "folds": []}
-    labelled = {"crops": [], "labels": [], "folds": []}
-    counted = Counter()
-    start = time.perf_counter()
-    for index, photo in enumerate(photos):
-        rgb = load_photo(args.detection / "images" / photo, *sizes[photo])
-        kept = finder.faces(rgb)
-        fold = fold_of(photo)
-        for label, box, best in matches(truth[photo], [(f.x1, f.y1, f.x2, f.y2) for f in kept], args.min_size,
-                                        args.iou):
-            if label not in class_names:
-                continue
-            counted[label, fold] += 1
-            try:
-                crop = facecrops.crop_face(rgb, tuple(box), finder.settings.margin, finder.settings.size)
-            except ValueError:
-                continue
-            labelled["crops"].append(crop), labelled["labels"].append(label), labelled["folds"].append(fold)
-            crops, _ = finder.crops(rgb, [kept[best]] if best is not None else [])
-            if crops:
-                found["crops"].append(crops[0]), found["labels"].append(label), found["folds"].append(fold)
-        if (index + 1) % 100 == 0:
-            print(f"  {index + 1}/{len(photos)} photos", flush=True)
-    print(f"face stage on {len(photos)} photos in {time.perf_counter() - start:.0f} s: "
-          f"{len(found['labels'])} labelled faces found of {sum(counted.values())} counted")
-    return {"found": {key: np.asarray(value) for key, value in found.items()},
-            "labelled": {key: np.asarray(value) for key, value in labelled.items()}, "counted": counted}
 
 
 def build_data(folder: Path, training: Path | None, labelled: dict, fold: int | None, class_names: list[str]) -> Path:
@@ -187,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.data} has no class folders of crops")
         work = args.work or Path(tempfile.mkdtemp(prefix="bench_domain_"))
         try:
-            cache = collect(args, class_names)
+            cache = collect(args.detection, class_names, args.limit, args.min_size, args.iou)
             found, labelled = cache["found"], cache["labelled"]
             per_fold = Counter(zip(labelled["folds"].tolist(), labelled["labels"].tolist(), strict=True))
             print("labelled in-domain faces: " + "; ".join(

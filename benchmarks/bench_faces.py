@@ -4,7 +4,7 @@ Baseline: one process, the same detectors and settings, but each photo at full r
 per photo, crops saved as they come. Ours: ``maskdetect.faces.run`` (detection on a copy shrunk to
 --detect-size, crops from the full resolution, one detector process per core).
 
-    .venv/bin/python benchmarks/bench_faces.py --limit 120
+    .venv/bin/python -m benchmarks.bench_faces --limit 120
 """
 
 from __future__ import annotations
@@ -18,15 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench_detection import DEFAULT_DATA, load_truth  # noqa: E402
-
-from maskdetect import facecrops, faces, images, records, runtime  # noqa: E402
-from maskdetect.detectors import iou  # noqa: E402
-
-MIN_FACE = 32
-MATCH_IOU = 0.4
+from benchmarks.common import DEFAULT_DETECTION, MATCH_IOU, MIN_FACE, load_truth
+from maskdetect import facecrops, faces, images, records, runtime
+from maskdetect.detectors import iou
 
 
 def recall(found: dict[str, list], truth: dict) -> dict[str, tuple[int, int]]:
@@ -94,7 +88,7 @@ def describe(name: str, seconds: float, steady: float, count: int, scores: dict)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DETECTION)
     parser.add_argument("--limit", type=int, default=120, help="photos to use (the first N by name)")
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs())
     parser.add_argument("--no-second-stage", action="store_true")

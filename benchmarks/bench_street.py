@@ -19,9 +19,9 @@ unmasked end to end within 4 points of the face stage's recall, masked within 2.
 Rows already scored are kept in ``<work>/results.json``: a rerun with the same --work trains only the rows
 it lacks, so the benchmark can be run a row at a time (``--rows``).
 
-    .venv/bin/python benchmarks/bench_street.py --faces /tmp/fd/processed_data --work /tmp/bench_street
-    .venv/bin/python benchmarks/bench_street.py --faces F --work W --rows wild/mobilenetv2 --train-flags '--epochs 3'
-    .venv/bin/python benchmarks/bench_street.py --faces F --work W --rows faces+wild/mobilenetv2-128px --seed 1
+    .venv/bin/python -m benchmarks.bench_street --faces /tmp/fd/processed_data --work /tmp/bench_street
+    .venv/bin/python -m benchmarks.bench_street --faces F --work W --rows wild/mobilenetv2 --train-flags '--epochs 3'
+    .venv/bin/python -m benchmarks.bench_street --faces F --work W --rows faces+wild/mobilenetv2-128px --seed 1
 """
 
 from __future__ import annotations
@@ -36,15 +36,17 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import (
+    DEFAULT_DETECTION,
+    DEFAULT_WILD,
+    MATCH_IOU,
+    MIN_FACE,
+    REPO,
+    collect,
+    require_detection_set,
+)
+from maskdetect import annotations, detect, facecrops, images, records, runlog, runtime
 
-from bench_detect import DEFAULT_DETECTION, require_detection_set  # noqa: E402
-from bench_domain import collect  # noqa: E402
-
-from maskdetect import annotations, detect, facecrops, images, records, runlog, runtime  # noqa: E402
-
-DEFAULT_WILD = REPO.parent / "shared" / "data" / "wild"
 TWO = ("mask", "without_mask")
 THREE = ("incorrect_mask", "mask", "without_mask")
 # ImageNet MobileNetV2 alpha 0.35 at 96 px, 12 epochs at most (3 on the frozen trunk, then fine-tuning)
@@ -78,8 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wild-min-face", type=int, default=annotations.DEFAULT_MIN_FACE,
                         help="short side (px) of the wild faces trained on (default %(default)s)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N detection photos; 0: all")
-    parser.add_argument("--min-size", type=int, default=32, help="short side (px) of the faces counted")
-    parser.add_argument("--iou", type=float, default=0.4, help="IoU for a box to match a labelled face")
+    parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of the faces counted")
+    parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
     parser.add_argument("--seed", type=int, default=42,
                         help="train_a_model.py's --seed (split, initial weights, order); rows trained with "
                              "another seed than %(default)s are rows of their own, named '<row> seed<N>'")
@@ -99,8 +101,7 @@ def found_faces(args: argparse.Namespace) -> dict:
         stored = np.load(cache, allow_pickle=False)
         counted = json.loads(str(stored["counted"]))
         return {"crops": stored["crops"], "labels": stored["labels"], "counted": counted}
-    collected = collect(argparse.Namespace(detection=args.detection, limit=args.limit, min_size=args.min_size,
-                                           iou=args.iou), list(THREE))
+    collected = collect(args.detection, list(THREE), args.limit, args.min_size, args.iou)
     counted: dict[str, int] = {}
     for (label, _), count in collected["counted"].items():
         counted[label] = counted.get(label, 0) + count

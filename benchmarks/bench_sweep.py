@@ -7,8 +7,8 @@ log folder, one after the other; ``--repeats N`` alternates them N times and kee
 its two trials half of them. Trials/hour counts completed trials over the whole sweep's wall time,
 start-up of each child (TensorFlow import, crop check) included, as a user experiences it.
 
-    .venv/bin/python benchmarks/bench_sweep.py --data processed_data
-    .venv/bin/python benchmarks/bench_sweep.py --data processed_data --per-class 600 --epochs 2
+    .venv/bin/python -m benchmarks.bench_sweep --data processed_data
+    .venv/bin/python -m benchmarks.bench_sweep --data processed_data --per-class 600 --epochs 2
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from maskdetect import images, records, runlog, sweep  # noqa: E402
+from benchmarks.common import REPO
+from maskdetect import images, records, runlog, sweep
 
 
 def subset(data: Path, per_class: int, target: Path) -> Path:
@@ -59,14 +57,14 @@ def one_sweep(data: Path, jobs: int, grid: list[str], scratch: Path) -> tuple[fl
     return seconds, len(completed), completed
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "processed_data")
     parser.add_argument("--per-class", type=int, default=0, help="use only the first N crops of each class")
     parser.add_argument("--epochs", default="3")
     parser.add_argument("--image-size", default="64")
     parser.add_argument("--repeats", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     grid = ["--model", "small", "--epochs", args.epochs, "--image-size", args.image_size,
             "--batch-size", "32", "64", "--kernel-size", "3", "5"]
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as scratch_text:

@@ -15,8 +15,8 @@
    side times one more pass over its (loaded) training input without the model: "input alone".
    ``--repeats N`` alternates the two sides N times and compares the best run of each.
 
-       .venv/bin/python benchmarks/bench_train.py --data processed_data --epochs 3
-       .venv/bin/python benchmarks/bench_train.py --data processed_data --epochs 3 --repeats 2
+       .venv/bin/python -m benchmarks.bench_train --data processed_data --epochs 3
+       .venv/bin/python -m benchmarks.bench_train --data processed_data --epochs 3 --repeats 2
 
 2. Generalisation (``--evaluate``): every ground-truth face labelled ``mask`` or ``without_mask`` in the
    detection set (``boxes.csv`` + ``images/``; ``incorrect_mask`` faces and faces under 32 px on the short
@@ -25,8 +25,8 @@
    ``make_dataset`` does (``artifact.classifier_input``: ``tf.image.resize`` with antialias, rounded to uint8),
    and classified by the saved model. Prints accuracy per class and overall, and the confusion matrix.
 
-       .venv/bin/python benchmarks/bench_train.py --evaluate logs/runs/<run>/model.keras
-       .venv/bin/python benchmarks/bench_train.py --evaluate logs/runs/<run>/model.keras \\
+       .venv/bin/python -m benchmarks.bench_train --evaluate logs/runs/<run>/model.keras
+       .venv/bin/python -m benchmarks.bench_train --evaluate logs/runs/<run>/model.keras \\
            --detection /work/shared/data/detection --limit 50
 """
 
@@ -47,16 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.common import DEFAULT_DETECTION, MIN_FACE, REPO, has_detection_set, load_photo
+from maskdetect import artifact, data, facecrops, runtime, train
 
-from bench_detection import load_photo  # noqa: E402
-
-from maskdetect import artifact, data, facecrops, runtime, train  # noqa: E402
-
-DEFAULT_DETECTION = REPO.parent / "shared" / "data" / "detection"
 EVALUATED_LABELS = ("mask", "without_mask")
-MIN_FACE = 32
 CROP_MARGIN = 0.2
 CROP_SIZE = 256
 CROP_QUALITY = 95  # facecrops.atomic_write_image's JPEG quality
@@ -91,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--image-size must be between 32 and 512")
     if args.side and not (args.crops and args.result):
         parser.error("--side needs --crops and --result")
-    if args.evaluate and not ((args.detection / "boxes.csv").is_file() and (args.detection / "images").is_dir()):
+    if args.evaluate and not has_detection_set(args.detection):
         parser.error(f"{args.detection} has no boxes.csv and images/ (see --detection)")
     return args
 
@@ -179,7 +173,7 @@ def run_side(args: argparse.Namespace) -> int:
 
     settings = train.Settings(batch_size=args.batch_size, image_size=args.image_size, epochs=args.epochs)
     model = models.build_model(settings.model, settings.image_size, settings.kernel_size, classes)
-    model.compile(optimizer=train._optimizer(settings),
+    model.compile(optimizer=train.make_optimizer(settings, settings.rate),
                   loss="binary_crossentropy" if classes == 2 else "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     epoch_seconds: list[float] = []
@@ -215,10 +209,12 @@ def run_side(args: argparse.Namespace) -> int:
 def run_child(side: str, args: argparse.Namespace, crops_file: Path, work: Path) -> dict:
     result_file = work / f"{side}.json"
     result_file.unlink(missing_ok=True)
-    command = [sys.executable, str(Path(__file__).resolve()), "--side", side, "--crops", str(crops_file),
+    command = [sys.executable, "-m", "benchmarks.bench_train", "--side", side, "--crops", str(crops_file),
                "--result", str(result_file), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                "--image-size", str(args.image_size), "--seed", str(args.seed)]
-    finished = subprocess.run(command, capture_output=True, text=True)
+    # the child imports the benchmarks package from the repository, wherever it runs
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    finished = subprocess.run(command, capture_output=True, text=True, env=environment)
     if finished.returncode != 0 or not result_file.is_file():
         sys.stderr.write(finished.stderr[-4000:])
         raise RuntimeError(f"the {side} side failed with exit status {finished.returncode}")

@@ -39,7 +39,9 @@ from maskdetect.settings import (
 log = logging.getLogger(__name__)
 
 
-def _optimizer(settings: Settings, rate: float):
+def make_optimizer(settings: Settings, rate: float):
+    """The Keras optimizer ``settings.optimizer`` at learning rate ``rate`` (``settings.rate``, or a tenth of it
+    to fine-tune a pretrained trunk); SGD with Nesterov momentum 0.9."""
     import keras
 
     if settings.optimizer == "sgd":
@@ -154,7 +156,7 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
             continue
         if trunk_trainable is not None:
             models.set_trunk_trainable(model, trunk_trainable)
-        model.compile(optimizer=_optimizer(settings, rate),
+        model.compile(optimizer=make_optimizer(settings, rate),
                       loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         # The same callbacks in each phase, so that history.csv keeps one set of columns; it is appended to.

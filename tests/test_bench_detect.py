@@ -1,15 +1,11 @@
 """bench_detect's threshold ceiling: the figure that tells a threshold problem from a model problem."""
 
-import sys
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from bench_detect import benchmark_label, report, report_ceiling, threshold_ceiling  # noqa: E402
+from benchmarks.bench_detect import benchmark_label, report, report_ceiling, threshold_ceiling
 
 
 def test_separable_scores_reach_every_face_even_when_0_5_would_not():

@@ -136,6 +136,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_losing_or_repeating_anything(tmp_path):
     source, output = tmp_path / "original_data", tmp_path / "processed_data"
     _astronaut_variants(source / "mask", 8)

@@ -29,6 +29,7 @@ def summaries(output: str) -> dict[str, str]:
     return {line.split(":")[0]: line for line in output.splitlines() if line.startswith(("organise:", "remove_dup"))}
 
 
+@pytest.mark.slow
 def test_awkward_names_second_run_and_undo(tmp_path):
     # a leading dash, a space and non-ASCII in the folder names themselves
     root = tmp_path / "-my photos ü"

@@ -78,6 +78,7 @@ def server(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # three pipeline runs, each with its own timeout (300 + 600 + 600 s)
 def test_the_first_command_from_a_fresh_copy(tmp_path, server):
     served, url = server
     archive = sample_archive(served / "sample.zip")

@@ -28,6 +28,7 @@ def real_faces(root: Path, per_class: int = 40) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_planted_label_flips_come_first_on_real_faces(tmp_path):
     root = real_faces(tmp_path / "processed_data")
     planted = sorted((root / "without_mask").iterdir())[:4]

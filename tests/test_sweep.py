@@ -121,6 +121,8 @@ def test_bad_flags_and_a_missing_ray_are_one_line(crops, tmp_path, capsys, monke
 
 # ---------------------------------------------------------------- real sweeps
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # two sweeps of real trials: 2 min on 2 busy cores
 def test_four_trials_survive_a_sigkill_and_resume_only_the_missing_ones(crops, tmp_path):
     logs = tmp_path / "logs"
     argv = ["--data", str(crops), "--logs", str(logs), *TINY, "--batch-size", "8", "16", "--kernel-size", "3", "5"]
@@ -153,6 +155,7 @@ def test_four_trials_survive_a_sigkill_and_resume_only_the_missing_ones(crops, t
     assert restarted.returncode == 0 and len(log_rows(logs)) == 5
 
 
+@pytest.mark.slow
 def test_a_failing_trial_does_not_stop_the_others(crops, tmp_path):
     logs = tmp_path / "logs"
     # two trials at once: one of them is killed as the out-of-memory killer would, the other trains;
@@ -171,6 +174,7 @@ def test_a_failing_trial_does_not_stop_the_others(crops, tmp_path):
     assert "1 ok, 0 pruned, 3 failed" in out
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_running_trial_and_prints_the_leaderboard(crops, tmp_path):
     logs = tmp_path / "logs"
     # The second trial works on 160 px images, each epoch about 25 times the first trial's work, and early
@@ -270,6 +274,7 @@ def test_a_bad_rank_on_folder_is_one_line_before_any_training(crops, tmp_path, c
     assert not logs.exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_scores_each_trial_on_the_labelled_folder(crops, tmp_path):
     logs = tmp_path / "logs"
     labelled = make_labelled_folder(tmp_path / "street")
@@ -314,6 +319,7 @@ def ray_head(tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_sweep_on_a_local_ray_head(crops, tmp_path, ray_head):
     logs = tmp_path / "logs"
     driver = auto_train("--data", str(crops), "--logs", str(logs), *TINY, "--batch-size", "8", "16",

@@ -23,7 +23,7 @@ def crops(tmp_path_factory) -> Path:
     return make_crop_dataset(tmp_path_factory.mktemp("crops") / "processed_data", per_class=24)
 
 
-@pytest.mark.parametrize("network", ["small", "deep", "mobilenetv2"])
+@pytest.mark.parametrize("network", ["small", "deep", pytest.param("mobilenetv2", marks=pytest.mark.slow)])
 def test_tiny_run_saves_a_model_that_reloads_and_predicts(crops, tmp_path, network, capsys):
     logs = tmp_path / "logs"
     # mobilenetv2 from scratch here; its ImageNet start is tested offline in test_weights.py
@@ -142,6 +142,7 @@ def test_an_unreadable_crop_is_skipped_and_counted(tmp_path, capsys):
     assert "skipping" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_mobilenetv2_starts_from_a_local_weights_file(crops, tmp_path):
     import keras
 

@@ -92,6 +92,7 @@ def test_imagenet_weights_load_into_the_frozen_trunk(cached_weights, no_network)
     assert no_network == []  # the cached file was used, no download tried
 
 
+@pytest.mark.slow
 def test_pretrained_run_warms_up_then_fine_tunes_and_saves(crops, tmp_path, cached_weights, no_network):
     import keras
 

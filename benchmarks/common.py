@@ -1,0 +1,127 @@
+"""What the benchmarks share: where the repository and the shared data set are, and the labelled detection set
+(``boxes.csv`` + ``images/``): its boxes, its photos decoded as the pipeline decodes them, the faces counted
+and matched, and the faces the face stage finds in it.
+
+The benchmarks are a package: run each from the repository root as ``python -m benchmarks.bench_NAME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from maskdetect import images
+from maskdetect.detectors import iou as box_iou
+
+REPO = Path(__file__).resolve().parents[1]
+# The optional shared real-photo data set, where the tests look for it too (tests/helpers.py).
+SHARED_DATA = Path(os.environ.get("MASKDETECT_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEFAULT_DETECTION = SHARED_DATA / "detection"  # labelled street and crowd photos: boxes.csv + images/
+DEFAULT_WILD = SHARED_DATA / "wild"  # labelled street photos, VOC
+DEFAULT_FACES = SHARED_DATA / "faces_dataset"  # close-up crops, <class>/<images>
+
+# The labels of the detection set.
+CLASSES = ("mask", "without_mask", "incorrect_mask")
+# A labelled face is counted when its short side is at least MIN_FACE px; a box finds it at IoU >= MATCH_IOU.
+MIN_FACE = 32
+MATCH_IOU = 0.4
+# The detection photos are split into folds by a hash of their names (bench_domain trains on one, tests on the other).
+FOLDS = 2
+
+
+def has_detection_set(folder: Path) -> bool:
+    return (folder / "boxes.csv").is_file() and (folder / "images").is_dir()
+
+
+def require_detection_set(parser: argparse.ArgumentParser, folder: Path, flag: str = "--detection") -> None:
+    """A usage error (exit 2) when ``folder`` is not a detection set."""
+    if not has_detection_set(folder):
+        parser.error(f"{folder} has no boxes.csv and images/ (see {flag})")
+
+
+def load_truth(data: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Photo name -> its labelled faces, (label, box x1 y1 x2 y2), from ``data/boxes.csv``."""
+    truth: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
+    with open(data / "boxes.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            box = np.array([float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")])
+            truth[row["image"]].append((row["label"], box))
+    return dict(truth)
+
+
+def photo_sizes(data: Path) -> dict[str, tuple[int, int]]:
+    """Photo name -> (width, height) as ``data/boxes.csv`` gives them."""
+    with open(data / "boxes.csv", newline="") as handle:
+        return {row["image"]: (int(row["width"]), int(row["height"])) for row in csv.DictReader(handle)}
+
+
+def load_photo(path: Path, width: int, height: int) -> np.ndarray:
+    """RGB uint8 as the pipeline decodes it; the raw pixel grid if EXIF would turn it off the labels."""
+    from PIL import Image
+
+    rgb = images.load_rgb(path)
+    if rgb.shape[:2] != (height, width):
+        with Image.open(path) as image:
+            rgb = np.asarray(images.to_rgb8(image))
+    return rgb
+
+
+def matches(labels: list, boxes, min_size: int = MIN_FACE, iou: float = MATCH_IOU):
+    """(label, box, index of the best-overlapping box or None) for each labelled face counted: short side at
+    least ``min_size`` px; a box matches at IoU >= ``iou``."""
+    overlap = box_iou(np.array([box for _, box in labels]).reshape(-1, 4), np.asarray(boxes).reshape(-1, 4))
+    for row, (label, box) in enumerate(labels):
+        if min(box[2] - box[0], box[3] - box[1]) < min_size:
+            continue
+        best = int(overlap[row].argmax()) if overlap.shape[1] and overlap[row].max() >= iou else None
+        yield label, box, best
+
+
+def fold_of(photo: str) -> int:
+    return zlib.crc32(photo.encode()) % FOLDS
+
+
+def collect(detection: Path, class_names: list[str], limit: int = 0, min_size: int = MIN_FACE,
+            iou: float = MATCH_IOU) -> dict:
+    """The face stage over the detection set's photos (the first ``limit``, sorted by name; 0: all):
+    ``found``, its crops of the labelled faces it finds, and ``labelled``, crops cut from the labelled boxes
+    of every counted face, each with ``labels`` and ``folds`` (:func:`fold_of` its photo); ``counted``, the
+    labelled faces counted per (label, fold). Labels that are not in ``class_names`` are left out."""
+    from maskdetect import detect, facecrops
+
+    truth, sizes = load_truth(detection), photo_sizes(detection)
+    photos = sorted(truth)[: limit or None]
+    finder = detect.MaskDetector(None)  # the face stage's detector and crops, no classifier
+    found = {"crops": [], "labels": [], "folds": []}
+    labelled = {"crops": [], "labels": [], "folds": []}
+    counted = Counter()
+    start = time.perf_counter()
+    for index, photo in enumerate(photos):
+        rgb = load_photo(detection / "images" / photo, *sizes[photo])
+        kept = finder.faces(rgb)
+        fold = fold_of(photo)
+        for label, box, best in matches(truth[photo], [(f.x1, f.y1, f.x2, f.y2) for f in kept], min_size, iou):
+            if label not in class_names:
+                continue
+            counted[label, fold] += 1
+            try:
+                crop = facecrops.crop_face(rgb, tuple(box), finder.settings.margin, finder.settings.size)
+            except ValueError:
+                continue
+            labelled["crops"].append(crop), labelled["labels"].append(label), labelled["folds"].append(fold)
+            crops, _ = finder.crops(rgb, [kept[best]] if best is not None else [])
+            if crops:
+                found["crops"].append(crops[0]), found["labels"].append(label), found["folds"].append(fold)
+        if (index + 1) % 100 == 0:
+            print(f"  {index + 1}/{len(photos)} photos", flush=True)
+    print(f"face stage on {len(photos)} photos in {time.perf_counter() - start:.0f} s: "
+          f"{len(found['labels'])} labelled faces found of {sum(counted.values())} counted")
+    return {"found": {key: np.asarray(value) for key, value in found.items()},
+            "labelled": {key: np.asarray(value) for key, value in labelled.items()}, "counted": counted}

@@ -1,0 +1,145 @@
+"""The benchmarks are a package run as ``python -m benchmarks.bench_NAME``: each starts, imports the project the
+normal way (no sys.path edits, no benchmark importing another but through benchmarks.common), and what they share
+(benchmarks.common: the detection set read, matched and searched for faces) works on real photos."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import importlib
+import subprocess
+
+import numpy as np
+import pytest
+from helpers import ASTRONAUT_FACE, GREEN_MASK, PYTHON, REPO, make_crop_dataset, picture
+from PIL import Image
+
+from benchmarks import common
+
+BENCHMARKS = sorted(path.stem for path in (REPO / "benchmarks").glob("bench_*.py"))
+
+
+def test_there_are_benchmarks():
+    assert len(BENCHMARKS) >= 8 and "bench_detect" in BENCHMARKS
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_each_benchmark_imports_the_package_and_only_common(name):
+    tree = ast.parse((REPO / "benchmarks" / f"{name}.py").read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert not node.level, "a relative import: run as python -m benchmarks.NAME, import benchmarks.common"
+            imported.add(node.module or "")
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            assert (node.value.id, node.attr) != ("sys", "path"), "sys.path is not edited"
+    assert not {module for module in imported if module.startswith("bench_")}, "imports another benchmark"
+    assert {module for module in imported if module.startswith("benchmarks.")} <= {"benchmarks.common"} | {
+        f"benchmarks.common.{attribute}" for attribute in dir(common)}
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_each_benchmark_starts(name, capsys):
+    module = importlib.import_module(f"benchmarks.{name}")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and module.__doc__.splitlines()[0][:40] in " ".join(out.split())
+
+
+def test_the_documented_command_runs_from_the_repository_root():
+    finished = subprocess.run([PYTHON, "-m", "benchmarks.bench_detect", "--help"], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert "--detection" in finished.stdout and "bench_detect" in finished.stdout
+
+
+def write_detection_set(root):
+    """A detection set (boxes.csv + images/) of real photos: the astronaut with a green mask, the astronaut as she
+    is (also a 20 px box, too small to count), and a landscape photo stored sideways with an EXIF rotation."""
+    masked = picture("astronaut")
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(masked).rectangle(GREEN_MASK, fill=(0, 255, 0))
+    (root / "images").mkdir(parents=True)
+    masked.save(root / "images" / "masked.jpg", quality=95)
+    picture("astronaut").save(root / "images" / "bare.jpg", quality=95)
+    rocket = picture("rocket")  # 640 x 427 as stored; EXIF orientation 6 shows it turned, 427 x 640
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rocket.save(root / "images" / "sideways.jpg", exif=exif.tobytes())
+    rows = [("masked.jpg", 512, 512, "mask", *ASTRONAUT_FACE),
+            ("bare.jpg", 512, 512, "without_mask", *ASTRONAUT_FACE),
+            ("bare.jpg", 512, 512, "without_mask", 10, 10, 30, 30),
+            ("sideways.jpg", rocket.width, rocket.height, "incorrect_mask", 10, 10, 60, 60)]
+    with open(root / "boxes.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "width", "height", "label", "xmin", "ymin", "xmax", "ymax"])
+        writer.writerows(rows)
+    return root
+
+
+def test_the_detection_set_is_read_and_checked(tmp_path):
+    import argparse
+
+    data = write_detection_set(tmp_path / "detection")
+    assert common.has_detection_set(data) and not common.has_detection_set(tmp_path)
+    parser = argparse.ArgumentParser(prog="bench")
+    common.require_detection_set(parser, data)
+    with pytest.raises(SystemExit) as exit_:
+        common.require_detection_set(parser, tmp_path / "nothing", "--data")
+    assert exit_.value.code == 2
+    truth = common.load_truth(data)
+    assert sorted(truth) == ["bare.jpg", "masked.jpg", "sideways.jpg"]
+    assert [label for label, _ in truth["bare.jpg"]] == ["without_mask", "without_mask"]
+    assert np.array_equal(truth["masked.jpg"][0][1], ASTRONAUT_FACE)
+    sizes = common.photo_sizes(data)
+    assert sizes["masked.jpg"] == (512, 512) and sizes["sideways.jpg"] == (640, 427)
+    assert common.load_photo(data / "images" / "bare.jpg", 512, 512).shape == (512, 512, 3)
+    # the labels were drawn on the stored pixel grid: the EXIF rotation would turn the photo off them
+    assert common.load_photo(data / "images" / "sideways.jpg", *sizes["sideways.jpg"]).shape == (427, 640, 3)
+
+
+def test_matches_count_faces_of_the_minimum_size_and_match_at_the_iou():
+    labels = [("mask", np.array(ASTRONAUT_FACE, float)), ("without_mask", np.array([10, 10, 30, 30], float)),
+              ("without_mask", np.array([300, 300, 400, 400], float))]
+    boxes = [(182, 62, 298, 198), (5, 5, 35, 35), (340, 340, 440, 440)]
+    assert [(label, best) for label, _, best in common.matches(labels, boxes)] == [("mask", 0), ("without_mask", None)]
+    # the 20 px face is counted at min_size 16; the third face matches its box at a lower IoU
+    found = [(label, best) for label, _, best in common.matches(labels, boxes, min_size=16, iou=0.2)]
+    assert found == [("mask", 0), ("without_mask", 1), ("without_mask", 2)]
+    assert [best for _, _, best in common.matches(labels, [])] == [None, None]
+
+
+def test_folds_split_photos_by_name_the_same_way_every_time():
+    folds = [common.fold_of(f"photo_{k}.jpg") for k in range(200)]
+    assert set(folds) == set(range(common.FOLDS)) and folds == [common.fold_of(f"photo_{k}.jpg") for k in range(200)]
+
+
+def test_collect_finds_and_cuts_the_labelled_faces(tmp_path):
+    data = write_detection_set(tmp_path / "detection")
+    collected = common.collect(data, ["mask", "without_mask"])
+    found, labelled = collected["found"], collected["labelled"]
+    # both astronaut faces are counted (the 20 px face and the unknown label are not) and cut from their boxes
+    assert sorted(labelled["labels"].tolist()) == ["mask", "without_mask"]
+    assert labelled["crops"].shape == (2, 256, 256, 3)
+    assert sum(collected["counted"].values()) == 2
+    # the face stage finds the bare face at least (a masked face is harder), cut with its own geometry
+    assert "without_mask" in found["labels"].tolist() and found["crops"].shape[1:] == (256, 256, 3)
+    assert set(found["folds"].tolist()) <= {common.fold_of("bare.jpg"), common.fold_of("masked.jpg")}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # two child processes, each importing TensorFlow and training
+def test_bench_train_speed_runs_both_sides_in_child_processes(tmp_path, monkeypatch, capsys):
+    from benchmarks import bench_train
+
+    crops = make_crop_dataset(tmp_path / "crops", per_class=12, size=48)
+    monkeypatch.chdir(tmp_path)  # the children find the benchmarks package from anywhere
+    assert bench_train.main(["--data", str(crops), "--epochs", "1", "--image-size", "32", "--batch-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline" in out and "ours" in out and "speed-up: ours/baseline" in out
