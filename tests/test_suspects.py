@@ -93,6 +93,7 @@ def manifest_for(root: Path) -> None:
     records.append_rows(root / facecrops.MANIFEST, facecrops.FACE_FIELDS, rows)
 
 
+@pytest.mark.slow
 def test_suspects_lead_the_review_sheet_and_a_move_to_another_class_is_journaled_and_undone(tmp_path, capsys):
     from maskdetect import faces, moves
 
