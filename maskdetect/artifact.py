@@ -42,6 +42,8 @@ def load_model(path: str | Path):
             meta = json.loads(archive.read(META_NAME))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
         raise ValueError(f"{path} is not a model saved by train_a_model.py") from None
+    from maskdetect import models  # noqa: F401  (registers the layers a saved classifier may use)
+
     model = keras.models.load_model(path, safe_mode=True, compile=False)
     return model, meta
 

@@ -219,3 +219,22 @@ class VideoDegrade(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "probability": self.probability}
+
+
+@keras.saving.register_keras_serializable(package="maskdetect")
+class Mirror(layers.Layer):
+    """The images mirrored left to right. Registered, so that a saved model that uses it loads in safe mode."""
+
+    def call(self, images):
+        return keras.ops.flip(images, axis=2)
+
+
+def mirror_averaged(model: keras.Model) -> keras.Model:
+    """``model`` applied to each image and to its mirror image, the two outputs averaged: the classifier that
+    is saved, so that detection, the exports, ``--rank-on`` and the decision weights all see the same
+    probabilities. On the street faces of bench_street it turned three trainings of the default from one
+    meeting both street targets to all three (unmasked faces called right: 95.9/98.3/97.6 % one pass,
+    96.9/97.1/97.8 % averaged), at twice the classifier's cost per face."""
+    inputs = keras.Input(model.input_shape[1:], name="pixels")
+    outputs = layers.Average(name="mirror_average")([model(inputs), model(Mirror(name="mirror")(inputs))])
+    return keras.Model(inputs, outputs, name=f"{model.name}_mirror_averaged")

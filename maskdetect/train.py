@@ -177,6 +177,9 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     epochs_run = len(history["loss"])
     val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
     best_epoch = int(np.argmin(history["val_loss"])) + 1
+    # From here on the classifier is the saved one: each face and its mirror image, averaged (see
+    # models.mirror_averaged); the decision weights are fitted on what detection will see.
+    model = models.mirror_averaged(model)
     street = np.asarray([index for index in val_idx if crops.kinds and crops.kinds[index] == facecrops.ANNOTATED])
     decision = {"weights": None, "faces": [0] * classes, "why": "no street faces in the validation split"}
     if len(street):
@@ -194,7 +197,7 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     model_path = run_dir / "model.keras"
     meta = {"class_names": crops.class_names, "image_size": settings.image_size, "binary": binary,
             "network": settings.model, "run_id": run_dir.name, "hyperparameters": settings.hyperparameters(),
-            "crop": crop, "decision": decision}
+            "crop": crop, "decision": decision, "mirror_averaged": True}
     artifact.save_model(model, model_path, meta)
     metrics.update(decision=decision, val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
                    best_epoch=best_epoch, train_seconds=round(train_seconds, 1))

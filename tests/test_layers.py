@@ -104,7 +104,9 @@ def test_shared_facts_sit_below_the_stages():
     assert graph["runlog"] <= {"records", "settings"}
     assert graph["facecrops"] <= {"records", "images"}
     assert graph["decisions"] <= {"classes"}
-    assert graph["artifact"] <= {"decisions", "facecrops", "runtime"}
+    # models: the layers a saved classifier uses (Mirror) must be registered before it loads
+    assert graph["artifact"] <= {"decisions", "facecrops", "runtime", "models"}
+    assert graph["models"] <= {"settings"}
     for reader in ("review", "data", "annotations"):
         assert "faces" not in graph[reader], f"{reader} imports the face stage"
     assert not graph["models"] & {"train", "sweep"}

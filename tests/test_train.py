@@ -241,7 +241,13 @@ def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_p
     decision = meta["decision"]
     assert len(decision["weights"]) == 2 and sum(decision["faces"]) >= 2 * decisions.MIN_CALIBRATION_FACES
     assert json.loads(Path(row["run_dir"], "metrics.json").read_text())["decision"] == decision
-    assert detect.load_classifier(row["model_path"]).decision_weights == decision["weights"]
+    classifier = detect.load_classifier(row["model_path"])
+    assert classifier.decision_weights == decision["weights"] and meta["mirror_averaged"]
+    # the saved classifier averages each face with its mirror image: a face and its mirror score alike
+    from PIL import Image
+
+    faces_ = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in sorted(root.glob("*/*.jpg"))[:8]])
+    assert np.allclose(classifier.probabilities(faces_), classifier.probabilities(faces_[:, :, ::-1]), atol=1e-4)
 
 
 def test_the_split_gives_each_side_its_share_of_the_street_faces():
