@@ -240,3 +240,12 @@ def make_labelled_folder(root: Path) -> Path:
             f"<annotation><folder>images</folder><filename>{name}</filename><size><width>{image.width}</width>"
             f"<height>{image.height}</height><depth>3</depth></size>{objects}</annotation>")
     return root
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test interrupts: Ctrl-C's default action, as in a terminal. A shell
+    starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler, so a
+    test suite run in the background would see its Ctrl-C tests fail."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

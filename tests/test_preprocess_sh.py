@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PYTHON, REPO, build_messy_tree, shared_data, tree_digest
+from helpers import PYTHON, REPO, build_messy_tree, shared_data, sigint_as_in_a_terminal, tree_digest
 from PIL import Image
 
 from maskdetect import moves
@@ -83,7 +83,7 @@ def test_ctrl_c_mid_run_loses_nothing_and_a_rerun_completes(tmp_path):
         process = subprocess.Popen(
             [str(REPO / "preprocess.sh"), "--input", str(root), "--logs", str(logs), "--skip-faces"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-            env={**os.environ, "PYTHON": PYTHON},
+            env={**os.environ, "PYTHON": PYTHON}, preexec_fn=sigint_as_in_a_terminal,
         )
         size = journal.stat().st_size if journal.exists() else 0
         deadline = time.monotonic() + 120

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_crop_dataset, make_labelled_folder
+from helpers import make_crop_dataset, make_labelled_folder, sigint_as_in_a_terminal
 
 from maskdetect import records, runlog, sweep, train, trials
 
@@ -29,7 +29,8 @@ def crops(tmp_path_factory) -> Path:
 
 def auto_train(*argv: str, **options) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(REPO / "auto_train.py"), *argv], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_as_in_a_terminal,
+                            **options)
 
 
 def log_rows(logs: Path) -> list[dict]:
