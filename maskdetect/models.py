@@ -90,6 +90,27 @@ def fetch_imagenet_weights(alpha: float, file_hash: str | None = None) -> str:
         ) from None
 
 
+def mobilenetv2_trunk(image_size: int, alpha: float, weights: str | None, **options) -> keras.Model:
+    """MobileNetV2 without its top at width ``alpha`` for ``image_size`` px, its weights from ``weights``:
+    ``"imagenet"`` (Keras's file, see ``fetch_imagenet_weights``), a local weights file, or None or ``"none"``
+    (from scratch). ``options`` go to ``keras.applications.MobileNetV2`` (``name``, ``pooling``). A file that
+    does not load is a one-line ValueError."""
+    # Built for the real input size with no weights, then loaded: Keras's weights="imagenet" would look
+    # for the file in the import-time cache and warn about every size but five.
+    trunk = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False, weights=None,
+                                           alpha=alpha, **options)
+    if weights == "imagenet":
+        weights = fetch_imagenet_weights(alpha)
+    if weights and weights != "none":
+        try:
+            trunk.load_weights(weights)
+        except (ValueError, OSError, KeyError) as error:
+            reason = " ".join(str(error).split())[:300]
+            raise ValueError(f"the weights file {weights} does not load into MobileNetV2 alpha {alpha} ({reason}); "
+                             f"give the --alpha it was made for, or replace a broken file") from None
+    return trunk
+
+
 def build_model(network: str, image_size: int, kernel_size: int, num_classes: int,
                 weights: str | None = None, steps_per_epoch: int = 100, alpha: float = 0.35) -> keras.Model:
     """``small``: 4 blocks of one conv (32-64-128-256 filters), quick. ``deep``: 4 blocks of two convs
@@ -106,20 +127,7 @@ def build_model(network: str, image_size: int, kernel_size: int, num_classes: in
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     if network == "mobilenetv2":
         x = layers.Rescaling(1 / 127.5, offset=-1, name="rescale")(inputs)
-        # Built for the real input size with no weights, then loaded: Keras's weights="imagenet" would look
-        # for the file in the import-time cache and warn about every size but five.
-        backbone = keras.applications.MobileNetV2(
-            input_shape=(image_size, image_size, 3), include_top=False, weights=None, alpha=alpha, name=TRUNK
-        )
-        if weights == "imagenet":
-            weights = fetch_imagenet_weights(alpha)
-        if weights and weights != "none":
-            try:
-                backbone.load_weights(weights)
-            except (ValueError, OSError, KeyError) as error:
-                reason = " ".join(str(error).split())[:300]
-                raise ValueError(f"the weights file {weights} does not load into MobileNetV2 alpha {alpha} ({reason}); "
-                                 f"give the --alpha it was made for, or replace a broken file") from None
+        backbone = mobilenetv2_trunk(image_size, alpha, weights, name=TRUNK)
         model = keras.Model(inputs, _head(backbone(x), num_classes, 0.2), name="mobilenetv2")
         if weights and weights != "none":
             set_trunk_trainable(model, False)

@@ -74,17 +74,9 @@ def features(paths: list[str], image_size: int, weights: str) -> np.ndarray:
         tf.constant(0)
     from maskdetect import models
 
-    if weights == "imagenet":
-        weights = models.fetch_imagenet_weights(DEFAULT_ALPHA)
     inputs = keras.Input((image_size, image_size, 3))
     scaled = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    trunk = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False,
-                                           weights=None, alpha=DEFAULT_ALPHA, pooling="avg")
-    try:
-        trunk.load_weights(weights)
-    except (ValueError, OSError, KeyError) as error:
-        raise ValueError(f"the weights file {weights} does not load into MobileNetV2 alpha {DEFAULT_ALPHA} "
-                         f"({' '.join(str(error).split())[:200]})") from None
+    trunk = models.mobilenetv2_trunk(image_size, DEFAULT_ALPHA, weights, pooling="avg")
     network = keras.Model(inputs, trunk(scaled, training=False))
     dataset = data.make_dataset(paths, np.zeros(len(paths), dtype=np.int64), image_size, _BATCH, shuffle=False,
                                 seed=0)
