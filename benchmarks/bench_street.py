@@ -9,7 +9,7 @@ here is trained on:
               ``process_faces.py --annotations`` into the work folder (its incorrect_mask faces only in rows
               with three classes); wild3: the same faces three times over (oversampled).
 
-The face stage runs once over the detection photos (cached in ``<work>/found.npz``); every row's classifier
+The face stage runs once over the detection photos (cached in ``<work>/found_*.npz``); every row's classifier
 is then scored on the same found faces. Printed per row and class, for labelled faces whose short side is
 at least --min-size px: the face stage's recall, end to end (found AND called right), the classifier on
 found faces, the ROC AUC of P(without_mask) between found mask and without_mask faces (how well the model
@@ -42,7 +42,7 @@ from benchmarks.common import (
     MATCH_IOU,
     MIN_FACE,
     REPO,
-    collect,
+    found_faces,
     require_detection_set,
 )
 from maskdetect import annotations, detect, facecrops, images, records, runlog, runtime
@@ -92,22 +92,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not folder.exists():
             parser.error(f"{folder} does not exist")
     return args
-
-
-def found_faces(args: argparse.Namespace) -> dict:
-    """The face stage's crops of the labelled faces it finds, their labels, and the labelled faces counted."""
-    cache = args.work / f"found_{args.limit}_{args.min_size}_{args.iou}.npz"
-    if cache.is_file():
-        stored = np.load(cache, allow_pickle=False)
-        counted = json.loads(str(stored["counted"]))
-        return {"crops": stored["crops"], "labels": stored["labels"], "counted": counted}
-    collected = collect(args.detection, list(THREE), args.limit, args.min_size, args.iou)
-    counted: dict[str, int] = {}
-    for (label, _), count in collected["counted"].items():
-        counted[label] = counted.get(label, 0) + count
-    found = collected["found"]
-    np.savez(cache, crops=found["crops"], labels=found["labels"], counted=json.dumps(counted))
-    return {"crops": found["crops"], "labels": found["labels"], "counted": counted}
 
 
 def wild_crops(args: argparse.Namespace) -> Path:
@@ -217,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         args.work.mkdir(parents=True, exist_ok=True)
         results_path = args.work / "results.json"
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        found = found_faces(args)
+        found = found_faces(args.detection, args.work, args.limit, args.min_size, args.iou)
         print("labelled faces counted: " + ", ".join(f"{k} {v}" for k, v in sorted(found["counted"].items()))
               + f"; found by the face stage: {len(found['labels'])}")
         sources = {"faces": args.faces.resolve()}
