@@ -514,7 +514,8 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
         "image_size": pipeline.classifier.image_size,
         "detect_every": every or DEFAULT_VIDEO_EVERY if any(t.kind != "image" for t in tallies) else 1,
         "detector_settings": {key: getattr(pipeline.settings, key) for key in
-                              ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size")},
+                              ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size",
+                               "face_detector")},
         # the model's crop geometry and where it came from (default: a model saved before it was recorded)
         "crop": {"margin": pipeline.settings.margin, "crop_size": pipeline.settings.size,
                  "source": pipeline.classifier.crop_source},
@@ -566,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"also write the model as {' or '.join(export.FORMATS)}, to run without this code")
     parser.add_argument("--export-path", type=Path,
                         help="where --export writes (default: beside the model: model.tflite, model_savedmodel/)")
+    parser.add_argument("--face-detector", metavar="DIR",
+                        help="a face detector you trained with train_face_detector.py (default: the shipped one)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -588,6 +591,7 @@ def _main(args) -> int:
         raise ValueError(f"--every must be at least 1, not {args.every}")
     if args.max_frames < 0:
         raise ValueError(f"--max-frames must be 0 (all) or more, not {args.max_frames}")
+    settings = dataclasses.replace(CROP, face_detector=args.face_detector)  # checked before any model loads
     items, problems = plan_inputs(args.inputs)
     if args.inputs and not items:
         raise ValueError("; ".join(problems) if problems else "nothing to process")
@@ -607,7 +611,7 @@ def _main(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
     output = args.output or args.logs / "detect" / time.strftime("%Y%m%d-%H%M%S")
     _refuse_to_overwrite_sources(items, output)
-    pipeline = MaskDetector(classifier)
+    pipeline = MaskDetector(classifier, settings)
     summary = process(pipeline, items, output, args.every, args.show, args.max_frames, problems)
     totals = summary["totals"]
     per_class = ", ".join(f"{name} {count}" for name, count in totals["faces_per_class"].items())

@@ -57,6 +57,7 @@ __all__ = [
 _SSD_MIN_CONFIDENCE = 0.05
 _BLAZEFACE_MIN_SCORE = 0.10
 _MTCNN_BELOW_THRESHOLD_MIN_CONFIDENCE = 0.30
+_FACEFINDER_MIN_SCORE = 0.05
 # A proposal at or above this IoU with a kept face, or with another proposal, is the same face.
 _SAME_FACE_IOU = 0.30
 # A second-stage box with this share of its area inside a kept face is part of that face (an eye,
@@ -232,6 +233,7 @@ class DetectorSettings:
         scores, and a group is zoomed in on around the box of its first source in this order. The
         fusion weights were fitted with all of the built-in sources running: a source left out
         counts as having proposed nothing.
+    face_model: the ``facefinder`` source's model file (``train_face_detector.py``); None: the shipped one.
     """
 
     threshold: float = 0.9
@@ -244,6 +246,7 @@ class DetectorSettings:
     ssd_size: int = 640
     num_threads: int | None = None
     proposal_sources: tuple[str, ...] | None = None
+    face_model: str | None = None
 
     def __post_init__(self) -> None:
         def require_probability(name: str, value: Any) -> None:
@@ -272,6 +275,8 @@ class DetectorSettings:
             raise ValueError(f"second_stage must be True or False, got {self.second_stage!r}")
         if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
             raise ValueError(f"num_threads must be None or a positive integer, got {self.num_threads!r}")
+        if self.face_model is not None and not isinstance(self.face_model, (str, os.PathLike)):
+            raise ValueError(f"face_model must be None or a file path, got {self.face_model!r}")
         if self.proposal_sources is not None:
             names = self.proposal_sources
             if isinstance(names, str) or not isinstance(names, (tuple, list)) \
@@ -671,6 +676,24 @@ class MtcnnBelowThresholdSource:
         """One pass: the MTCNN faces from 0.30 up to (not including) the keep threshold."""
         return [[dataclasses.replace(face, landmarks=None, detector=self.name) for face in mtcnn_faces
                  if _MTCNN_BELOW_THRESHOLD_MIN_CONFIDENCE <= face.confidence < self._keep_threshold]]
+
+
+@register_proposal_source
+class FaceFinderSource:
+    """Our own face finder (``maskdetect.facefinder``), trained on labelled street photos with masked faces:
+    the shipped ``maskdetect/weights/facefinder.keras`` or the file ``DetectorSettings.face_model`` names."""
+
+    name = "facefinder"
+    gate = 0.30
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        from maskdetect import facefinder
+
+        self._finder = facefinder.FaceFinder.load(settings.face_model or facefinder.SHIPPED_MODEL)
+
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+        """One pass: its faces of score 0.05 or more, thinned by non-maximum suppression."""
+        return [_faces_from_rows(_nms(self._finder(image, _FACEFINDER_MIN_SCORE), _BLAZEFACE_NMS_IOU), self.name)]
 
 
 @dataclass

@@ -60,6 +60,9 @@ REJECTED_DIR = "_rejected"
 REJECTED_RECORD = "rejected.csv"
 
 
+FACE_DETECTOR_FILES = ("facefinder.keras", "fusion.json")  # what train_face_detector.py writes
+
+
 @dataclass(frozen=True)
 class CropSettings:
     """How faces are found and cut. Validated on construction."""
@@ -71,6 +74,8 @@ class CropSettings:
     detect_size: int = 640
     second_stage: bool = True
     pad_retry: bool = True
+    # A folder of train_face_detector.py (facefinder.keras + fusion.json); None: the shipped face finder.
+    face_detector: str | None = None
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 4096:
@@ -85,6 +90,12 @@ class CropSettings:
             )
         if self.detect_size < 64:
             raise ValueError(f"--detect-size must be at least 64 pixels, not {self.detect_size}")
+        if self.face_detector is not None:
+            folder = Path(self.face_detector)
+            missing = [name for name in FACE_DETECTOR_FILES if not (folder / name).is_file()]
+            if missing:
+                raise ValueError(f"--face-detector {folder} has no {' or '.join(missing)}: give a folder that "
+                                 f"train_face_detector.py finished")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,8 +49,12 @@ def detector_settings(settings: CropSettings, threads: int | None = None):
     """The detector settings the face stage uses; inference (maskdetect.detect) builds its detector from them too."""
     from maskdetect.detectors import DetectorSettings
 
+    trained = {}
+    if settings.face_detector is not None:  # a user's own face finder, with the fusion weights fitted for it
+        face_model, fusion = (str(Path(settings.face_detector) / name) for name in facecrops.FACE_DETECTOR_FILES)
+        trained = {"face_model": face_model, "fusion": fusion}
     return DetectorSettings(threshold=settings.threshold, detect_size=settings.detect_size,
-                            second_stage=settings.second_stage, num_threads=threads)
+                            second_stage=settings.second_stage, num_threads=threads, **trained)
 
 
 _detector_settings = detector_settings  # the old private name
@@ -231,6 +235,8 @@ def build_parser():
                         help="MTCNN only: do not add the masked faces it misses")
     parser.add_argument("--no-pad-retry", action="store_true",
                         help="do not retry small photos inside a border when no face is found")
+    parser.add_argument("--face-detector", metavar="DIR",
+                        help="a face detector you trained with train_face_detector.py (default: the shipped one)")
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
     parser.add_argument("--review", action="store_true", help="only (re)write the review sheets")
     parser.add_argument("--apply-review", type=Path, metavar="FILE",
@@ -277,6 +283,7 @@ def _main(args) -> int:
     settings = CropSettings(
         size=args.size, margin=args.margin, threshold=args.threshold, review_threshold=args.review_threshold,
         detect_size=args.detect_size, second_stage=not args.no_second_stage, pad_retry=not args.no_pad_retry,
+        face_detector=args.face_detector,
     )
     if args.jobs < 1:
         raise ValueError("--jobs must be at least 1")
