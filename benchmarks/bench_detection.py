@@ -14,6 +14,7 @@ TFLite, OMP), photos in sorted-name order.
     .venv/bin/python -m benchmarks.bench_detection                       # all 660 photos, ~10 min
     .venv/bin/python -m benchmarks.bench_detection --limit 100 --out /tmp/bench_det
     .venv/bin/python -m benchmarks.bench_detection --first-stage         # also our MTCNN alone
+    .venv/bin/python -m benchmarks.bench_detection --fusion my_fusion.json --no-plain  # refitted weights
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first-stage", action="store_true",
                         help="also run maskdetect's detector with second_stage=False")
     parser.add_argument("--no-plain", action="store_true", help="skip plain MTCNN")
+    parser.add_argument("--fusion", type=Path, default=None,
+                        help="fusion weights file for the defaults' second stage (default: the shipped one)")
     parser.add_argument("--sheet-max", type=int, default=480, help="most crops on the contact sheet")
     args = parser.parse_args(argv)
     if args.limit < 0 or args.threads < 1 or args.min_size < 0 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --threads >= 1, --min-size >= 0 and 0 < --iou <= 1")
     require_detection_set(parser, args.data, "--data")
+    if args.fusion is not None and not args.fusion.is_file():
+        parser.error(f"--fusion {args.fusion} is not a file")
     return args
 
 
@@ -235,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     t0 = time.perf_counter()
-    ours = FaceDetector(num_threads=args.threads)
+    ours = FaceDetector(num_threads=args.threads, fusion=args.fusion)
     print(f"defaults: {ours.settings} (loaded in {time.perf_counter() - t0:.1f} s)")
 
     def detect_ours(detector):

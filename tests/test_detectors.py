@@ -245,16 +245,27 @@ class FakeSource:
 
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """The registry and the weights table as copies, so that a test's registrations do not leak."""
+    """The registry as a copy, so that a test's registrations do not leak."""
     monkeypatch.setattr(detectors, "PROPOSAL_SOURCES", dict(detectors.PROPOSAL_SOURCES))
-    monkeypatch.setattr(detectors, "FUSION_WEIGHTS", dict(detectors.FUSION_WEIGHTS))
     FakeSource.boxes, FakeSource.seen_mtcnn_faces = [], []
     return detectors.PROPOSAL_SOURCES
 
 
+def fusion_file(folder, **extra_weights: float) -> str:
+    """A fusion weights file: the shipped table with ``extra_weights`` added."""
+    table = detectors.load_fusion()
+    table["weights"].update(extra_weights)
+    path = folder / "fusion.json"
+    path.write_text(json.dumps(table))
+    return str(path)
+
+
 def test_built_in_sources_are_registered_weighted_and_run_by_default(default_detector: FaceDetector) -> None:
     assert list(detectors.PROPOSAL_SOURCES) == BUILT_IN_SOURCES
-    assert all(name in detectors.FUSION_WEIGHTS for name in BUILT_IN_SOURCES)
+    shipped = detectors.load_fusion()
+    assert all(name in shipped["weights"] for name in BUILT_IN_SOURCES)
+    assert shipped["sources"] == BUILT_IN_SOURCES
+    assert default_detector.fusion == shipped
     assert DetectorSettings().source_names() == tuple(BUILT_IN_SOURCES)
     assert DetectorSettings(second_stage=False).source_names() == ()
     assert [source.name for source in default_detector._sources] == BUILT_IN_SOURCES
@@ -279,12 +290,13 @@ def test_review_faces_are_low_confidence(default_detector: FaceDetector) -> None
     assert all(face.confidence < default_detector.settings.threshold for face in found if face.low_confidence)
 
 
-def test_a_registered_source_is_fused(registry: dict, monkeypatch: pytest.MonkeyPatch, astronaut: np.ndarray) -> None:
+def test_a_registered_source_is_fused(registry: dict, monkeypatch: pytest.MonkeyPatch, astronaut: np.ndarray,
+                                     tmp_path) -> None:
     assert register_proposal_source(FakeSource) is FakeSource
     assert registry["fake_source"] is FakeSource
-    weights = detectors.FUSION_WEIGHTS
-    weights["fake_source"], weights["fake_source_passes"] = 8.0, 0.5
-    detector = FaceDetector(proposal_sources=("fake_source",))
+    detector = FaceDetector(proposal_sources=("fake_source",),
+                            fusion=fusion_file(tmp_path, fake_source=8.0, fake_source_passes=0.5))
+    weights = detector.fusion["weights"]
     assert [type(source) for source in detector._sources] == [FakeSource]
     # The zoomed-in BlazeFace looks are the real models' business (they score even a gray square a little):
     # here they see nothing, so the fused probability is the fake source's evidence alone.
@@ -293,7 +305,7 @@ def test_a_registered_source_is_fused(registry: dict, monkeypatch: pytest.Monkey
 
     FakeSource.boxes = [(216.0, 206.0, 296.0, 306.0, 0.9)]
     faces = detector.detect(gray)
-    expected = 1 / (1 + math.exp(-(detectors.FUSION_BIAS + 8.0 * 0.9 + 0.5 * 2)))
+    expected = 1 / (1 + math.exp(-(detector.fusion["bias"] + 8.0 * 0.9 + 0.5 * 2)))
     assert expected > detector.settings.second_stage_threshold
     assert [(face.x1, face.y1, face.x2, face.y2, face.detector) for face in faces] == [
         (216.0, 206.0, 296.0, 306.0, FaceKind.SECOND_STAGE)]
@@ -337,16 +349,15 @@ def test_settings_keep_the_chosen_sources_in_order() -> None:
     assert hash(settings) == hash(DetectorSettings(proposal_sources=("mtcnn_below_threshold", "ssd")))
 
 
-def test_a_source_needs_a_weight_before_models_load(registry: dict) -> None:
+def test_a_source_needs_a_weight_before_models_load(registry: dict, tmp_path) -> None:
     register_proposal_source(FakeSource)
-    with pytest.raises(ValueError, match="no weight in FUSION_WEIGHTS"):
+    with pytest.raises(ValueError, match="no weight in the fusion weights .*refit the fusion"):
         FaceDetector(proposal_sources=("fake_source",))
-    with pytest.raises(ValueError, match="no weight in FUSION_WEIGHTS"):
+    with pytest.raises(ValueError, match="no weight in the fusion weights"):
         FaceDetector()  # every registered source runs by default
-    detectors.FUSION_WEIGHTS["fake_source"] = 1.0
-    detectors.FUSION_WEIGHTS["retired_source"] = 1.0
     with pytest.raises(ValueError, match="retired_source"):
-        FaceDetector(proposal_sources=("fake_source",))
+        FaceDetector(proposal_sources=("fake_source",),
+                     fusion=fusion_file(tmp_path, fake_source=1.0, retired_source=1.0))
 
 
 def test_bad_registrations_are_rejected(registry: dict) -> None:

@@ -1,0 +1,238 @@
+"""Fit the second stage's fusion weights on labelled photos.
+
+The second stage of :class:`maskdetect.detectors.FaceDetector` turns each proposal group's evidence
+into a probability with a logistic model whose weights live in a JSON file (the shipped one is
+``maskdetect/weights/fusion.json``; ``DetectorSettings.fusion`` names another). This module refits
+that file from photos with labelled faces, in any format :mod:`maskdetect.annotations` reads:
+
+    python -m maskdetect.fusion --annotations shared/data/wild --output my_fusion.json
+
+For each photo the detector runs as it does when detecting (MTCNN, then the proposal sources, the
+gates and the zoomed-in looks) and every group past the gates becomes one row of features; its
+target is 1 when its box overlaps a labelled face (any label, any size) at IoU >= ``match_iou``.
+Groups on faces MTCNN keeps never reach the fusion, so they are not rows either.
+
+Photos should be ones the detector will be measured on only if the measurement is meant to be
+in-sample: fit on one set, benchmark on another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskdetect import annotations, images
+from maskdetect.detectors import (
+    PASSES_SUFFIX,
+    ZOOMED_FULL_RANGE,
+    ZOOMED_SHORT_RANGE,
+    DetectorSettings,
+    FaceDetector,
+    check_fusion,
+    fusion_features,
+    iou,
+    load_fusion,
+)
+
+log = logging.getLogger(__name__)
+
+MATCH_IOU = 0.4  # as benchmarks/bench_detection.py counts a labelled face found
+# Regularisation strengths tried by cross-validation (inverse, as scikit-learn's C). The features are
+# scores in 0..1 and pass counts of a few, so no scaling is needed for the penalty to treat them alike.
+C_GRID = tuple(float(c) for c in np.logspace(-3, 3, 13))
+CV_FOLDS = 5
+# Weights are written with this many decimals: finer digits are noise of the fit.
+DECIMALS = 4
+
+__all__ = ["collect", "fit", "load", "main", "save"]
+
+
+def _photo_and_boxes(photo: annotations.LabelledPhoto) -> tuple[np.ndarray, np.ndarray] | str:
+    """The photo decoded as the pipeline does, and its labelled boxes in its pixels; or why it cannot be used."""
+    rgb = images.load_rgb(photo.image)
+    boxes = np.array([face.box for face in photo.faces], dtype=np.float64).reshape(-1, 4)
+    if not np.isfinite(boxes).all():
+        return "a box is not four finite numbers"
+    height, width = rgb.shape[:2]
+    if photo.drawn_size is None or photo.drawn_size == (width, height):
+        return rgb, boxes
+    from PIL import Image
+
+    # A tool that ignored the EXIF orientation drew on the raw pixel grid (benchmarks.common.load_photo).
+    with Image.open(photo.image) as image:
+        if image.size == photo.drawn_size:
+            return np.asarray(images.to_rgb8(image)), boxes
+    drawn_width, drawn_height = photo.drawn_size
+    # Boxes drawn on a resized copy scale with it; a turned photo's would not, so it is left out.
+    if abs(drawn_width / drawn_height - width / height) > 0.02 * width / height:
+        return f"the boxes were drawn on a {drawn_width}x{drawn_height} picture, the photo is {width}x{height}"
+    return rgb, boxes * np.array([width / drawn_width, height / drawn_height] * 2)
+
+
+def collect(labels: annotations.Labels, detector: FaceDetector, match_iou: float = MATCH_IOU,
+            progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """Features and targets of every gated proposal group in the labelled photos.
+
+    Returns the feature names (:func:`maskdetect.detectors.fusion_features` of the detector's
+    sources), X (a row per group), y (1 where the group's box has IoU >= ``match_iou`` with a
+    labelled face) and the number of photos used. A photo that cannot be used is one warning line
+    and skipped.
+    """
+    from tqdm import tqdm
+
+    if not 0 < match_iou <= 1:
+        raise ValueError(f"match_iou must be in (0, 1], got {match_iou!r}")
+    sources = detector.settings.source_names()
+    if not sources:
+        raise ValueError("the detector runs no second stage: there is nothing to fit")
+    names = fusion_features(sources)
+    for problem in labels.problems:
+        log.warning("%s", problem)
+    rows: list[list[float]] = []
+    targets: list[int] = []
+    used = 0
+    for photo in tqdm(labels.photos, desc="fusion features", unit="photo", disable=not progress):
+        try:
+            loaded = _photo_and_boxes(photo)
+        except images.DECODE_ERRORS as error:
+            loaded = f"cannot be read ({error})"
+        if isinstance(loaded, str):
+            log.warning("%s: %s; skipped", photo.image, " ".join(loaded.split()))
+            continue
+        rgb, truth = loaded
+        for box, features in detector.proposal_groups(rgb):
+            rows.append([features.get(name, 0.0) for name in names])
+            targets.append(int(len(truth) > 0 and iou(box[None], truth).max() >= match_iou))
+        used += 1
+    return names, np.array(rows, dtype=np.float64).reshape(-1, len(names)), np.array(targets, dtype=int), used
+
+
+def fit(feature_names: Sequence[str], X: np.ndarray, y: np.ndarray, fitted_on: str = "") -> dict[str, Any]:
+    """A logistic regression of ``y`` on ``X``, as a fusion weights table (the file's format).
+
+    The penalty's strength is chosen by cross-validated log loss (:data:`C_GRID`, :data:`CV_FOLDS`
+    stratified folds) when each class has enough rows for it, else C = 1. A source's pass count that
+    never exceeds 1 is left out: for a source that looks once it only says "proposed", which its
+    score (0 when it proposed nothing) already says.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    names = list(feature_names)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    if X.ndim != 2 or X.shape[1] != len(names) or y.shape != (X.shape[0],):
+        raise ValueError(f"X must be (rows, {len(names)} features) and y one value per row, "
+                         f"got {X.shape} and {y.shape}")
+    if not np.isfinite(X).all() or not np.isin(y, (0, 1)).all():
+        raise ValueError("X must be finite and y 0 or 1")
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    if not positives or not negatives:
+        raise ValueError(f"fitting needs groups on faces and groups off them: got {positives} on, {negatives} off")
+    keep = [index for index, name in enumerate(names)
+            if not (name.endswith(PASSES_SUFFIX) and X[:, index].max() <= 1)]
+    names = [names[index] for index in keep]
+    X = X[:, keep]
+    c = 1.0
+    if min(positives, negatives) >= 2 * CV_FOLDS:
+        folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0)
+        losses = [-cross_val_score(LogisticRegression(C=strength, max_iter=5000), X, y, cv=folds,
+                                   scoring="neg_log_loss").mean() for strength in C_GRID]
+        c = C_GRID[int(np.argmin(losses))]
+    model = LogisticRegression(C=c, max_iter=5000).fit(X, y)
+    sources = [name for name in names if not name.endswith(PASSES_SUFFIX)
+               and name not in (ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE)]
+    description = f"{len(y)} proposal groups ({positives} on labelled faces), logistic regression, C={c:.3g}"
+    return check_fusion({
+        "weights": {name: round(float(weight), DECIMALS) for name, weight in zip(names, model.coef_[0], strict=True)},
+        "bias": round(float(model.intercept_[0]), DECIMALS),
+        "sources": sources,
+        "fitted_on": f"{fitted_on}: {description}" if fitted_on else description,
+    }, "fit")
+
+
+def save(fusion: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a fusion weights table to ``path`` atomically (a reader never sees half a file)."""
+    table = check_fusion(fusion, str(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(table, indent=2) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """The fusion weights table in ``path``; a one-line ValueError when it is missing or malformed."""
+    return load_fusion(path)
+
+
+def collecting_detector(sources: Sequence[str] | None = None, **settings: Any) -> FaceDetector:
+    """A detector for :func:`collect`: it needs no fitted weights, but a detector checks that every
+    source it runs has one, so it gets a table of zeros for its sources' features."""
+    source_names = DetectorSettings(proposal_sources=sources).source_names()
+    with tempfile.TemporaryDirectory() as folder:
+        neutral = Path(folder) / "neutral.json"
+        save({"weights": dict.fromkeys(fusion_features(source_names), 0.0), "bias": 0.0,
+              "sources": list(source_names), "fitted_on": "nothing (collecting features)"}, neutral)
+        return FaceDetector(proposal_sources=sources, fusion=str(neutral), **settings)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage plus a line
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _Parser(prog="python -m maskdetect.fusion", description=__doc__.splitlines()[0])
+    parser.add_argument("--annotations", nargs="+", required=True, type=Path,
+                        help="labelled photos: VOC folders, CSV files or YOLO folders (see maskdetect.annotations)")
+    parser.add_argument("--output", required=True, type=Path, help="the fusion weights file to write")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N labelled photos; 0: all")
+    parser.add_argument("--sources", nargs="+", default=None,
+                        help="proposal sources to run (default: every registered one)")
+    parser.add_argument("--match-iou", type=float, default=MATCH_IOU,
+                        help=f"IoU with a labelled face for a group to count as a face (default {MATCH_IOU})")
+    parser.add_argument("--fitted-on", default="",
+                        help="what the photos are, for the file's fitted_on (default: the --annotations paths)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        if args.limit < 0 or not 0 < args.match_iou <= 1:
+            raise ValueError("--limit must be >= 0 and --match-iou in (0, 1]")
+        labels = annotations.Labels()
+        for path in args.annotations:
+            labels.extend(annotations.read(path))
+        if args.limit:
+            labels.photos = labels.photos[:args.limit]
+        if not labels.photos:
+            raise ValueError(f"no labelled photos in {' '.join(map(str, args.annotations))}")
+        detector = collecting_detector(args.sources)
+        names, X, y, used = collect(labels, detector, args.match_iou, progress=not args.quiet)
+        where = args.fitted_on or ", ".join(str(path) for path in args.annotations)
+        fusion = fit(names, X, y, fitted_on=f"{used} photos of {where}")
+        save(fusion, args.output)
+    except (ValueError, ImportError) as error:
+        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    print(f"{used} photos used, {len(y)} groups, {int(y.sum())} positives, {len(labels.photos) - used} skipped; "
+          f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
