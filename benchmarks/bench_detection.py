@@ -1,4 +1,4 @@
-"""Face-detection recall, precision and speed: maskdetect.detectors defaults against plain MTCNN.
+"""Face-detection recall, precision and speed: the face stage's defaults against the stage before them and MTCNN.
 
 Data: a folder with ``boxes.csv`` (image, width, height, label, xmin, ymin, xmax, ymax; labels
 mask / without_mask / incorrect_mask) and ``images/``. A ground-truth face counts as found when a
@@ -7,6 +7,12 @@ kept box has IoU >= 0.4 with it. Recall is given per class for faces whose short
 against the labels: the share of kept boxes that match some labelled face (any size). Unlabelled
 faces exist in these photos, so an unmatched box is not necessarily a non-face: a contact sheet of
 the defaults' unmatched boxes is written under --out for a person to judge.
+
+The baseline, measured in the same run, is the face stage as it was before its own face finder
+(issue 16): the three proposal sources ssd, blazeface and mtcnn_below_threshold with the fusion
+weights of ``benchmarks/fusion_before_facefinder.json`` (fitted on this very set, so in-sample) and a
+second-stage threshold of 0.25; ``--baseline-*`` change it. A contact sheet of the labelled masked
+faces the defaults still miss is written too (``missed_mask_*.png``).
 
 Timing is detection only (decoding excluded), by default on one thread (TensorFlow, OpenCV,
 TFLite, OMP), photos in sorted-name order.
@@ -44,7 +50,10 @@ from benchmarks.common import (
 from maskdetect.detectors import FaceDetector
 from maskdetect.detectors import iou as box_iou
 
-BUCKETS = ((0, 32, "<32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, 10**9, ">=128"))
+BUCKETS = ((0, 20, "<20"), (20, 32, "20-32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, 10**9, ">=128"))
+BASELINE_FUSION = Path(__file__).resolve().parent / "fusion_before_facefinder.json"
+BASELINE_SOURCES = ("ssd", "blazeface", "mtcnn_below_threshold")
+BASELINE_THRESHOLD = 0.25
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,13 +70,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-plain", action="store_true", help="skip plain MTCNN")
     parser.add_argument("--fusion", type=Path, default=None,
                         help="fusion weights file for the defaults' second stage (default: the shipped one)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the stage before the face finder")
+    parser.add_argument("--baseline-fusion", type=Path, default=BASELINE_FUSION, help="(default %(default)s)")
+    parser.add_argument("--baseline-sources", nargs="+", default=list(BASELINE_SOURCES),
+                        help="(default %(default)s)")
+    parser.add_argument("--baseline-threshold", type=float, default=BASELINE_THRESHOLD,
+                        help="its second-stage threshold (default %(default)s)")
     parser.add_argument("--sheet-max", type=int, default=480, help="most crops on the contact sheet")
     args = parser.parse_args(argv)
     if args.limit < 0 or args.threads < 1 or args.min_size < 0 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --threads >= 1, --min-size >= 0 and 0 < --iou <= 1")
     require_detection_set(parser, args.data, "--data")
-    if args.fusion is not None and not args.fusion.is_file():
-        parser.error(f"--fusion {args.fusion} is not a file")
+    for flag, path in (("--fusion", args.fusion), ("--baseline-fusion", args.baseline_fusion)):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag} {path} is not a file")
     return args
 
 
@@ -136,6 +152,7 @@ def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_s
     kept = matched = 0
     by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     unmatched = []
+    missed_mask = []
     empty = 0
     for photo, boxes in det.boxes.items():
         labels = truth[photo]
@@ -150,6 +167,8 @@ def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_s
             if side >= min_size:
                 total[label] += 1
                 found[label] += hit
+                if label == "mask" and not hit:
+                    missed_mask.append((photo, box))
         kept += len(boxes)
         empty += not len(boxes)
         if len(boxes):
@@ -174,6 +193,7 @@ def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_s
         "s_per_photo_p90": float(np.percentile(seconds, 90)) if len(seconds) else float("nan"),
         "photos_per_s": float(1 / seconds.mean()) if len(seconds) and seconds.mean() > 0 else float("nan"),
         "_unmatched": unmatched,
+        "_missed_mask": missed_mask,
     }
 
 
@@ -199,8 +219,9 @@ def print_result(r: dict, min_size: int) -> None:
     print(f"speed: {r['s_per_photo']:.3f} s/photo (p90 {r['s_per_photo_p90']:.3f}), {r['photos_per_s']:.2f} photos/s")
 
 
-def contact_sheet(unmatched: list, data: Path, out: Path, limit: int, cell: int = 112, cols: int = 12) -> list[Path]:
-    """PNG sheets of unmatched crops (box plus 15 % margin), numbered as in unmatched.csv."""
+def contact_sheet(unmatched: list, data: Path, out: Path, limit: int, cell: int = 112, cols: int = 12,
+                  prefix: str = "unmatched") -> list[Path]:
+    """PNG sheets of crops (box plus 15 % margin), numbered as in unmatched.csv."""
     from PIL import Image, ImageDraw
 
     paths = []
@@ -219,9 +240,10 @@ def contact_sheet(unmatched: list, data: Path, out: Path, limit: int, cell: int 
                                    int(box[2] + 0.15 * w), int(box[3] + 0.15 * h)))
             x, y = (k % cols) * cell, (k // cols) * (cell + 14)
             sheet.paste(crop.resize((cell, cell)), (x, y))
-            tag = "M" if src == "mtcnn" else "S"
-            draw.text((x + 2, y + cell), f"{start + k} {tag} {conf:.2f}", fill="black")
-        path = out / f"unmatched_{start // per_sheet + 1:02d}.png"
+            tag = {"mtcnn": "M", "missed": ""}.get(src, "S")
+            draw.text((x + 2, y + cell), f"{start + k} {tag} {conf:.2f}" if tag else f"{start + k} {photo[:14]}",
+                      fill="black")
+        path = out / f"{prefix}_{start // per_sheet + 1:02d}.png"
         sheet.save(path)
         paths.append(path)
     return paths
@@ -250,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
 
     defaults = run_detector("maskdetect defaults", detect_ours(ours), photos, args.data, truth)
     results.append(score(defaults, truth, args.min_size, args.iou))
+    if not args.no_baseline:
+        baseline = FaceDetector(num_threads=args.threads, fusion=str(args.baseline_fusion),
+                                proposal_sources=tuple(args.baseline_sources),
+                                second_stage_threshold=args.baseline_threshold)
+        det = run_detector(f"baseline: {'+'.join(args.baseline_sources)}, {args.baseline_fusion.name}, "
+                           f"threshold {args.baseline_threshold}", detect_ours(baseline), photos, args.data, truth)
+        results.append(score(det, truth, args.min_size, args.iou))
     if args.first_stage:
         first = FaceDetector(second_stage=False)
         det = run_detector("maskdetect second_stage=False", detect_ours(first), photos, args.data, truth)
@@ -272,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
 
     for r in results:
         print_result(r, args.min_size)
+    if not args.no_baseline:
+        base = results[1]
+        gain = {label: results[0]["recall"][label] - base["recall"][label] for label in ("mask", "without_mask")}
+        print(f"\ndefaults against the baseline: mask recall {gain['mask']:+.1%}, "
+              f"without_mask {gain['without_mask']:+.1%}, "
+              f"{results[0]['kept'] - base['kept']:+d} boxes kept, "
+              f"{results[0]['s_per_photo'] / base['s_per_photo']:.2f}x the seconds per photo")
 
     unmatched = sorted(results[0]["_unmatched"], key=lambda u: (u[3], -u[2]))
     with open(args.out / "unmatched.csv", "w", newline="") as handle:
@@ -280,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         for k, (photo, box, conf, src) in enumerate(unmatched):
             writer.writerow([k, photo, *(f"{v:.1f}" for v in box), f"{conf:.3f}", src])
     sheets = contact_sheet(unmatched, args.data, args.out, args.sheet_max)
+    missed = results[0]["_missed_mask"]
+    sheets += contact_sheet([(photo, box, 0.0, "missed") for photo, box in missed], args.data, args.out,
+                            args.sheet_max, prefix="missed_mask")
+    print(f"labelled masked faces of {args.min_size} px or more that the defaults miss: {len(missed)}")
     summary = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(f"\nunmatched boxes of the defaults: {len(unmatched)} "

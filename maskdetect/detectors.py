@@ -238,7 +238,7 @@ class DetectorSettings:
     scale_factor: float = 0.709
     detect_size: int | None = 640
     second_stage: bool = True
-    second_stage_threshold: float = 0.25
+    second_stage_threshold: float = 0.5
     ssd_size: int = 640
     num_threads: int | None = None
     proposal_sources: tuple[str, ...] | None = None

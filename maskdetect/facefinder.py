@@ -268,8 +268,8 @@ def samples(labelled_photos: Sequence, side: int, progress: bool = True) -> tupl
 
 
 def augment(sample: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random view of a sample: mirrored half the time, zoomed in on a random window (so faces appear at more
-    sizes), brightness and contrast jittered."""
+    """A random view of a sample: mirrored half the time, zoomed out or in on a random window (so faces appear at
+    more sizes), brightness and contrast jittered."""
     import cv2
 
     canvas, boxes = sample.canvas, sample.boxes.copy()
@@ -277,8 +277,19 @@ def augment(sample: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     if rng.random() < 0.5:
         canvas = canvas[:, ::-1]
         boxes[:, [0, 2]] = side - boxes[:, [2, 0]]
-    if rng.random() < 0.6:
-        window = rng.uniform(0.5, 1.0) * side
+    roll = rng.random()
+    if roll < 0.2:
+        # zoomed out: the picture smaller, somewhere on the square (faces as small as big photos give)
+        shrink = rng.uniform(0.6, 1.0)
+        small = max(1, int(side * shrink))
+        left, top = rng.integers(0, side - small + 1, 2)
+        shrunk = np.zeros_like(canvas)
+        shrunk[top:top + small, left:left + small] = cv2.resize(np.ascontiguousarray(canvas), (small, small),
+                                                                interpolation=cv2.INTER_AREA)
+        canvas, boxes = shrunk, boxes * (small / side) + np.array([left, top, left, top])
+    elif roll < 0.8:
+        # zoomed in on a window: close-ups, which street photos of a few hundred pixels seldom hold
+        window = rng.uniform(0.3, 1.0) * side
         left, top = rng.uniform(0, side - window, 2)
         zoom = side / window
         canvas = cv2.resize(np.ascontiguousarray(canvas[int(top):int(top + window), int(left):int(left + window)]),
@@ -385,7 +396,10 @@ def train(labelled_photos: Sequence, output: Path, epochs: int = 40, batch_size:
             "seed": seed, "faces": int(sum(len(item.boxes) for item in training)),
             "best_val_loss": min((float(row["val_loss"]) for row in rows), default=None),
             "train_seconds": round(time.perf_counter() - started, 1), "unusable_photos": len(problems)}
-    save(model, output / "facefinder.keras", meta)
+    # saved without the optimizer's state: the file ships, and detection never trains
+    shipped = build_model(side, None)
+    shipped.set_weights(model.get_weights())
+    save(shipped, output / "facefinder.keras", meta)
     del history
     return meta
 

@@ -223,7 +223,7 @@ def test_missing_model_package_is_one_clear_line() -> None:
 
 # --- The proposal-source interface -------------------------------------------------------------
 
-BUILT_IN_SOURCES = ["ssd", "blazeface", "mtcnn_below_threshold"]
+BUILT_IN_SOURCES = ["ssd", "blazeface", "mtcnn_below_threshold", "facefinder"]
 
 
 class FakeSource:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import PYTHON, REPO, shared_data
 
-from maskdetect import annotations, fusion
+from maskdetect import annotations, detectors, fusion
 from maskdetect.detectors import DetectorSettings, FaceDetector, fusion_features, load_fusion
 
 SOURCES = ["ssd", "blazeface", "mtcnn_below_threshold"]
@@ -55,10 +55,11 @@ def test_save_and_load_round_trip(tmp_path) -> None:
     assert fusion.load(path) == table
 
 
-def test_the_shipped_file_is_a_fusion_table() -> None:
+def test_the_shipped_file_is_a_fusion_table_for_every_built_in_source() -> None:
     shipped = load_fusion()
-    assert shipped["sources"] == SOURCES
-    assert set(shipped["weights"]) <= set(fusion_features(SOURCES))
+    assert shipped["sources"] == [*SOURCES, "facefinder"] == list(detectors.PROPOSAL_SOURCES)
+    assert set(shipped["weights"]) <= set(fusion_features([*SOURCES, "facefinder"]))
+    assert shipped["weights"]["facefinder"] > 0  # the finder's score counts for a face
 
 
 @pytest.mark.parametrize(
@@ -94,7 +95,7 @@ def test_collect_on_real_labelled_photos(caplog: pytest.LogCaptureFixture) -> No
     detector = fusion.collecting_detector()
     names, X, y, used = fusion.collect(labels, detector, progress=False)
     assert used == 4
-    assert names == fusion_features(SOURCES)
+    assert names == fusion_features(list(detectors.PROPOSAL_SOURCES))
     assert X.shape == (len(y), len(names)) and len(y) > 0
     assert y.sum() >= 1 and y.sum() < len(y)
     assert (X[:, names.index("blazeface_passes")] <= 3).all() and (X[:, :3] <= 1).all()
