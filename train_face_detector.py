@@ -3,7 +3,7 @@
 
 import sys
 
-from maskdetect.facefinder import main
+from maskdetect.facefinder_train import main
 
 if __name__ == "__main__":
     sys.exit(main())

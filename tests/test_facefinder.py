@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import ASTRONAUT_FACE, PYTHON, REPO, make_labelled_folder, shared_data
 
-from maskdetect import annotations, detectors, facecrops, facefinder, faces
+from maskdetect import annotations, detectors, facecrops, facefinder, facefinder_train, faces
 
 
 def test_targets_decode_back_to_the_labelled_boxes():
@@ -32,10 +32,10 @@ def test_letterbox_and_augmentation_keep_boxes_on_their_pixels():
     canvas, scale = facefinder.letterbox(rgb, 512)
     assert canvas.shape == (512, 512, 3) and scale == pytest.approx(512 / 400)
     assert canvas[384:].max() == 0  # padded below the photo
-    sample = facefinder.Sample(canvas, np.array([[200, 100, 260, 150]]) * scale, "white.jpg")
+    sample = facefinder_train.Sample(canvas, np.array([[200, 100, 260, 150]]) * scale, "white.jpg")
     rng = np.random.default_rng(0)
     for _ in range(20):
-        view, boxes = facefinder.augment(sample, rng)
+        view, boxes = facefinder_train.augment(sample, rng)
         assert view.shape == canvas.shape and len(boxes) <= 1
         for x1, y1, x2, y2 in boxes.round().astype(int):
             inner = view[y1 + 3:y2 - 3, x1 + 3:x2 - 3].astype(int)
@@ -44,9 +44,9 @@ def test_letterbox_and_augmentation_keep_boxes_on_their_pixels():
 
 def test_held_out_photos_are_chosen_by_name():
     names = [f"photo_{index}.jpg" for index in range(1000)]
-    chosen = [name for name in names if facefinder.held_out(name, 0.2)]
+    chosen = [name for name in names if facefinder_train.held_out(name, 0.2)]
     assert 150 < len(chosen) < 250
-    assert chosen == [name for name in names if facefinder.held_out(name, 0.2)]
+    assert chosen == [name for name in names if facefinder_train.held_out(name, 0.2)]
 
 
 def test_bad_files_and_flags_are_one_line(tmp_path, capsys):
@@ -57,10 +57,10 @@ def test_bad_files_and_flags_are_one_line(tmp_path, capsys):
         facefinder.read_meta(tmp_path / "junk.keras")
     with pytest.raises(ValueError, match="face_model"):
         detectors.DetectorSettings(face_model=3)
-    assert facefinder.main(["--annotations", str(tmp_path / "absent")]) == 2
+    assert facefinder_train.main(["--annotations", str(tmp_path / "absent")]) == 2
     assert "do not exist" in capsys.readouterr().err
     labelled = make_labelled_folder(tmp_path / "labelled")
-    assert facefinder.main(["--annotations", str(labelled), "--output", str(tmp_path / "out"),
+    assert facefinder_train.main(["--annotations", str(labelled), "--output", str(tmp_path / "out"),
                             "--holdout", "1.5"]) == 2
     assert "held-out share" in capsys.readouterr().err
 
