@@ -137,3 +137,17 @@ def test_the_shipped_finder_finds_masked_street_faces():
                 counted += 1
                 found += best is not None
     assert counted >= 20 and found / counted >= 0.8, (found, counted)
+
+
+def test_both_commands_refuse_a_folder_that_is_not_a_face_detector(tmp_path, capsys):
+    from maskdetect import detect
+
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "facefinder.keras").write_bytes(b"")  # a run stopped before the fusion fit
+    for main, first in ((detect.main, [str(tmp_path / "photo.jpg")]),
+                        (faces.main, ["--input", str(tmp_path / "none"), "--output", str(tmp_path / "out")])):
+        assert main([*first, "--face-detector", str(tmp_path / "half")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --face-detector {tmp_path / 'half'} has no fusion.json: give a folder that "
+                       "train_face_detector.py finished"]
