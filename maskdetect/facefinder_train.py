@@ -221,7 +221,7 @@ def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> d
 # ---------------------------------------------------------------------------------------------
 # Command line: train_face_detector.py
 
-DEFAULT_OUTPUT = Path("models") / "face_detector"
+DEFAULT_OUTPUT = Path("logs") / "face_detector"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
