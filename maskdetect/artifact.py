@@ -23,11 +23,31 @@ from maskdetect.facecrops import CropSettings
 META_NAME = "maskdetect.json"  # added inside model.keras: class names and image size travel with the model
 
 
-def save_model(model, path: Path, meta: dict) -> None:
-    """Save ``model`` with the class names and image size inside the .keras archive."""
-    model.save(path)
-    with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(META_NAME, json.dumps(meta, indent=2))
+def save_with_meta(model, path: Path, meta: dict, name: str = META_NAME) -> None:
+    """Save a Keras ``model`` with ``meta`` as the JSON entry ``name`` inside the .keras archive, atomically: a
+    reader never finds a model without its metadata."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial.keras")
+    model.save(partial)
+    with zipfile.ZipFile(partial, "a") as archive:
+        archive.writestr(name, json.dumps(meta, indent=2))
+    partial.replace(path)
+
+
+def read_meta(path: Path, name: str, what: str, maker: str) -> dict:
+    """The JSON entry ``name`` of a .keras archive; one-line ValueErrors: "``what`` PATH does not exist", and
+    "PATH is not ``maker``" for a file without it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = json.loads(archive.read(name))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        raise ValueError(f"{path} is not {maker}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not {maker}")
+    return meta
 
 
 def load_model(path: str | Path):
@@ -35,13 +55,7 @@ def load_model(path: str | Path):
     import keras
 
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file {path} does not exist")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            meta = json.loads(archive.read(META_NAME))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
-        raise ValueError(f"{path} is not a model saved by train_a_model.py") from None
+    meta = read_meta(path, META_NAME, "model file", "a model saved by train_a_model.py")
     from maskdetect import models  # noqa: F401  (registers the layers a saved classifier may use)
 
     model = keras.models.load_model(path, safe_mode=True, compile=False)

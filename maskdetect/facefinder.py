@@ -18,14 +18,14 @@ on). Keras and TensorFlow are imported only where a model is built, trained or r
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from maskdetect import artifact
 
 logger = logging.getLogger(__name__)
 
@@ -160,25 +160,17 @@ def decode(outputs: np.ndarray, scale: float, min_score: float, max_faces: int =
 
 
 def save(model, path: Path, meta: dict) -> None:
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial.keras")
-    model.save(partial)
-    with zipfile.ZipFile(partial, "a") as archive:
-        archive.writestr(META_NAME, json.dumps(meta, indent=2))
-    partial.replace(path)
+    artifact.save_with_meta(model, path, meta, META_NAME)
 
 
 def read_meta(path: Path) -> dict:
     """The metadata of a face-finder file; a one-line ValueError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"face detector file {path} does not exist")
+    foreign = "a face detector saved by train_face_detector.py"
+    meta = artifact.read_meta(path, META_NAME, "face detector file", foreign)
     try:
-        with zipfile.ZipFile(path) as archive:
-            meta = json.loads(archive.read(META_NAME))
         side = int(meta["side"])
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError):
-        raise ValueError(f"{path} is not a face detector saved by train_face_detector.py") from None
+    except (KeyError, ValueError, TypeError):
+        raise ValueError(f"{path} is not {foreign}") from None
     if side % 32 or side < 64:
         raise ValueError(f"{path}: its side {side} is not a multiple of 32 of at least 64")
     return meta

@@ -198,7 +198,7 @@ def _train_and_evaluate(settings: Settings, crops: data.Crops, splits, run_dir: 
     meta = {"class_names": crops.class_names, "image_size": settings.image_size, "binary": binary,
             "network": settings.model, "run_id": run_dir.name, "hyperparameters": settings.hyperparameters(),
             "crop": crop, "decision": decision, "mirror_averaged": True}
-    artifact.save_model(model, model_path, meta)
+    artifact.save_with_meta(model, model_path, meta)
     metrics.update(decision=decision, val_accuracy=float(val_accuracy), val_loss=float(val_loss), epochs_run=epochs_run,
                    best_epoch=best_epoch, train_seconds=round(train_seconds, 1))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

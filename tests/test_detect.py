@@ -182,8 +182,8 @@ def test_bad_models_are_one_line_each(tiny_model, photos, tmp_path, capsys):
     inputs = keras.Input((32, 32, 3))
     outputs = keras.layers.Dense(1, activation="sigmoid")(
         keras.layers.GlobalAveragePooling2D()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
-    artifact.save_model(keras.Model(inputs, outputs), unsafe,
-                        {"class_names": ["mask", "without_mask"], "image_size": 32})
+    artifact.save_with_meta(keras.Model(inputs, outputs), unsafe,
+                            {"class_names": ["mask", "without_mask"], "image_size": 32})
     for model, words in ((text, "not a model saved by train_a_model.py"),
                          (unsafe, "cannot be loaded"),
                          (foreign, "not a model saved by train_a_model.py"),
