@@ -97,33 +97,25 @@ def calibrate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequenc
         return {"weights": None, "faces": counts.tolist(),
                 "why": f"fewer than {MIN_CALIBRATION_FACES} street faces of a class in the validation split"}
 
-    # the first class's weight stays 1: only the ratios matter
-    grid = np.array(list(itertools.product(_CALIBRATION_STEPS, repeat=len(class_names) - 1)))
-    logs = np.c_[np.zeros(len(grid)), grid]
     masked = np.array([classes.wears_mask(name) for name in class_names])
     operating_point = masked.any() and not masked.all()
     if rule is not None and rule != "balanced accuracy" and not operating_point:
         raise ValueError(f"the rule {rule!r} needs a class of worn masks and one without: {list(class_names)}")
     if rule == "discriminant" and len(class_names) != 2:
         raise ValueError(f"the discriminant decides between two classes, not {len(class_names)}")
-    plain = int(np.flatnonzero((logs == 0).all(axis=1))[0])  # all weights 1: argmax
     if operating_point and len(class_names) == 2 and rule in (None, "discriminant"):
         threshold = _two_class_threshold(truth, probabilities, masked)
         if threshold is not None:
             # call the no-mask class when its log-odds reach the threshold: its weight is e^-threshold
             chosen_logs = np.where(masked, 0.0, -threshold)
             chosen_logs -= chosen_logs[0]
-            weights = np.exp(chosen_logs)
-            recalls = _recalls(truth, decide(probabilities, weights), counts)
-            return {"weights": [round(float(w), 6) for w in weights], "faces": counts.tolist(),
-                    "rule": "linear discriminant on the log-odds",
-                    "log_odds_threshold": round(threshold, 4),
-                    "recalls": [round(float(r), 4) for r in recalls],
-                    "balanced_accuracy": round(float(recalls.mean()), 4),
-                    "balanced_accuracy_argmax": round(float(_recalls(truth, decide(probabilities), counts).mean()),
-                                                      4)}
+            return _fitted(np.exp(chosen_logs), "linear discriminant on the log-odds", truth, probabilities, counts,
+                           log_odds_threshold=round(threshold, 4))
         operating_point = False
     operating_point = operating_point and rule != "balanced accuracy"
+    # the first class's weight stays 1: only the ratios matter
+    grid = np.array(list(itertools.product(_CALIBRATION_STEPS, repeat=len(class_names) - 1)))
+    logs = np.c_[np.zeros(len(grid)), grid]
     recalls = np.array([_recalls(truth, decide(probabilities, np.exp(row)), counts) for row in logs])
     if operating_point:
         feasible = recalls[:, masked].min(axis=1) >= masked_kept
@@ -139,11 +131,20 @@ def calibrate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequenc
         toward_no_mask = logs[tied] @ np.where(masked, -1.0, 1.0)
         tied = tied[np.isclose(toward_no_mask, toward_no_mask.max())]
     chosen = tied[np.argmin(np.abs(logs[tied] - logs[tied].mean(axis=0)).sum(axis=1))]
-    return {"weights": [round(float(w), 6) for w in np.exp(logs[chosen])], "faces": counts.tolist(),
-            "rule": f"keep {masked_kept:.0%} of masked faces right" if operating_point else "balanced accuracy",
-            "recalls": [round(float(r), 4) for r in recalls[chosen]],
-            "balanced_accuracy": round(float(recalls[chosen].mean()), 4),
-            "balanced_accuracy_argmax": round(float(recalls[plain].mean()), 4)}
+    return _fitted(np.exp(logs[chosen]),
+                   f"keep {masked_kept:.0%} of masked faces right" if operating_point else "balanced accuracy",
+                   truth, probabilities, counts)
+
+
+def _fitted(weights: np.ndarray, rule: str, truth: np.ndarray, probabilities: np.ndarray, counts: np.ndarray,
+            **extra) -> dict:
+    """What a calibration reports: the weights, the faces per class, the rule, and the recalls of these faces
+    with the weights and with plain argmax."""
+    recalls = _recalls(truth, decide(probabilities, weights), counts)
+    return {"weights": [round(float(w), 6) for w in weights], "faces": counts.tolist(), "rule": rule, **extra,
+            "recalls": [round(float(r), 4) for r in recalls],
+            "balanced_accuracy": round(float(recalls.mean()), 4),
+            "balanced_accuracy_argmax": round(float(_recalls(truth, decide(probabilities), counts).mean()), 4)}
 
 
 def _recalls(truth: np.ndarray, predicted: np.ndarray, counts: np.ndarray) -> np.ndarray:

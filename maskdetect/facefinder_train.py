@@ -180,9 +180,8 @@ def train(labelled_photos: Sequence, output: Path, epochs: int = 40, batch_size:
                                                  save_weights_only=True),
                  keras.callbacks.CSVLogger(str(output / "history.csv"), append=True)]
     started = time.perf_counter()
-    history = model.fit(batches(training, batch_size, seed, True), validation_data=batches(validation, batch_size,
-                                                                                           seed, False),
-                        epochs=epochs, callbacks=callbacks, verbose=1 if progress else 2)
+    model.fit(batches(training, batch_size, seed, True), validation_data=batches(validation, batch_size, seed, False),
+              epochs=epochs, callbacks=callbacks, verbose=1 if progress else 2)
     if best.is_file():
         model.load_weights(str(best))
     with (output / "history.csv").open() as handle:
@@ -196,7 +195,6 @@ def train(labelled_photos: Sequence, output: Path, epochs: int = 40, batch_size:
     shipped = build_model(side, None)
     shipped.set_weights(model.get_weights())
     save(shipped, output / "facefinder.keras", meta)
-    del history
     return meta
 
 
@@ -212,8 +210,9 @@ def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> d
     if not targets_.sum() or targets_.all():
         raise ValueError(f"the {used} held-out photos gave {len(targets_)} proposal groups, {int(targets_.sum())} "
                          f"of them faces: too few of both kinds to fit the fusion weights; label more photos")
-    fitted = fusion.fit(names, features, targets_, fitted_on=f"{used} held-out labelled photos, "
-                                                            f"{int(targets_.sum())} of {len(targets_)} groups faces")
+    # fusion.fit adds the groups and faces counted to the description
+    fitted = fusion.fit(names, features, targets_,
+                        fitted_on=f"{used} labelled photos held out of the finder's training")
     fusion.save(fitted, output / "fusion.json")
     return {"groups": len(targets_), "faces": int(targets_.sum()), "photos": used}
 
