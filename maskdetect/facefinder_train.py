@@ -152,6 +152,8 @@ def train(labelled_photos: Sequence, output: Path, epochs: int = 40, batch_size:
         raise ValueError("epochs and batch size must be at least 1")
     if not 0 < holdout < 1:
         raise ValueError(f"the held-out share must be between 0 and 1, not {holdout}")
+    if side % 32 or side < 64:  # before the photos are read, not after; a finder file must have such a side
+        raise ValueError(f"--side must be a multiple of 32 of at least 64, not {side}")
     items, problems = samples(labelled_photos, side, progress)
     for problem in problems:
         logger.warning("%s", problem)

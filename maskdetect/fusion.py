@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from maskdetect import annotations, images
+from maskdetect import annotations, images, runtime
 from maskdetect.detectors import (
     PASSES_SUFFIX,
     ZOOMED_FULL_RANGE,
@@ -210,8 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="what the photos are, for the file's fitted_on (default: the --annotations paths)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
+    runtime.configure_logging()
+
+    def body() -> int:
         if args.limit < 0 or not 0 < args.match_iou <= 1:
             raise ValueError("--limit must be >= 0 and --match-iou in (0, 1]")
         labels = annotations.Labels()
@@ -224,15 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         detector = collecting_detector(args.sources)
         names, X, y, used = collect(labels, detector, args.match_iou, progress=not args.quiet)
         where = args.fitted_on or ", ".join(str(path) for path in args.annotations)
-        fusion = fit(names, X, y, fitted_on=f"{used} photos of {where}")
-        save(fusion, args.output)
-    except (ValueError, ImportError) as error:
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    print(f"{used} photos used, {len(y)} groups, {int(y.sum())} positives, {len(labels.photos) - used} skipped; "
-          f"wrote {args.output}")
-    return 0
+        save(fit(names, X, y, fitted_on=f"{used} photos of {where}"), args.output)
+        print(f"{used} photos used, {len(y)} groups, {int(y.sum())} positives, {len(labels.photos) - used} skipped; "
+              f"wrote {args.output}")
+        return runtime.EXIT_OK
 
+    return runtime.run_cli(body, "python -m maskdetect.fusion: interrupted; nothing was written")
 
 if __name__ == "__main__":
     sys.exit(main())
