@@ -11,7 +11,10 @@ adds faces that MTCNN did not report:
    overlapping tiles); ``"mtcnn_below_threshold"``, MTCNN boxes below the keep threshold;
    ``"facefinder"``, the project's own face finder trained on labelled street photos with masks
    (``maskdetect.facefinder``; ``maskdetect/weights/facefinder.keras`` or ``face_model``);
-2. proposals that overlap a kept MTCNN face are dropped, the rest are grouped by overlap;
+2. a kept MTCNN box that lies mostly inside a confident box of the face finder moves halfway to
+   it (MTCNN often boxes only the eyes and forehead of a masked face; a source opts in with a
+   ``refine_min_score``); proposals that overlap a kept MTCNN face are then dropped, the rest are
+   grouped by overlap;
 3. each group that some source is sure enough of (its ``gate``) is looked at again, zoomed in:
    BlazeFace full-range and short-range run on a square crop around it;
 4. the evidence (each source's best score in the group, the number of BlazeFace passes that
@@ -79,6 +82,12 @@ _ZOOM_MATCH_IOU = 0.30
 _ZOOM_MIN_SCORE = 0.05
 # The BlazeFace tiled pass uses 2 x 2 tiles, each this share of the photo's width and height.
 _TILE_SHARE = 0.6
+# A kept MTCNN box with this share of its area inside a refining source's confident box, and at least this IoU
+# with it, is moved halfway to that box (FaceDetector._refined).
+_REFINE_INSIDE_SHARE = 0.5
+_REFINE_MIN_IOU = 0.1
+# The face finder's boxes of this score or more refine kept MTCNN boxes.
+_FACEFINDER_REFINE_MIN_SCORE = 0.5
 
 # Names of the zoomed-in scores among the fusion features.
 ZOOMED_FULL_RANGE = "zoomed_full_range"
@@ -170,6 +179,8 @@ class ProposalSource(Protocol):
     # A proposal group is looked at again, zoomed in, only when some source's best score in it
     # reaches that source's gate; the others' low scores still count in the fusion.
     gate: float
+    # Optional (a class attribute, absent or None by default): its proposals of this score or more
+    # refine the kept MTCNN boxes that lie mostly inside them (FaceDetector._refined).
 
     def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> Sequence[Sequence[Face]]:
         """Faces this source sees in ``image`` (RGB uint8), one list per pass over the photo.
@@ -743,6 +754,9 @@ class FaceFinderSource:
 
     name = "facefinder"
     gate = 0.30
+    # Its confident boxes refine the kept MTCNN boxes that lie mostly inside them (FaceDetector._refined): MTCNN
+    # boxes the eyes and forehead of many masked faces, which the face finder boxes whole.
+    refine_min_score = _FACEFINDER_REFINE_MIN_SCORE
 
     def __init__(self, settings: DetectorSettings) -> None:
         from maskdetect import facefinder
@@ -858,11 +872,12 @@ class FaceDetector:
         settings = self.settings
         height, width = rgb.shape[:2]
         mtcnn_faces = self._mtcnn.detect(rgb, settings, self._cv2)
-        kept = [face for face in mtcnn_faces if face.confidence >= settings.threshold]
+        proposals = self._propose(rgb, mtcnn_faces)
+        kept = self._refined([face for face in mtcnn_faces if face.confidence >= settings.threshold], proposals)
         faces = [_face_in_image(_box(face), face.confidence, width, height, face.landmarks, FaceKind.MTCNN)
                  for face in kept]
         if self._sources:
-            for box, probability in self._second_stage(rgb, _boxes(kept), mtcnn_faces):
+            for box, probability in self._second_stage(rgb, _boxes(kept), proposals):
                 # MTCNN looks for nothing under min_face_size either; below it the second stage's
                 # boxes were mostly eyes, buttons and textures.
                 if min(box[2] - box[0], box[3] - box[1]) >= settings.min_face_size:
@@ -901,16 +916,16 @@ class FaceDetector:
         if not self._sources:
             return []
         mtcnn_faces = self._mtcnn.detect(rgb, self.settings, self._cv2)
-        kept = [face for face in mtcnn_faces if face.confidence >= self.settings.threshold]
-        return self._gated_groups(rgb, _boxes(kept), mtcnn_faces)
+        proposals = self._propose(rgb, mtcnn_faces)
+        kept = self._refined([face for face in mtcnn_faces if face.confidence >= self.settings.threshold], proposals)
+        return self._gated_groups(rgb, _boxes(kept), proposals)
 
     # --- The second stage --------------------------------------------------------------------
 
-    def _proposal_pool(self, rgb: np.ndarray, kept_boxes: np.ndarray, mtcnn_faces: Sequence[Face]) -> np.ndarray:
-        """Every source's proposals that overlap no kept face, highest score first.
+    def _propose(self, rgb: np.ndarray, mtcnn_faces: Sequence[Face]) -> np.ndarray:
+        """Every source's proposals, in the sources' order, then the passes' order.
 
-        Rows: x1, y1, x2, y2, score, source index (in ``self._sources``), pass index. Equal
-        scores keep the sources' order, then the passes' order.
+        Rows: x1, y1, x2, y2, score, source index (in ``self._sources``), pass index.
         """
         parts = []
         for source_index, source in enumerate(self._sources):
@@ -918,8 +933,40 @@ class FaceDetector:
                 rows = np.array([_box(face) + [face.confidence] for face in proposals], dtype=np.float64)
                 parts.append(np.column_stack([rows.reshape(-1, 5), np.full(len(proposals), source_index),
                                               np.full(len(proposals), pass_index)]))
-        pool = np.concatenate(parts) if parts else np.empty((0, 7))
-        pool = pool[np.argsort(-pool[:, 4], kind="stable")]
+        return np.concatenate(parts) if parts else np.empty((0, 7))
+
+    def _refined(self, kept: list[Face], proposals: np.ndarray) -> list[Face]:
+        """The kept MTCNN faces, each box that lies mostly inside a confident box of a refining source (its
+        ``refine_min_score``) moved halfway to that box.
+
+        On a masked face MTCNN often keeps a box of the eyes and forehead only; the face finder, which was
+        trained on masked faces, boxes the whole face.
+        """
+        refining = [(index, source.refine_min_score) for index, source in enumerate(self._sources)
+                    if getattr(source, "refine_min_score", None) is not None]
+        if not kept or not refining:
+            return kept
+        confident = np.concatenate([proposals[(proposals[:, 5] == index) & (proposals[:, 4] >= min_score)]
+                                    for index, min_score in refining])
+        if not len(confident):
+            return kept
+        refined = []
+        for face in kept:
+            box = np.array(_box(face))
+            overlapping = (_inside_share(box, confident[:, :4]) >= _REFINE_INSIDE_SHARE) \
+                & (iou(box[None], confident)[0] >= _REFINE_MIN_IOU)
+            if overlapping.any():
+                best = confident[overlapping][np.argmax(confident[overlapping, 4]), :4]
+                x1, y1, x2, y2 = ((box + best) / 2).tolist()
+                face = dataclasses.replace(face, x1=x1, y1=y1, x2=x2, y2=y2)
+            refined.append(face)
+        return refined
+
+    @staticmethod
+    def _proposal_pool(proposals: np.ndarray, kept_boxes: np.ndarray) -> np.ndarray:
+        """The proposals that overlap no kept face, highest score first (equal scores keep the sources'
+        order, then the passes' order)."""
+        pool = proposals[np.argsort(-proposals[:, 4], kind="stable")]
         if len(kept_boxes) and len(pool):
             pool = pool[iou(pool, kept_boxes).max(axis=1) < _SAME_FACE_IOU]
         return pool
@@ -956,9 +1003,9 @@ class FaceDetector:
         return 1.0 / (1.0 + math.exp(-logit))
 
     def _gated_groups(self, rgb: np.ndarray, kept_boxes: np.ndarray,
-                      mtcnn_faces: Sequence[Face]) -> list[tuple[np.ndarray, dict[str, float]]]:
+                      proposals: np.ndarray) -> list[tuple[np.ndarray, dict[str, float]]]:
         """Box (not clipped) and features of each proposal group that some source's gate lets through."""
-        pool = self._proposal_pool(rgb, kept_boxes, mtcnn_faces)
+        pool = self._proposal_pool(proposals, kept_boxes)
         if not len(pool):
             return []
         groups = self._group_proposals(pool)
@@ -979,10 +1026,10 @@ class FaceDetector:
         return gated
 
     def _second_stage(self, rgb: np.ndarray, kept_boxes: np.ndarray,
-                      mtcnn_faces: Sequence[Face]) -> list[tuple[np.ndarray, float]]:
+                      proposals: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """Boxes (not clipped) and fused probabilities of the faces the second stage adds."""
         candidates = []
-        for box, features in self._gated_groups(rgb, kept_boxes, mtcnn_faces):
+        for box, features in self._gated_groups(rgb, kept_boxes, proposals):
             probability = self._fused_probability(features)
             if probability >= self.settings.second_stage_threshold:
                 candidates.append((box, probability))
