@@ -231,7 +231,9 @@ class DetectorSettings:
         enlarged); None runs MTCNN at full resolution. Boxes are always returned in the input
         image's coordinates.
     second_stage: add faces that MTCNN misses (the proposal sources, see the module docstring).
-    second_stage_threshold: fused probability needed to keep a second-stage face.
+    second_stage_threshold: fused probability needed to keep a second-stage face. 0.3 is where the
+        F1 of the kept groups peaks (5-fold cross-validated) on the 146 labelled photos the shipped
+        fusion weights were fitted on; lower finds more faces and keeps more false boxes.
     ssd_size: long side the photo is resized to for the SSD detector.
     num_threads: threads for the TFLite interpreters (None: TFLite's default).
     proposal_sources: names of the registered proposal sources the second stage runs, in order;
@@ -251,7 +253,7 @@ class DetectorSettings:
     scale_factor: float = 0.709
     detect_size: int | None = 640
     second_stage: bool = True
-    second_stage_threshold: float = 0.5
+    second_stage_threshold: float = 0.3
     ssd_size: int = 640
     num_threads: int | None = None
     proposal_sources: tuple[str, ...] | None = None
