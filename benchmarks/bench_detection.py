@@ -21,6 +21,11 @@ TFLite, OMP), photos in sorted-name order.
     .venv/bin/python -m benchmarks.bench_detection --limit 100 --out /tmp/bench_det
     .venv/bin/python -m benchmarks.bench_detection --first-stage         # also our MTCNN alone
     .venv/bin/python -m benchmarks.bench_detection --fusion my_fusion.json --no-plain  # refitted weights
+    .venv/bin/python -m benchmarks.bench_detection --thresholds 0.2 0.4 0.5  # the defaults at other thresholds
+
+With ``--thresholds``, the defaults run at the lowest of them (or the default, if lower) and are scored at each:
+a second-stage face kept at a threshold is kept at any lower one, and only faces of higher probability can
+suppress it, so keeping the boxes of at least a probability gives exactly what that threshold would keep.
 """
 
 from __future__ import annotations
@@ -76,10 +81,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="(default %(default)s)")
     parser.add_argument("--baseline-threshold", type=float, default=BASELINE_THRESHOLD,
                         help="its second-stage threshold (default %(default)s)")
-    parser.add_argument("--sheet-max", type=int, default=480, help="most crops on the contact sheet")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[], metavar="P",
+                        help="also score the defaults at these second-stage thresholds")
+    parser.add_argument("--sheet-max", type=int, default=600, help="most crops on the contact sheet")
     args = parser.parse_args(argv)
     if args.limit < 0 or args.threads < 1 or args.min_size < 0 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --threads >= 1, --min-size >= 0 and 0 < --iou <= 1")
+    if not all(0 < threshold <= 1 for threshold in args.thresholds):
+        parser.error("--thresholds are probabilities in (0, 1]")
     require_detection_set(parser, args.data, "--data")
     for flag, path in (("--fusion", args.fusion), ("--baseline-fusion", args.baseline_fusion)):
         if path is not None and not path.is_file():
@@ -116,10 +125,13 @@ class Detections:
         self.source[photo] = [r[5] for r in rows]
         self.seconds.append(seconds)
 
-    def filtered(self, name: str, min_conf: float) -> Detections:
+    def filtered(self, name: str, min_conf: float, detector: str | None = None) -> Detections:
+        """The boxes of at least ``min_conf``; with ``detector``, only that detector's boxes are filtered."""
         out = Detections(name)
         for photo, boxes in self.boxes.items():
             keep = self.conf[photo] >= min_conf
+            if detector is not None:
+                keep |= np.array([source != detector for source in self.source[photo]], bool)
             out.boxes[photo] = boxes[keep]
             out.conf[photo] = self.conf[photo][keep]
             out.source[photo] = [s for s, k in zip(self.source[photo], keep, strict=True) if k]
@@ -263,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     t0 = time.perf_counter()
     ours = FaceDetector(num_threads=args.threads, fusion=args.fusion)
+    default_threshold = ours.settings.second_stage_threshold
+    if args.thresholds and min(args.thresholds) < default_threshold:
+        ours = FaceDetector(num_threads=args.threads, fusion=args.fusion,
+                            second_stage_threshold=min(args.thresholds))
     print(f"defaults: {ours.settings} (loaded in {time.perf_counter() - t0:.1f} s)")
 
     def detect_ours(detector):
@@ -271,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     defaults = run_detector("maskdetect defaults", detect_ours(ours), photos, args.data, truth)
-    results.append(score(defaults, truth, args.min_size, args.iou))
+    results.append(score(defaults.filtered(f"maskdetect defaults (second stage at {default_threshold})",
+                                           default_threshold, "second_stage"), truth, args.min_size, args.iou))
     if not args.no_baseline:
         baseline = FaceDetector(num_threads=args.threads, fusion=str(args.baseline_fusion),
                                 proposal_sources=tuple(args.baseline_sources),
@@ -299,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         results.append(score(det, truth, args.min_size, args.iou))
         results.append(score(det.filtered("plain MTCNN, confidence >= 0.9", 0.9), truth, args.min_size, args.iou))
 
-    for r in results:
+    curve = [score(defaults.filtered(f"the defaults with the second stage at {threshold}", threshold,
+                                     "second_stage"), truth, args.min_size, args.iou)
+             for threshold in sorted(set(args.thresholds) - {default_threshold})]
+    for r in results + curve:
         print_result(r, args.min_size)
     if not args.no_baseline:
         base = results[1]
@@ -320,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     sheets += contact_sheet([(photo, box, 0.0, "missed") for photo, box in missed], args.data, args.out,
                             args.sheet_max, prefix="missed_mask")
     print(f"labelled masked faces of {args.min_size} px or more that the defaults miss: {len(missed)}")
-    summary = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    summary = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results + curve]
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(f"\nunmatched boxes of the defaults: {len(unmatched)} "
           f"(M = MTCNN, S = second stage; {min(len(unmatched), args.sheet_max)} on the sheets)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import csv
 import importlib
+import json
 import subprocess
 
 import numpy as np
@@ -143,3 +144,22 @@ def test_bench_train_speed_runs_both_sides_in_child_processes(tmp_path, monkeypa
     assert bench_train.main(["--data", str(crops), "--epochs", "1", "--image-size", "32", "--batch-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "baseline" in out and "ours" in out and "speed-up: ours/baseline" in out
+
+
+def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tmp_path, capsys):
+    """Two labelled real photos: the defaults, the stage before the face finder and the threshold curve are
+    scored, and every unmatched box and missed masked face has a contact sheet."""
+    from benchmarks import bench_detection
+
+    data = write_detection_set(tmp_path / "detection")
+    out = tmp_path / "out"
+    assert bench_detection.main(["--data", str(data), "--no-plain", "--thresholds", "0.1", "0.9",
+                                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("maskdetect defaults (second stage at 0.3)", "the defaults with the second stage at 0.1",
+                 "the defaults with the second stage at 0.9", "baseline: ssd+blazeface+mtcnn_below_threshold"):
+        assert f"== {name}" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    kept = [row["kept"] for row in summary]
+    # a stricter threshold never keeps more boxes; the MTCNN faces are kept at every threshold
+    assert kept[2] >= kept[0] >= kept[3] >= summary[3]["by_detector"].get("mtcnn", {"kept": 0})["kept"]
