@@ -156,7 +156,7 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     assert bench_detection.main(["--data", str(data), "--no-plain", "--thresholds", "0.1", "0.9",
                                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for name in ("maskdetect defaults (second stage at 0.3)", "the defaults with the second stage at 0.1",
+    for name in ("maskdetect defaults (second stage at 0.4)", "the defaults with the second stage at 0.1",
                  "the defaults with the second stage at 0.9", "baseline: ssd+blazeface+mtcnn_below_threshold"):
         assert f"== {name}" in printed
     summary = json.loads((out / "summary.json").read_text())
