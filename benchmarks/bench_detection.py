@@ -104,8 +104,11 @@ def set_threads(threads: int) -> None:
     import cv2
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran in this process (main called from a test): timings are not one core
+        print(f"TensorFlow already runs in this process: its threads are not set to {threads}", flush=True)
     cv2.setNumThreads(threads)
 
 
