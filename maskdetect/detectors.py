@@ -875,9 +875,7 @@ class FaceDetector:
         rgb = _check_image(image)
         settings = self.settings
         height, width = rgb.shape[:2]
-        mtcnn_faces = self._mtcnn.detect(rgb, settings, self._cv2)
-        proposals = self._propose(rgb, mtcnn_faces)
-        kept = self._refined([face for face in mtcnn_faces if face.confidence >= settings.threshold], proposals)
+        mtcnn_faces, kept, proposals = self._first_stage(rgb)
         faces = [_face_in_image(_box(face), face.confidence, width, height, face.landmarks, FaceKind.MTCNN)
                  for face in kept]
         if self._sources:
@@ -919,10 +917,16 @@ class FaceDetector:
         rgb = _check_image(image)
         if not self._sources:
             return []
+        _, kept, proposals = self._first_stage(rgb)
+        return self._gated_groups(rgb, _boxes(kept), proposals)
+
+    def _first_stage(self, rgb: np.ndarray) -> tuple[list[Face], list[Face], np.ndarray]:
+        """Every MTCNN face (any confidence, highest first), the kept ones with their boxes refined, and the
+        proposal sources' proposals (see _propose)."""
         mtcnn_faces = self._mtcnn.detect(rgb, self.settings, self._cv2)
         proposals = self._propose(rgb, mtcnn_faces)
-        kept = self._refined([face for face in mtcnn_faces if face.confidence >= self.settings.threshold], proposals)
-        return self._gated_groups(rgb, _boxes(kept), proposals)
+        kept = [face for face in mtcnn_faces if face.confidence >= self.settings.threshold]
+        return mtcnn_faces, self._refined(kept, proposals), proposals
 
     # --- The second stage --------------------------------------------------------------------
 

@@ -390,7 +390,7 @@ def test_a_refining_source_moves_mtcnn_boxes_that_lie_inside_its_confident_boxes
 
     register_proposal_source(Refining)
     path = fusion_file(tmp_path, refining_source=1.0)
-    mtcnn_box = np.array(_box_of(FaceDetector(second_stage=False).detect(astronaut)[0]))
+    mtcnn_box = np.array(detectors._box(FaceDetector(second_stage=False).detect(astronaut)[0]))
     larger = mtcnn_box + np.array([-10, -5, 10, 40])
     for box, score, expected in ((larger, 0.9, (mtcnn_box + larger) / 2), (larger, 0.3, mtcnn_box),
                                  (mtcnn_box + np.array([60, 0, 60, 0]), 0.9, mtcnn_box)):
@@ -398,11 +398,7 @@ def test_a_refining_source_moves_mtcnn_boxes_that_lie_inside_its_confident_boxes
         faces = FaceDetector(proposal_sources=("refining_source",), fusion=path).detect(astronaut)
         mtcnn_faces = [face for face in faces if face.detector == FaceKind.MTCNN]
         assert len(mtcnn_faces) == 1 and mtcnn_faces[0].landmarks is not None
-        np.testing.assert_allclose(_box_of(mtcnn_faces[0]), expected, atol=1e-6)
-
-
-def _box_of(face: Face) -> list[float]:
-    return [face.x1, face.y1, face.x2, face.y2]
+        np.testing.assert_allclose(detectors._box(mtcnn_faces[0]), expected, atol=1e-6)
 
 
 def test_the_face_finder_boxes_whole_masked_faces_where_mtcnn_boxes_the_eyes(default_detector: FaceDetector,
@@ -414,6 +410,6 @@ def test_the_face_finder_boxes_whole_masked_faces_where_mtcnn_boxes_the_eyes(def
     detection = shared_data("detection")
     name, labelled = "9528f4893ad26b22949043f3efabc859.jpg", np.array([[328, 57, 410, 152]], float)
     rgb = load_photo(detection / "images" / name, *photo_sizes(detection)[name])
-    before = np.array([_box_of(face) for face in mtcnn_only.detect(rgb)])
-    after = np.array([_box_of(face) for face in default_detector.detect(rgb) if face.detector == FaceKind.MTCNN])
+    before = np.array([detectors._box(face) for face in mtcnn_only.detect(rgb)])
+    after = np.array([detectors._box(face) for face in default_detector.detect(rgb) if face.detector == FaceKind.MTCNN])
     assert detectors.iou(labelled, before).max() < 0.4 <= detectors.iou(labelled, after).max()
