@@ -203,7 +203,8 @@ def train(labelled_photos: Sequence, output: Path, epochs: int = 40, batch_size:
 def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> dict:
     """Fit the face stage's fusion weights, with the new finder as one of its sources, on the labelled photos
     the finder did not train on (on its own training photos its scores would be overconfident), into
-    ``output``/fusion.json."""
+    ``output``/fusion.json; and what each second-stage threshold would keep of their groups (cross-validated),
+    into ``output``/thresholds.csv."""
     from maskdetect import annotations, fusion
 
     held = annotations.Labels([photo for photo in labels.photos if held_out(photo.image.name, holdout)])
@@ -216,7 +217,9 @@ def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> d
     fitted = fusion.fit(names, features, targets_,
                         fitted_on=f"{used} labelled photos held out of the finder's training")
     fusion.save(fitted, output / "fusion.json")
-    return {"groups": len(targets_), "faces": int(targets_.sum()), "photos": used}
+    table = fusion.threshold_table(names, features, targets_)
+    fusion.write_threshold_table(table, output / "thresholds.csv")
+    return {"groups": len(targets_), "faces": int(targets_.sum()), "photos": used, "thresholds": table}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +237,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--annotations", nargs="+", type=Path, required=True, metavar="PATH",
                         help="labelled photos: VOC folders, boxes.csv files or folders, YOLO folders")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="folder for facefinder.keras, fusion.json, history.csv (default %(default)s)")
+                        help="folder for facefinder.keras, fusion.json, thresholds.csv, history.csv "
+                             "(default %(default)s)")
     parser.add_argument("--epochs", type=int, default=40, help="(default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8, help="(default %(default)s)")
     parser.add_argument("--side", type=int, default=DEFAULT_SIDE,
@@ -251,7 +255,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from maskdetect import annotations, runtime
+    from maskdetect import annotations, fusion, runtime
+    from maskdetect.detectors import DetectorSettings
 
     args = parse_args(argv)
     runtime.configure_logging(args.verbose)
@@ -277,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fusion weights: fitted on {fitted['groups']} proposal groups ({fitted['faces']} faces) of "
               f"{fitted['photos']} held-out photos -> {args.output / 'fusion.json'}; use both with "
               f"process_faces.py / detect_mask.py --face-detector {args.output}")
+        default = DetectorSettings().second_stage_threshold
+        print(f"{fusion.threshold_summary(fitted['thresholds'], default)} -> {args.output / 'thresholds.csv'}; "
+              f"choose another with --second-stage-threshold")
         return runtime.EXIT_OK
 
     return runtime.run_cli(body, "train_face_detector.py: interrupted; run the same command again to resume from "

@@ -7,6 +7,9 @@ that file from photos with labelled faces, in any format :mod:`maskdetect.annota
 
     python -m maskdetect.fusion --annotations shared/data/wild --output my_fusion.json
 
+Beside the file, ``my_fusion_thresholds.csv`` says what each second-stage threshold would keep of the groups
+(cross-validated precision, recall and F1; :func:`threshold_table`), for choosing ``--second-stage-threshold``.
+
 For each photo the detector runs as it does when detecting (MTCNN, then the proposal sources, the
 gates and the zoomed-in looks) and every group past the gates becomes one row of features; its
 target is 1 when its box overlaps a labelled face (any label, any size) at IoU >= ``match_iou``.
@@ -52,8 +55,10 @@ C_GRID = tuple(float(c) for c in np.logspace(-3, 3, 13))
 CV_FOLDS = 5
 # Weights are written with this many decimals: finer digits are noise of the fit.
 DECIMALS = 4
+# The second-stage thresholds the threshold table reports.
+THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))
 
-__all__ = ["collect", "fit", "load", "main", "save"]
+__all__ = ["collect", "fit", "load", "main", "save", "threshold_table", "write_threshold_table"]
 
 
 def _photo_and_boxes(photo: annotations.LabelledPhoto) -> tuple[np.ndarray, np.ndarray] | str:
@@ -116,17 +121,8 @@ def collect(labels: annotations.Labels, detector: FaceDetector, match_iou: float
     return names, np.array(rows, dtype=np.float64).reshape(-1, len(names)), np.array(targets, dtype=int), used
 
 
-def fit(feature_names: Sequence[str], X: np.ndarray, y: np.ndarray, fitted_on: str = "") -> dict[str, Any]:
-    """A logistic regression of ``y`` on ``X``, as a fusion weights table (the file's format).
-
-    The penalty's strength is chosen by cross-validated log loss (:data:`C_GRID`, :data:`CV_FOLDS`
-    stratified folds) when each class has enough rows for it, else C = 1. A source's pass count that
-    never exceeds 1 is left out: for a source that looks once it only says "proposed", which its
-    score (0 when it proposed nothing) already says.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-
+def _design(feature_names: Sequence[str], X: np.ndarray, y: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The feature names, X and y checked; a source's pass count that never exceeds 1 left out."""
     names = list(feature_names)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -140,24 +136,110 @@ def fit(feature_names: Sequence[str], X: np.ndarray, y: np.ndarray, fitted_on: s
         raise ValueError(f"fitting needs groups on faces and groups off them: got {positives} on, {negatives} off")
     keep = [index for index, name in enumerate(names)
             if not (name.endswith(PASSES_SUFFIX) and X[:, index].max() <= 1)]
-    names = [names[index] for index in keep]
-    X = X[:, keep]
-    c = 1.0
-    if min(positives, negatives) >= 2 * CV_FOLDS:
-        folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0)
-        losses = [-cross_val_score(LogisticRegression(C=strength, max_iter=5000), X, y, cv=folds,
-                                   scoring="neg_log_loss").mean() for strength in C_GRID]
-        c = C_GRID[int(np.argmin(losses))]
+    return [names[index] for index in keep], X[:, keep], y
+
+
+def _folds(y: np.ndarray):
+    """The cross-validation folds, or None when a class has too few rows for them."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if min(int(y.sum()), int(len(y) - y.sum())) < 2 * CV_FOLDS:
+        return None
+    return StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0)
+
+
+def _strength(X: np.ndarray, y: np.ndarray) -> float:
+    """The penalty's strength C chosen by cross-validated log loss; 1 without enough rows for folds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    folds = _folds(y)
+    if folds is None:
+        return 1.0
+    losses = [-cross_val_score(LogisticRegression(C=strength, max_iter=5000), X, y, cv=folds,
+                               scoring="neg_log_loss").mean() for strength in C_GRID]
+    return C_GRID[int(np.argmin(losses))]
+
+
+def fit(feature_names: Sequence[str], X: np.ndarray, y: np.ndarray, fitted_on: str = "") -> dict[str, Any]:
+    """A logistic regression of ``y`` on ``X``, as a fusion weights table (the file's format).
+
+    The penalty's strength is chosen by cross-validated log loss (:data:`C_GRID`, :data:`CV_FOLDS`
+    stratified folds) when each class has enough rows for it, else C = 1. A source's pass count that
+    never exceeds 1 is left out: for a source that looks once it only says "proposed", which its
+    score (0 when it proposed nothing) already says.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    names, X, y = _design(feature_names, X, y)
+    c = _strength(X, y)
     model = LogisticRegression(C=c, max_iter=5000).fit(X, y)
     sources = [name for name in names if not name.endswith(PASSES_SUFFIX)
                and name not in (ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE)]
-    description = f"{len(y)} proposal groups ({positives} on labelled faces), logistic regression, C={c:.3g}"
+    description = f"{len(y)} proposal groups ({int(y.sum())} on labelled faces), logistic regression, C={c:.3g}"
     return check_fusion({
         "weights": {name: round(float(weight), DECIMALS) for name, weight in zip(names, model.coef_[0], strict=True)},
         "bias": round(float(model.intercept_[0]), DECIMALS),
         "sources": sources,
         "fitted_on": f"{fitted_on}: {description}" if fitted_on else description,
     }, "fit")
+
+
+def threshold_table(feature_names: Sequence[str], X: np.ndarray, y: np.ndarray,
+                    thresholds: Sequence[float] = THRESHOLDS) -> list[dict[str, Any]]:
+    """What each second-stage threshold would keep of these groups, by probabilities that :func:`fit`'s model
+    gives each group from the folds it was not fitted on: a row per threshold with the groups kept, the faces
+    among them, precision, recall (of the groups on faces: MTCNN's faces are not groups) and F1.
+
+    On the photos it was fitted on, a model's probabilities flatter it; cross-validated ones show the
+    trade-off a user gets on new photos of the same kind. In-sample probabilities when there are too few rows
+    for folds (the table then says so in its ``probabilities`` column).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    _, X, y = _design(feature_names, X, y)
+    model = LogisticRegression(C=_strength(X, y), max_iter=5000)
+    folds = _folds(y)
+    if folds is None:
+        probabilities, how = model.fit(X, y).predict_proba(X)[:, 1], "in-sample"
+    else:
+        probabilities, how = cross_val_predict(model, X, y, cv=folds, method="predict_proba")[:, 1], "cross-validated"
+    rows = []
+    for threshold in thresholds:
+        kept = probabilities >= threshold
+        faces = int((kept & (y == 1)).sum())
+        precision = faces / kept.sum() if kept.any() else float("nan")
+        recall = faces / y.sum()
+        f1 = 2 * precision * recall / (precision + recall) if faces else 0.0
+        rows.append({"threshold": round(float(threshold), 4), "groups_kept": int(kept.sum()), "faces_kept": faces,
+                     "precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                     "f1": round(float(f1), 4), "probabilities": how})
+    return rows
+
+
+def write_threshold_table(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """The table as a CSV file."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def threshold_summary(rows: Sequence[dict[str, Any]], default: float) -> str:
+    """One line: where F1 peaks, and what the face stage's default threshold keeps."""
+    best = max(rows, key=lambda row: row["f1"])
+    line = (f"second-stage threshold ({rows[0]['probabilities']} on the groups): F1 peaks at {best['threshold']:g} "
+            f"({best['f1']:.3f})")
+    at_default = next((row for row in rows if abs(row["threshold"] - default) < 1e-9), None)
+    if at_default is not None:
+        line += (f"; at the default {default:g}: precision {at_default['precision']:.3f}, recall "
+                 f"{at_default['recall']:.3f}, F1 {at_default['f1']:.3f}")
+    return line
 
 
 def save(fusion: dict[str, Any], path: str | os.PathLike) -> None:
@@ -226,8 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         names, X, y, used = collect(labels, detector, args.match_iou, progress=not args.quiet)
         where = args.fitted_on or ", ".join(str(path) for path in args.annotations)
         save(fit(names, X, y, fitted_on=f"{used} photos of {where}"), args.output)
+        table = threshold_table(names, X, y)
+        table_path = args.output.with_name(f"{args.output.stem}_thresholds.csv")
+        write_threshold_table(table, table_path)
         print(f"{used} photos used, {len(y)} groups, {int(y.sum())} positives, {len(labels.photos) - used} skipped; "
               f"wrote {args.output}")
+        print(f"{threshold_summary(table, DetectorSettings().second_stage_threshold)} -> {table_path}")
         return runtime.EXIT_OK
 
     return runtime.run_cli(body, "python -m maskdetect.fusion: interrupted; nothing was written")

@@ -119,8 +119,15 @@ def test_the_command_on_real_street_photos_gives_a_detector_the_face_stage_uses(
          "--side", "256", "--epochs", "3"], capture_output=True, text=True, timeout=1200, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "fusion weights: fitted on" in finished.stdout and f"--face-detector {output}" in finished.stdout
+    # what each second-stage threshold keeps of the held-out groups, and how to choose another
+    assert "second-stage threshold (" in finished.stdout and "--second-stage-threshold" in finished.stdout
+    table = (output / "thresholds.csv").read_text().splitlines()
+    assert table[0].startswith("threshold,groups_kept,faces_kept,precision,recall,f1") and len(table) == 18
     settings = faces.detector_settings(facecrops.CropSettings(face_detector=str(output)))
     assert settings.face_model == str(output / "facefinder.keras") and settings.fusion == str(output / "fusion.json")
+    assert settings.second_stage_threshold == detectors.DetectorSettings().second_stage_threshold
+    chosen = faces.detector_settings(facecrops.CropSettings(face_detector=str(output), second_stage_threshold=0.25))
+    assert chosen.second_stage_threshold == 0.25 and chosen.fusion == settings.fusion
     detector = detectors.FaceDetector(settings)
     photo = annotations.images.load_rgb(wild / "images" / names[0])
     assert isinstance(detector.detect(photo), list)

@@ -42,6 +42,40 @@ def test_fit_recovers_the_signs_of_informative_features() -> None:
         fusion.fit(names, X, np.zeros(rows, dtype=int))
 
 
+def test_the_threshold_table_shows_the_trade_off_on_groups_left_out_of_the_fit(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    names = fusion_features(SOURCES)
+    rows = 1500
+    X = np.zeros((rows, len(names)))
+    y = (rng.uniform(0, 1, rows) < 0.3).astype(int)
+    X[:, names.index("ssd")] = np.clip(0.35 * y + rng.normal(0.3, 0.2, rows), 0, 1)  # overlapping evidence
+
+    table = fusion.threshold_table(names, X, y)
+    assert [row["threshold"] for row in table] == list(fusion.THRESHOLDS)
+    assert table[0]["threshold"] == 0.1 and table[-1]["threshold"] == 0.9
+    assert all(row["probabilities"] == "cross-validated" for row in table)
+    kept = [row["groups_kept"] for row in table]
+    assert kept == sorted(kept, reverse=True) and kept[0] > kept[-1]  # a stricter threshold never keeps more
+    recall = [row["recall"] for row in table]
+    assert recall == sorted(recall, reverse=True) and recall[0] > 0.9
+    for row in table:
+        assert row["faces_kept"] <= row["groups_kept"]
+        if row["groups_kept"]:
+            assert row["precision"] == pytest.approx(row["faces_kept"] / row["groups_kept"], abs=1e-4)
+    assert table[8]["precision"] > table[0]["precision"]  # at 0.5 the kept groups are surer than at 0.1
+
+    line = fusion.threshold_summary(table, 0.4)
+    best = max(table, key=lambda row: row["f1"])
+    assert f"F1 peaks at {best['threshold']:g}" in line and "at the default 0.4: precision" in line
+    fusion.write_threshold_table(table, tmp_path / "thresholds.csv")
+    written = (tmp_path / "thresholds.csv").read_text().splitlines()
+    assert written[0] == "threshold,groups_kept,faces_kept,precision,recall,f1,probabilities"
+    assert len(written) == 1 + len(table)
+
+    few = np.array([1, 0, 1, 0, 1, 0])  # too few rows for folds: the table says its probabilities are in-sample
+    assert fusion.threshold_table(names, X[:6], few)[0]["probabilities"] == "in-sample"
+
+
 def test_save_and_load_round_trip(tmp_path) -> None:
     table = {"weights": {"ssd": 1.5, "blazeface": -0.25, "zoomed_full_range": 3.0}, "bias": -4.0,
              "sources": ["ssd", "blazeface"], "fitted_on": "a test"}
