@@ -76,6 +76,9 @@ class CropSettings:
     pad_retry: bool = True
     # A folder of train_face_detector.py (facefinder.keras + fusion.json); None: the shipped face finder.
     face_detector: str | None = None
+    # The fused probability a face the second stage adds needs; None: the face stage's default
+    # (DetectorSettings.second_stage_threshold).
+    second_stage_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 4096:
@@ -88,6 +91,8 @@ class CropSettings:
             raise ValueError(
                 f"--review-threshold must be in (0, --threshold], not {self.review_threshold}"
             )
+        if self.second_stage_threshold is not None and not 0 < self.second_stage_threshold <= 1:
+            raise ValueError(f"--second-stage-threshold must be in (0, 1], not {self.second_stage_threshold}")
         if self.detect_size < 64:
             raise ValueError(f"--detect-size must be at least 64 pixels, not {self.detect_size}")
         if self.face_detector is not None:

@@ -39,6 +39,16 @@ class SourceResult:
     source: dict = field(default_factory=dict)
 
 
+def second_stage_threshold_help() -> str:
+    """The --second-stage-threshold flag's help, for process_faces.py and detect_mask.py."""
+    from maskdetect.detectors import DetectorSettings
+
+    return ("the fused probability a face that the second stage adds (one MTCNN missed) needs: lower finds more "
+            "masked faces and keeps more boxes that are not faces (default "
+            f"{DetectorSettings().second_stage_threshold:g}; for a detector you trained, train_face_detector.py's "
+            "thresholds.csv shows the trade-off)")
+
+
 # The detector of this process: built once per worker, since loading the models takes seconds.
 _DETECTOR = None
 # Photos up to this long side that show no face are retried inside a border: tight face crops.
@@ -53,6 +63,8 @@ def detector_settings(settings: CropSettings, threads: int | None = None):
     if settings.face_detector is not None:  # a user's own face finder, with the fusion weights fitted for it
         face_model, fusion = (str(Path(settings.face_detector) / name) for name in facecrops.FACE_DETECTOR_FILES)
         trained = {"face_model": face_model, "fusion": fusion}
+    if settings.second_stage_threshold is not None:
+        trained["second_stage_threshold"] = settings.second_stage_threshold
     return DetectorSettings(threshold=settings.threshold, detect_size=settings.detect_size,
                             second_stage=settings.second_stage, num_threads=threads, **trained)
 
@@ -237,6 +249,8 @@ def build_parser():
                         help="do not retry small photos inside a border when no face is found")
     parser.add_argument("--face-detector", metavar="DIR",
                         help="a face detector you trained with train_face_detector.py (default: the shipped one)")
+    parser.add_argument("--second-stage-threshold", type=float, default=None, metavar="P",
+                        help=second_stage_threshold_help())
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
     parser.add_argument("--review", action="store_true", help="only (re)write the review sheets")
     parser.add_argument("--apply-review", type=Path, metavar="FILE",
@@ -283,7 +297,7 @@ def _main(args) -> int:
     settings = CropSettings(
         size=args.size, margin=args.margin, threshold=args.threshold, review_threshold=args.review_threshold,
         detect_size=args.detect_size, second_stage=not args.no_second_stage, pad_retry=not args.no_pad_retry,
-        face_detector=args.face_detector,
+        face_detector=args.face_detector, second_stage_threshold=args.second_stage_threshold,
     )
     if args.jobs < 1:
         raise ValueError("--jobs must be at least 1")

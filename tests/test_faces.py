@@ -132,8 +132,19 @@ def test_review_verdicts_and_manual_boxes(small_run, tmp_path):
 def test_bad_input_is_one_line(tmp_path, capsys):
     assert faces.main(["--input", str(tmp_path / "absent"), "--output", str(tmp_path / "out")]) == 2
     assert faces.main(["--threshold", "1.5", "--input", str(tmp_path)]) == 2
+    assert faces.main(["--second-stage-threshold", "0", "--input", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert "--second-stage-threshold must be in (0, 1]" in err[2]
+
+
+def test_the_second_stage_threshold_reaches_the_detector():
+    from maskdetect.detectors import DetectorSettings
+
+    default = DetectorSettings().second_stage_threshold
+    assert faces.detector_settings(facecrops.CropSettings()).second_stage_threshold == default
+    assert faces.detector_settings(facecrops.CropSettings(second_stage_threshold=0.25)).second_stage_threshold == 0.25
+    assert faces.build_parser().parse_args(["--second-stage-threshold", "0.3"]).second_stage_threshold == 0.3
 
 
 @pytest.mark.slow
