@@ -12,7 +12,8 @@ The baseline, measured in the same run, is the face stage as it was before its o
 (issue 16): the three proposal sources ssd, blazeface and mtcnn_below_threshold with the fusion
 weights of ``benchmarks/fusion_before_facefinder.json`` (fitted on this very set, so in-sample) and a
 second-stage threshold of 0.25; ``--baseline-*`` change it. A contact sheet of the labelled masked
-faces the defaults still miss is written too (``missed_mask_*.png``).
+faces the defaults still miss is written too (``missed_mask_*.png``), and why each was missed
+(``missed_mask.csv``: boxed off, below the threshold, suppressed or not proposed; see ``why_missed``).
 
 Timing is detection only (decoding excluded), by default on one thread (TensorFlow, OpenCV,
 TFLite, OMP), photos in sorted-name order.
@@ -94,6 +95,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if path is not None and not path.is_file():
             parser.error(f"{flag} {path} is not a file")
     return args
+
+
+# A kept box at this IoU or more with a missed face (but under --iou) is on it, boxed off.
+BOXED_OFF_IOU = 0.2
+
+
+def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str, np.ndarray]], data: Path,
+               match_iou: float, threshold: float) -> list[dict]:
+    """Why each missed face was missed, as far as the face stage tells: ``boxed off`` (a kept box overlaps it at
+    IoU 0.2 or more, but under ``match_iou``); ``below threshold`` (a proposal group on it, at ``match_iou`` or
+    more, whose fused probability is under ``threshold``, the boxes ``kept``'s); ``suppressed`` (such a group
+    reaches the threshold but overlaps a likelier face); ``not proposed`` (no group on it passed the gates)."""
+    sizes = photo_sizes(data)
+    rows, groups_of = [], {}
+    for photo, box in missed:
+        if photo not in groups_of:
+            rgb = load_photo(data / "images" / photo, *sizes[photo])
+            groups_of[photo] = [(group_box, detector.fused_probability(features))
+                                for group_box, features in detector.proposal_groups(rgb)]
+        boxes = kept.boxes[photo]
+        kept_iou = float(box_iou(box[None], boxes).max()) if len(boxes) else 0.0
+        on_face = [probability for group_box, probability in groups_of[photo]
+                   if box_iou(box[None], np.asarray(group_box)[None, :4])[0, 0] >= match_iou]
+        probability = max(on_face, default=float("nan"))
+        if kept_iou >= BOXED_OFF_IOU:
+            reason = "boxed off"
+        elif on_face:
+            reason = "below threshold" if probability < threshold else "suppressed"
+        else:
+            reason = "not proposed"
+        rows.append({"image": photo, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3], "reason": reason,
+                     "kept_iou": round(kept_iou, 3), "group_probability": round(probability, 3)})
+    return rows
 
 
 def set_threads(threads: int) -> None:
@@ -289,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     defaults = run_detector("maskdetect defaults", detect_ours(ours), photos, args.data, truth)
-    results.append(score(defaults.filtered(f"maskdetect defaults (second stage at {default_threshold})",
-                                           default_threshold, "second_stage"), truth, args.min_size, args.iou))
+    at_default = defaults.filtered(f"maskdetect defaults (second stage at {default_threshold})", default_threshold,
+                                   "second_stage")
+    results.append(score(at_default, truth, args.min_size, args.iou))
     if not args.no_baseline:
         baseline = FaceDetector(num_threads=args.threads, fusion=str(args.baseline_fusion),
                                 proposal_sources=tuple(args.baseline_sources),
@@ -342,6 +377,20 @@ def main(argv: list[str] | None = None) -> int:
     sheets += contact_sheet([(photo, box, 0.0, "missed") for photo, box in missed], args.data, args.out,
                             args.sheet_max, prefix="missed_mask")
     print(f"labelled masked faces of {args.min_size} px or more that the defaults miss: {len(missed)}")
+    reasons = why_missed(ours, at_default, missed, args.data, args.iou, default_threshold)
+    with open(args.out / "missed_mask.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "x1", "y1", "x2", "y2", "reason", "kept_iou",
+                                                    "group_probability"])
+        writer.writeheader()
+        writer.writerows(reasons)
+    counts = {reason: sum(row["reason"] == reason for row in reasons)
+              for reason in ("boxed off", "below threshold", "suppressed", "not proposed")}
+    below = [row["group_probability"] for row in reasons if row["reason"] == "below threshold"]
+    print(f"  why: {counts['boxed off']} boxed off (a kept box at IoU {BOXED_OFF_IOU}-{args.iou}), "
+          f"{counts['below threshold']} with a proposal group on them under {default_threshold}"
+          + (f" (median probability {np.median(below):.2f})" if below else "")
+          + f", {counts['suppressed']} suppressed by a likelier face, {counts['not proposed']} not proposed past "
+          f"the gates -> {args.out / 'missed_mask.csv'}")
     summary = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results + curve]
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(f"\nunmatched boxes of the defaults: {len(unmatched)} "

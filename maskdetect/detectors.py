@@ -1003,8 +1003,9 @@ class FaceDetector:
             features[source.name + PASSES_SUFFIX] = float(len(group.passes.get(source.name, ())))
         return features
 
-    def _fused_probability(self, features: Mapping[str, float]) -> float:
-        """The logistic fusion of a group's features with this detector's weights table."""
+    def fused_probability(self, features: Mapping[str, float]) -> float:
+        """The probability that a proposal group is a face, from its features (as :meth:`proposal_groups` gives
+        them): the logistic fusion with this detector's weights table."""
         # A weighted feature of a source that did not run counts as 0, as if it had seen nothing.
         logit = self.fusion["bias"] + sum(weight * features.get(name, 0.0)
                                           for name, weight in self.fusion["weights"].items())
@@ -1038,7 +1039,7 @@ class FaceDetector:
         """Boxes (not clipped) and fused probabilities of the faces the second stage adds."""
         candidates = []
         for box, features in self._gated_groups(rgb, kept_boxes, proposals):
-            probability = self._fused_probability(features)
+            probability = self.fused_probability(features)
             if probability >= self.settings.second_stage_threshold:
                 candidates.append((box, probability))
         candidates.sort(key=lambda candidate: -candidate[1])

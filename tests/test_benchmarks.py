@@ -163,3 +163,35 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     kept = [row["kept"] for row in summary]
     # a stricter threshold never keeps more boxes; the MTCNN faces are kept at every threshold
     assert kept[2] >= kept[0] >= kept[3] >= summary[3]["by_detector"].get("mtcnn", {"kept": 0})["kept"]
+    # why each missed masked face was missed, one row each, beside the sheet
+    missed = list(csv.DictReader((out / "missed_mask.csv").open()))
+    assert f"masked faces of 32 px or more that the defaults miss: {len(missed)}" in printed and "  why: " in printed
+    assert all(row["reason"] in ("boxed off", "below threshold", "suppressed", "not proposed") for row in missed)
+
+
+def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
+    """On the real astronaut photo, with the real face stage: a label that the kept face overlaps at IoU 0.29 is
+    boxed off; one on the weak proposal group above her head is below the threshold, or suppressed when the
+    threshold is under its probability; one on the empty corner was not proposed."""
+    from benchmarks import bench_detection
+    from maskdetect.detectors import FaceDetector
+
+    data = write_detection_set(tmp_path / "detection")
+    detector = FaceDetector(num_threads=1)
+    rgb = np.asarray(picture("astronaut"))
+    kept = bench_detection.Detections("kept")
+    kept.add("bare.jpg", [(f.x1, f.y1, f.x2, f.y2, f.confidence, f.detector) for f in detector.detect(rgb)], 0.0)
+    (face,) = kept.boxes["bare.jpg"]
+    groups = detector.proposal_groups(rgb)
+    assert groups, "the real face stage proposes a weak group above her head"
+    group_box, features = groups[0]
+    probability = detector.fused_probability(features)
+    assert probability < 0.4
+    shifted = face + np.array([50, 0, 50, 0])
+    missed = [("bare.jpg", shifted), ("bare.jpg", np.asarray(group_box, float)),
+              ("bare.jpg", np.array([440.0, 440.0, 500.0, 500.0]))]
+    rows = bench_detection.why_missed(detector, kept, missed, data, 0.4, 0.4)
+    assert [row["reason"] for row in rows] == ["boxed off", "below threshold", "not proposed"]
+    assert 0.2 <= rows[0]["kept_iou"] < 0.4 and rows[1]["group_probability"] == round(probability, 3)
+    suppressed = bench_detection.why_missed(detector, kept, missed[1:2], data, 0.4, probability / 2)
+    assert suppressed[0]["reason"] == "suppressed"
