@@ -103,10 +103,15 @@ BOXED_OFF_IOU = 0.2
 
 def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str, np.ndarray]], data: Path,
                match_iou: float, threshold: float) -> list[dict]:
-    """Why each missed face was missed, as far as the face stage tells: ``boxed off`` (a kept box overlaps it at
-    IoU 0.2 or more, but under ``match_iou``); ``below threshold`` (a proposal group on it, at ``match_iou`` or
-    more, whose fused probability is under ``threshold``, the boxes ``kept``'s); ``suppressed`` (such a group
-    reaches the threshold but overlaps a likelier face); ``not proposed`` (no group on it passed the gates)."""
+    """Why each missed face was missed, as far as the face stage tells:
+
+    - ``boxed off``: a kept box overlaps it at IoU 0.2 or more, but under ``match_iou`` (``kept_by`` names the
+      detector that kept it);
+    - ``below threshold``: a proposal group on it, at ``match_iou`` or more, has a fused probability under
+      ``threshold`` (the one ``kept``'s boxes were kept at);
+    - ``suppressed``: such a group reaches the threshold but overlaps a likelier face;
+    - ``not proposed``: no group on it passed the gates.
+    """
     sizes = photo_sizes(data)
     rows, groups_of = [], {}
     for photo, box in missed:
@@ -115,7 +120,8 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
             groups_of[photo] = [(group_box, detector.fused_probability(features))
                                 for group_box, features in detector.proposal_groups(rgb)]
         boxes = kept.boxes[photo]
-        kept_iou = float(box_iou(box[None], boxes).max()) if len(boxes) else 0.0
+        overlaps = box_iou(box[None], boxes)[0] if len(boxes) else np.zeros(0)
+        kept_iou = float(overlaps.max()) if len(boxes) else 0.0
         on_face = [probability for group_box, probability in groups_of[photo]
                    if box_iou(box[None], np.asarray(group_box)[None, :4])[0, 0] >= match_iou]
         probability = max(on_face, default=float("nan"))
@@ -126,7 +132,9 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
         else:
             reason = "not proposed"
         rows.append({"image": photo, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3], "reason": reason,
-                     "kept_iou": round(kept_iou, 3), "group_probability": round(probability, 3)})
+                     "kept_iou": round(kept_iou, 3),
+                     "kept_by": kept.source[photo][int(np.argmax(overlaps))] if kept_iou >= BOXED_OFF_IOU else "",
+                     "group_probability": round(probability, 3)})
     return rows
 
 
@@ -379,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"labelled masked faces of {args.min_size} px or more that the defaults miss: {len(missed)}")
     reasons = why_missed(ours, at_default, missed, args.data, args.iou, default_threshold)
     with open(args.out / "missed_mask.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["image", "x1", "y1", "x2", "y2", "reason", "kept_iou",
+        writer = csv.DictWriter(handle, fieldnames=["image", "x1", "y1", "x2", "y2", "reason", "kept_iou", "kept_by",
                                                     "group_probability"])
         writer.writeheader()
         writer.writerows(reasons)

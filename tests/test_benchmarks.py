@@ -192,6 +192,7 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
               ("bare.jpg", np.array([440.0, 440.0, 500.0, 500.0]))]
     rows = bench_detection.why_missed(detector, kept, missed, data, 0.4, 0.4)
     assert [row["reason"] for row in rows] == ["boxed off", "below threshold", "not proposed"]
-    assert 0.2 <= rows[0]["kept_iou"] < 0.4 and rows[1]["group_probability"] == round(probability, 3)
+    assert 0.2 <= rows[0]["kept_iou"] < 0.4 and rows[0]["kept_by"] == "mtcnn" and rows[1]["kept_by"] == ""
+    assert rows[1]["group_probability"] == round(probability, 3)
     suppressed = bench_detection.why_missed(detector, kept, missed[1:2], data, 0.4, probability / 2)
     assert suppressed[0]["reason"] == "suppressed"
