@@ -58,7 +58,7 @@ DECIMALS = 4
 # The second-stage thresholds the threshold table reports.
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))
 
-__all__ = ["collect", "fit", "load", "main", "save", "threshold_table", "write_threshold_table"]
+__all__ = ["collect", "fit", "load", "main", "save", "threshold_summary", "threshold_table", "write_threshold_table"]
 
 
 def _photo_and_boxes(photo: annotations.LabelledPhoto) -> tuple[np.ndarray, np.ndarray] | str:

@@ -143,6 +143,21 @@ def test_collect_on_real_labelled_photos(caplog: pytest.LogCaptureFixture) -> No
     assert len(skipped) == 1 and "\n" not in skipped[0] and "skipped" in skipped[0]
 
 
+def test_the_command_writes_the_weights_and_their_threshold_table(tmp_path, capsys) -> None:
+    """Four real labelled photos: the weights, and beside them what each threshold keeps of the groups
+    (in-sample: four photos give too few groups for folds)."""
+    output = tmp_path / "mine.json"
+    assert fusion.main(["--annotations", str(shared_data("wild")), "--limit", "4", "--output", str(output),
+                        "--quiet"]) == 0
+    assert load_fusion(output)["fitted_on"].startswith("4 photos of ")
+    rows = (tmp_path / "mine_thresholds.csv").read_text().splitlines()
+    assert rows[0] == "threshold,groups_kept,faces_kept,precision,recall,f1,probabilities"
+    assert len(rows) == 1 + len(fusion.THRESHOLDS) and rows[1].endswith(",in-sample")
+    printed = capsys.readouterr().out
+    assert "second-stage threshold (in-sample on the groups): F1 peaks at" in printed
+    assert f"-> {tmp_path / 'mine_thresholds.csv'}" in printed
+
+
 def test_the_command_on_a_missing_path_is_one_line(tmp_path) -> None:
     result = subprocess.run([PYTHON, "-m", "maskdetect.fusion", "--annotations", str(tmp_path / "nowhere"),
                              "--output", str(tmp_path / "fusion.json")], cwd=REPO, capture_output=True, text=True,
