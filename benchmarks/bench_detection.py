@@ -121,7 +121,7 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
                                 for group_box, features in detector.proposal_groups(rgb)]
         boxes = kept.boxes[photo]
         overlaps = box_iou(box[None], boxes)[0] if len(boxes) else np.zeros(0)
-        kept_iou = float(overlaps.max()) if len(boxes) else 0.0
+        kept_iou = float(overlaps.max(initial=0.0))
         on_face = [probability for group_box, probability in groups_of[photo]
                    if box_iou(box[None], np.asarray(group_box)[None, :4])[0, 0] >= match_iou]
         probability = max(on_face, default=float("nan"))
