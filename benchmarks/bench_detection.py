@@ -12,8 +12,8 @@ The baseline, measured in the same run, is the face stage as it was before its o
 (issue 16): the three proposal sources ssd, blazeface and mtcnn_below_threshold with the fusion
 weights of ``benchmarks/fusion_before_facefinder.json`` (fitted on this very set, so in-sample) and a
 second-stage threshold of 0.25; ``--baseline-*`` change it. A contact sheet of the labelled masked
-faces the defaults still miss is written too (``missed_mask_*.png``), and why each was missed
-(``missed_mask.csv``: boxed off, below the threshold, suppressed or not proposed; see ``why_missed``).
+faces the defaults still miss is written too (``missed_mask_*.png``), and why each labelled face of any class
+was missed (``missed.csv``: boxed off, below the threshold, suppressed or not proposed; see ``why_missed``).
 
 Timing is detection only (decoding excluded), by default on one thread (TensorFlow, OpenCV,
 TFLite, OMP), photos in sorted-name order.
@@ -101,9 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 BOXED_OFF_IOU = 0.2
 
 
-def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str, np.ndarray]], data: Path,
+def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str, np.ndarray, str]], data: Path,
                match_iou: float, threshold: float) -> list[dict]:
-    """Why each missed face was missed, as far as the face stage tells:
+    """Why each missed face (photo, box, label) was missed, as far as the face stage tells:
 
     - ``boxed off``: a kept box overlaps it at IoU 0.2 or more, but under ``match_iou`` (``kept_by`` names the
       detector that kept it);
@@ -114,7 +114,7 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
     """
     sizes = photo_sizes(data)
     rows, groups_of = [], {}
-    for photo, box in missed:
+    for photo, box, label in missed:
         if photo not in groups_of:
             rgb = load_photo(data / "images" / photo, *sizes[photo])
             groups_of[photo] = [(group_box, detector.fused_probability(features))
@@ -131,8 +131,8 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
             reason = "below threshold" if probability < threshold else "suppressed"
         else:
             reason = "not proposed"
-        rows.append({"image": photo, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3], "reason": reason,
-                     "kept_iou": round(kept_iou, 3),
+        rows.append({"image": photo, "label": label, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
+                     "reason": reason, "kept_iou": round(kept_iou, 3),
                      "kept_by": kept.source[photo][int(np.argmax(overlaps))] if kept_iou >= BOXED_OFF_IOU else "",
                      "group_probability": round(probability, 3)})
     return rows
@@ -209,7 +209,7 @@ def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_s
     kept = matched = 0
     by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     unmatched = []
-    missed_mask = []
+    missed = []
     empty = 0
     for photo, boxes in det.boxes.items():
         labels = truth[photo]
@@ -224,8 +224,8 @@ def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_s
             if side >= min_size:
                 total[label] += 1
                 found[label] += hit
-                if label == "mask" and not hit:
-                    missed_mask.append((photo, box))
+                if not hit:
+                    missed.append((photo, box, label))
         kept += len(boxes)
         empty += not len(boxes)
         if len(boxes):
@@ -250,7 +250,7 @@ def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_s
         "s_per_photo_p90": float(np.percentile(seconds, 90)) if len(seconds) else float("nan"),
         "photos_per_s": float(1 / seconds.mean()) if len(seconds) and seconds.mean() > 0 else float("nan"),
         "_unmatched": unmatched,
-        "_missed_mask": missed_mask,
+        "_missed": missed,
     }
 
 
@@ -304,6 +304,16 @@ def contact_sheet(unmatched: list, data: Path, out: Path, limit: int, cell: int 
         sheet.save(path)
         paths.append(path)
     return paths
+
+
+def why_line(rows: list[dict], threshold: float) -> str:
+    """The reasons of ``why_missed``'s rows counted, in one line."""
+    counts = {reason: sum(row["reason"] == reason for row in rows)
+              for reason in ("boxed off", "below threshold", "suppressed", "not proposed")}
+    below = [row["group_probability"] for row in rows if row["reason"] == "below threshold"]
+    return (f"{counts['boxed off']} boxed off, {counts['below threshold']} with a proposal group on them under "
+            f"{threshold}" + (f" (median probability {np.median(below):.2f})" if below else "")
+            + f", {counts['suppressed']} suppressed by a likelier face, {counts['not proposed']} not proposed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,24 +391,22 @@ def main(argv: list[str] | None = None) -> int:
         for k, (photo, box, conf, src) in enumerate(unmatched):
             writer.writerow([k, photo, *(f"{v:.1f}" for v in box), f"{conf:.3f}", src])
     sheets = contact_sheet(unmatched, args.data, args.out, args.sheet_max)
-    missed = results[0]["_missed_mask"]
-    sheets += contact_sheet([(photo, box, 0.0, "missed") for photo, box in missed], args.data, args.out,
+    missed = results[0]["_missed"]
+    missed_mask = [(photo, box) for photo, box, label in missed if label == "mask"]
+    sheets += contact_sheet([(photo, box, 0.0, "missed") for photo, box in missed_mask], args.data, args.out,
                             args.sheet_max, prefix="missed_mask")
-    print(f"labelled masked faces of {args.min_size} px or more that the defaults miss: {len(missed)}")
+    print(f"labelled faces of {args.min_size} px or more that the defaults miss: "
+          + ", ".join(f"{sum(label == name for *_, label in missed)} {name}" for name in CLASSES))
     reasons = why_missed(ours, at_default, missed, args.data, args.iou, default_threshold)
-    with open(args.out / "missed_mask.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["image", "x1", "y1", "x2", "y2", "reason", "kept_iou", "kept_by",
-                                                    "group_probability"])
+    with open(args.out / "missed.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "label", "x1", "y1", "x2", "y2", "reason", "kept_iou",
+                                                    "kept_by", "group_probability"])
         writer.writeheader()
         writer.writerows(reasons)
-    counts = {reason: sum(row["reason"] == reason for row in reasons)
-              for reason in ("boxed off", "below threshold", "suppressed", "not proposed")}
-    below = [row["group_probability"] for row in reasons if row["reason"] == "below threshold"]
-    print(f"  why: {counts['boxed off']} boxed off (a kept box at IoU {BOXED_OFF_IOU}-{args.iou}), "
-          f"{counts['below threshold']} with a proposal group on them under {default_threshold}"
-          + (f" (median probability {np.median(below):.2f})" if below else "")
-          + f", {counts['suppressed']} suppressed by a likelier face, {counts['not proposed']} not proposed past "
-          f"the gates -> {args.out / 'missed_mask.csv'}")
+    for name in CLASSES:
+        print(f"  why, {name}: {why_line([row for row in reasons if row['label'] == name], default_threshold)}")
+    print(f"  (boxed off: a kept box at IoU {BOXED_OFF_IOU}-{args.iou}; not proposed: no group past the gates) "
+          f"-> {args.out / 'missed.csv'}")
     summary = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results + curve]
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(f"\nunmatched boxes of the defaults: {len(unmatched)} "

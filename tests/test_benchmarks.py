@@ -163,9 +163,11 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     kept = [row["kept"] for row in summary]
     # a stricter threshold never keeps more boxes; the MTCNN faces are kept at every threshold
     assert kept[2] >= kept[0] >= kept[3] >= summary[3]["by_detector"].get("mtcnn", {"kept": 0})["kept"]
-    # why each missed masked face was missed, one row each, beside the sheet
-    missed = list(csv.DictReader((out / "missed_mask.csv").open()))
-    assert f"masked faces of 32 px or more that the defaults miss: {len(missed)}" in printed and "  why: " in printed
+    # why each missed face was missed, one row each, with its class; a line per class
+    missed = list(csv.DictReader((out / "missed.csv").open()))
+    counts = ", ".join(f"{sum(row['label'] == name for row in missed)} {name}" for name in common.CLASSES)
+    assert f"faces of 32 px or more that the defaults miss: {counts}" in printed
+    assert all(f"  why, {name}: " in printed for name in common.CLASSES)
     assert all(row["reason"] in ("boxed off", "below threshold", "suppressed", "not proposed") for row in missed)
 
 
@@ -188,11 +190,13 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     probability = detector.fused_probability(features)
     assert probability < 0.4
     shifted = face + np.array([50, 0, 50, 0])
-    missed = [("bare.jpg", shifted), ("bare.jpg", np.asarray(group_box, float)),
-              ("bare.jpg", np.array([440.0, 440.0, 500.0, 500.0]))]
+    missed = [("bare.jpg", shifted, "without_mask"), ("bare.jpg", np.asarray(group_box, float), "mask"),
+              ("bare.jpg", np.array([440.0, 440.0, 500.0, 500.0]), "mask")]
     rows = bench_detection.why_missed(detector, kept, missed, data, 0.4, 0.4)
     assert [row["reason"] for row in rows] == ["boxed off", "below threshold", "not proposed"]
     assert 0.2 <= rows[0]["kept_iou"] < 0.4 and rows[0]["kept_by"] == "mtcnn" and rows[1]["kept_by"] == ""
     assert rows[1]["group_probability"] == round(probability, 3)
+    assert [row["label"] for row in rows] == ["without_mask", "mask", "mask"]
+    assert bench_detection.why_line(rows, 0.4).startswith("1 boxed off, 1 with a proposal group on them under 0.4")
     suppressed = bench_detection.why_missed(detector, kept, missed[1:2], data, 0.4, probability / 2)
     assert suppressed[0]["reason"] == "suppressed"
