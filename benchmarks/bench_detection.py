@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
     parser.add_argument("--first-stage", action="store_true",
                         help="also run maskdetect's detector with second_stage=False")
+    parser.add_argument("--without-verifier", action="store_true",
+                        help="also run the defaults without the face verifier (the stage before it)")
     parser.add_argument("--no-plain", action="store_true", help="skip plain MTCNN")
     parser.add_argument("--fusion", type=Path, default=None,
                         help="fusion weights file for the defaults' second stage (default: the shipped one)")
@@ -108,8 +110,9 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
     - ``boxed off``: a kept box overlaps it at IoU 0.2 or more, but under ``match_iou`` (``kept_by`` names the
       detector that kept it);
     - ``below threshold``: a proposal group on it, at ``match_iou`` or more, has a fused probability under
-      ``threshold`` (the one ``kept``'s boxes were kept at);
-    - ``suppressed``: such a group reaches the threshold but overlaps a likelier face;
+      ``threshold`` (the one ``kept``'s boxes were kept at) and a verifier score under the detector's verifier
+      threshold;
+    - ``suppressed``: such a group reaches a threshold but overlaps a likelier face;
     - ``not proposed``: no group on it passed the gates.
     """
     sizes = photo_sizes(data)
@@ -117,24 +120,28 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
     for photo, box, label in missed:
         if photo not in groups_of:
             rgb = load_photo(data / "images" / photo, *sizes[photo])
-            groups_of[photo] = [(group_box, detector.fused_probability(features))
-                                for group_box, features in detector.proposal_groups(rgb)]
+            groups = detector.proposal_groups(rgb)
+            scores = detector.verifier_scores(rgb, np.array([group_box for group_box, _ in groups]))
+            groups_of[photo] = [(group_box, detector.fused_probability(features), score)
+                                for (group_box, features), score in zip(groups, scores, strict=True)]
         boxes = kept.boxes[photo]
         overlaps = box_iou(box[None], boxes)[0] if len(boxes) else np.zeros(0)
         kept_iou = float(overlaps.max(initial=0.0))
-        on_face = [probability for group_box, probability in groups_of[photo]
+        on_face = [(probability, score) for group_box, probability, score in groups_of[photo]
                    if box_iou(box[None], np.asarray(group_box)[None, :4])[0, 0] >= match_iou]
-        probability = max(on_face, default=float("nan"))
+        probability = max((probability for probability, _ in on_face), default=float("nan"))
+        score = max((score for _, score in on_face), default=float("nan"))
+        verified = detector.settings.verifier_threshold is not None and score >= detector.settings.verifier_threshold
         if kept_iou >= BOXED_OFF_IOU:
             reason = "boxed off"
         elif on_face:
-            reason = "below threshold" if probability < threshold else "suppressed"
+            reason = "suppressed" if probability >= threshold or verified else "below threshold"
         else:
             reason = "not proposed"
         rows.append({"image": photo, "label": label, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
                      "reason": reason, "kept_iou": round(kept_iou, 3),
                      "kept_by": kept.source[photo][int(np.argmax(overlaps))] if kept_iou >= BOXED_OFF_IOU else "",
-                     "group_probability": round(probability, 3)})
+                     "group_probability": round(probability, 3), "verifier_score": round(score, 3)})
     return rows
 
 
@@ -351,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         det = run_detector(f"baseline: {'+'.join(args.baseline_sources)}, {args.baseline_fusion.name}, "
                            f"threshold {args.baseline_threshold}", detect_ours(baseline), photos, args.data, truth)
         results.append(score(det, truth, args.min_size, args.iou))
+    if args.without_verifier:
+        unverified = FaceDetector(num_threads=args.threads, fusion=args.fusion, verifier_threshold=None,
+                                  second_stage_threshold=default_threshold)
+        det = run_detector(f"the defaults without the face verifier (second stage at {default_threshold})",
+                           detect_ours(unverified), photos, args.data, truth)
+        results.append(score(det, truth, args.min_size, args.iou))
     if args.first_stage:
         first = FaceDetector(second_stage=False)
         det = run_detector("maskdetect second_stage=False", detect_ours(first), photos, args.data, truth)
@@ -376,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
              for threshold in sorted(set(args.thresholds) - {default_threshold})]
     for r in results + curve:
         print_result(r, args.min_size)
+    if args.without_verifier:
+        base = next(r for r in results if r["name"].startswith("the defaults without the face verifier"))
+        print(f"\ndefaults against the defaults without the verifier: mask recall "
+              f"{results[0]['recall']['mask'] - base['recall']['mask']:+.1%}, without_mask "
+              f"{results[0]['recall']['without_mask'] - base['recall']['without_mask']:+.1%}, "
+              f"{results[0]['kept'] - base['kept']:+d} boxes kept, "
+              f"{results[0]['s_per_photo'] / base['s_per_photo']:.2f}x the seconds per photo")
     if not args.no_baseline:
         base = results[1]
         gain = {label: results[0]["recall"][label] - base["recall"][label] for label in ("mask", "without_mask")}
@@ -400,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     reasons = why_missed(ours, at_default, missed, args.data, args.iou, default_threshold)
     with open(args.out / "missed.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["image", "label", "x1", "y1", "x2", "y2", "reason", "kept_iou",
-                                                    "kept_by", "group_probability"])
+                                                    "kept_by", "group_probability", "verifier_score"])
         writer.writeheader()
         writer.writerows(reasons)
     for name in CLASSES:

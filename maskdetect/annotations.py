@@ -33,6 +33,7 @@ import csv
 import logging
 import math
 import xml.etree.ElementTree as ElementTree
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -424,3 +425,9 @@ def summary(counts: Counter) -> str:
             f"not cut: {counts['too_small']} too small, {counts['dropped']} dropped by --label-map, "
             f"{counts['bad_box']} bad boxes, {counts['bad_label']} unknown labels; {counts['unreadable']} "
             f"unreadable photos, {counts['problems']} unusable files or lines")
+
+
+def held_out(name: str, share: float) -> bool:
+    """Whether a labelled photo is held out of the face finder's and face verifier's training (for validation
+    and the fusion fit): by a hash of its name, so that a rerun, or a resumed run, holds out the same photos."""
+    return zlib.crc32(name.encode()) % 1000 < round(share * 1000)

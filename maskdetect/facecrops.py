@@ -61,6 +61,7 @@ REJECTED_RECORD = "rejected.csv"
 
 
 FACE_DETECTOR_FILES = ("facefinder.keras", "fusion.json")  # what train_face_detector.py writes
+FACE_VERIFIER_FILE = "faceverifier.keras"  # and, unless told not to, this
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ import math
 import os
 import sys
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from maskdetect.annotations import held_out
 from maskdetect.facefinder import DEFAULT_SIDE, STRIDE, build_model, letterbox, loss, save, targets
 
 logger = logging.getLogger(__name__)
@@ -133,12 +133,6 @@ def batches(items: Sequence[Sample], batch_size: int, seed: int, training: bool)
 # Training
 
 
-def held_out(name: str, share: float) -> bool:
-    """Whether a photo is held out of training (for validation and the fusion fit): by a hash of its name, so
-    that a rerun, or a resumed run, holds out the same photos."""
-    return zlib.crc32(name.encode()) % 1000 < round(share * 1000)
-
-
 def train(labelled_photos: Sequence, output: Path, epochs: int = 40, batch_size: int = 8, side: int = DEFAULT_SIDE,
           holdout: float = 0.2, learning_rate: float = 1e-3, weights: str | None = "imagenet", seed: int = 42,
           progress: bool = True) -> dict:
@@ -222,6 +216,18 @@ def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> d
     return {"groups": len(targets_), "faces": int(targets_.sum()), "photos": used, "thresholds": table}
 
 
+def train_verifier(labels, output: Path, holdout: float, epochs: int, weights: str | None, seed: int,
+                   progress: bool = True) -> dict:
+    """Train the face verifier on the photos the finder trained on, with the new finder's proposal groups, into
+    ``output``/faceverifier.keras (``maskdetect.faceverifier_train``)."""
+    from maskdetect import faceverifier_train, fusion
+    from maskdetect.facecrops import FACE_VERIFIER_FILE
+
+    detector = fusion.collecting_detector(face_model=str(output / "facefinder.keras"))
+    return faceverifier_train.train(labels.photos, output / FACE_VERIFIER_FILE, detector, epochs, holdout=holdout,
+                                    weights=weights, seed=seed, progress=progress)
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line: train_face_detector.py
 
@@ -249,20 +255,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="(default %(default)s)")
     parser.add_argument("--weights", default="imagenet", metavar="imagenet|none|FILE",
                         help="the MobileNetV2 trunk's starting weights (default: Keras's ImageNet file)")
+    parser.add_argument("--verifier-epochs", type=int, default=8,
+                        help="epochs of the face verifier, trained after the finder on the same photos with its "
+                             "proposal groups; 0 trains none, and the folder then runs without one "
+                             "(default %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="(default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from maskdetect import annotations, fusion, runtime
+    from maskdetect import annotations, faceverifier_train, fusion, runtime
     from maskdetect.detectors import DetectorSettings
+    from maskdetect.facecrops import FACE_VERIFIER_FILE
 
     args = parse_args(argv)
     runtime.configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     def body() -> int:
+        if args.verifier_epochs < 0:  # before hours of training, not after
+            raise ValueError(f"--verifier-epochs must be 0 or more, not {args.verifier_epochs}")
         labels = annotations.Labels()
         for path in args.annotations:
             labels.extend(annotations.read(path))
@@ -274,6 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta = train(labels.photos, args.output, args.epochs, args.batch_size, args.side, args.holdout,
                      args.learning_rate, args.weights, args.seed, progress=progress)
         fitted = fit_fusion(labels, args.output, args.holdout, progress)
+        verifier = None
+        if args.verifier_epochs:
+            verifier = train_verifier(labels, args.output, args.holdout, args.verifier_epochs, args.weights,
+                                      args.seed, progress)
         print(f"face detector: {meta['trained_on'] + meta['held_out']} photos in, {meta['trained_on']} trained on "
               f"({meta['faces']} faces), {meta['held_out']} held out, "
               f"{len(labels.problems) + meta['unusable_photos']} skipped; {meta['epochs']} epochs in "
@@ -285,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default = DetectorSettings().second_stage_threshold
         print(f"{fusion.threshold_summary(fitted['thresholds'], default)} -> {args.output / 'thresholds.csv'}; "
               f"choose another with --second-stage-threshold")
+        if verifier is not None:
+            print(faceverifier_train.summary_line(verifier, args.output / FACE_VERIFIER_FILE))
         return runtime.EXIT_OK
 
     return runtime.run_cli(body, "train_face_detector.py: interrupted; run the same command again to resume from "

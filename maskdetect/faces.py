@@ -61,8 +61,15 @@ def detector_settings(settings: CropSettings, threads: int | None = None):
 
     trained = {}
     if settings.face_detector is not None:  # a user's own face finder, with the fusion weights fitted for it
-        face_model, fusion = (str(Path(settings.face_detector) / name) for name in facecrops.FACE_DETECTOR_FILES)
+        folder = Path(settings.face_detector)
+        face_model, fusion = (str(folder / name) for name in facecrops.FACE_DETECTOR_FILES)
         trained = {"face_model": face_model, "fusion": fusion}
+        # a folder trained without a verifier (--verifier-epochs 0) runs none: the shipped one was not made with it
+        verifier = folder / facecrops.FACE_VERIFIER_FILE
+        if verifier.is_file():
+            trained["verifier_model"] = str(verifier)
+        else:
+            trained["verifier_threshold"] = None
     if settings.second_stage_threshold is not None:
         trained["second_stage_threshold"] = settings.second_stage_threshold
     return DetectorSettings(threshold=settings.threshold, detect_size=settings.detect_size,

@@ -61,7 +61,7 @@ THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))
 __all__ = ["collect", "fit", "load", "main", "save", "threshold_summary", "threshold_table", "write_threshold_table"]
 
 
-def _photo_and_boxes(photo: annotations.LabelledPhoto) -> tuple[np.ndarray, np.ndarray] | str:
+def photo_and_boxes(photo: annotations.LabelledPhoto) -> tuple[np.ndarray, np.ndarray] | str:
     """The photo decoded as the pipeline does, and its labelled boxes in its pixels; or why it cannot be used."""
     rgb = images.load_rgb(photo.image)
     boxes = np.array([face.box for face in photo.faces], dtype=np.float64).reshape(-1, 4)
@@ -107,7 +107,7 @@ def collect(labels: annotations.Labels, detector: FaceDetector, match_iou: float
     used = 0
     for photo in tqdm(labels.photos, desc="fusion features", unit="photo", disable=not progress):
         try:
-            loaded = _photo_and_boxes(photo)
+            loaded = photo_and_boxes(photo)
         except images.DECODE_ERRORS as error:
             loaded = f"cannot be read ({error})"
         if isinstance(loaded, str):
@@ -270,6 +270,8 @@ def collecting_detector(sources: Sequence[str] | None = None, **settings: Any) -
         neutral = Path(folder) / "neutral.json"
         save({"weights": dict.fromkeys(fusion_features(source_names), 0.0), "bias": 0.0,
               "sources": list(source_names), "fitted_on": "nothing (collecting features)"}, neutral)
+        # the verifier only decides which groups are kept; collecting needs every group, so it is not loaded
+        settings.setdefault("verifier_threshold", None)
         return FaceDetector(proposal_sources=sources, fusion=str(neutral), **settings)
 
 

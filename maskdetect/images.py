@@ -279,3 +279,21 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         image.load()
         oriented = ImageOps.exif_transpose(image)
         return np.asarray(to_rgb8(oriented))
+
+
+def square_crop(rgb: np.ndarray, box: np.ndarray, context: float) -> tuple[np.ndarray, int, int]:
+    """Square crop centred on ``box``, ``context`` times its long side, black outside the image.
+
+    Returns the crop and the image coordinates of its top-left corner.
+    """
+    centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = max(2, int(round(context * max(box[2] - box[0], box[3] - box[1]))))
+    left, top = int(round(centre_x - side / 2)), int(round(centre_y - side / 2))
+    height, width = rgb.shape[:2]
+    crop = np.zeros((side, side, 3), np.uint8)
+    inside_left, inside_top = max(0, left), max(0, top)
+    inside_right, inside_bottom = min(width, left + side), min(height, top + side)
+    if inside_right > inside_left and inside_bottom > inside_top:
+        crop[inside_top - top:inside_bottom - top, inside_left - left:inside_right - left] = \
+            rgb[inside_top:inside_bottom, inside_left:inside_right]
+    return crop, left, top

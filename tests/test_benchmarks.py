@@ -154,15 +154,19 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     data = write_detection_set(tmp_path / "detection")
     out = tmp_path / "out"
     assert bench_detection.main(["--data", str(data), "--no-plain", "--thresholds", "0.1", "0.9",
-                                 "--out", str(out)]) == 0
+                                 "--without-verifier", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     for name in ("maskdetect defaults (second stage at 0.4)", "the defaults with the second stage at 0.1",
-                 "the defaults with the second stage at 0.9", "baseline: ssd+blazeface+mtcnn_below_threshold"):
+                 "the defaults with the second stage at 0.9", "baseline: ssd+blazeface+mtcnn_below_threshold",
+                 "the defaults without the face verifier (second stage at 0.4)"):
         assert f"== {name}" in printed
+    assert "defaults against the defaults without the verifier: mask recall " in printed
     summary = json.loads((out / "summary.json").read_text())
     kept = [row["kept"] for row in summary]
     # a stricter threshold never keeps more boxes; the MTCNN faces are kept at every threshold
-    assert kept[2] >= kept[0] >= kept[3] >= summary[3]["by_detector"].get("mtcnn", {"kept": 0})["kept"]
+    assert kept[3] >= kept[0] >= kept[4] >= summary[4]["by_detector"].get("mtcnn", {"kept": 0})["kept"]
+    # the verifier only adds faces
+    assert kept[0] >= kept[2]
     # why each missed face was missed, one row each, with its class; a line per class
     missed = list(csv.DictReader((out / "missed.csv").open()))
     counts = ", ".join(f"{sum(row['label'] == name for row in missed)} {name}" for name in common.CLASSES)

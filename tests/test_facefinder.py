@@ -103,7 +103,8 @@ def test_a_short_real_training_saves_a_finder_that_finds_the_face_it_was_shown(t
 @pytest.mark.slow
 def test_the_command_on_real_street_photos_gives_a_detector_the_face_stage_uses(tmp_path, imagenet_weights):
     """60 labelled street photos of wild/, 3 epochs at 256 px: the finder and fusion weights fitted on its
-    held-out photos, and process_faces.py's detector settings built from the folder run on a photo."""
+    held-out photos, a face verifier trained for 1 epoch on its training photos, and process_faces.py's detector
+    settings built from the folder run on a photo."""
     wild = shared_data("wild")
     labels = annotations.read(wild)
     subset = tmp_path / "subset"
@@ -116,7 +117,8 @@ def test_the_command_on_real_street_photos_gives_a_detector_the_face_stage_uses(
     output = tmp_path / "detector"
     finished = subprocess.run(
         [PYTHON, str(REPO / "train_face_detector.py"), "--annotations", str(subset), "--output", str(output),
-         "--side", "256", "--epochs", "3"], capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+         "--side", "256", "--epochs", "3", "--verifier-epochs", "1"], capture_output=True, text=True, timeout=1200,
+        cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "fusion weights: fitted on" in finished.stdout and f"--face-detector {output}" in finished.stdout
     # what each second-stage threshold keeps of the held-out groups, and how to choose another
@@ -126,6 +128,7 @@ def test_the_command_on_real_street_photos_gives_a_detector_the_face_stage_uses(
     settings = faces.detector_settings(facecrops.CropSettings(face_detector=str(output)))
     assert settings.face_model == str(output / "facefinder.keras") and settings.fusion == str(output / "fusion.json")
     assert settings.second_stage_threshold == detectors.DetectorSettings().second_stage_threshold
+    assert "face verifier: " in finished.stdout and settings.verifier_model == str(output / "faceverifier.keras")
     chosen = faces.detector_settings(facecrops.CropSettings(face_detector=str(output), second_stage_threshold=0.25))
     assert chosen.second_stage_threshold == 0.25 and chosen.fusion == settings.fusion
     detector = detectors.FaceDetector(settings)

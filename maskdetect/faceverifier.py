@@ -1,0 +1,119 @@
+"""A face verifier: a second look at each proposal group of the face stage's second stage, on a crop of its own.
+
+The fusion weighs what the proposal sources say about a group; sources trained before 2020 say little about a
+masked face, so many masked faces end with a low fused probability. The verifier is a small classifier (the
+ImageNet MobileNetV2 trunk at alpha 0.35, the classifier's) trained on crops of labelled street photos: the
+labelled faces (jittered) against the proposal groups that are not faces (hands, signs, the backs of heads) and
+random patches. It sees a square crop ``CONTEXT`` times the group box's long side, at ``SIDE`` px, and says how
+likely a face is at its centre. A group the fusion rejects is kept when the verifier is confident of it
+(``DetectorSettings.verifier_threshold``): it adds faces and never removes one the fusion keeps.
+
+The model file is a Keras ``.keras`` archive with ``faceverifier.json`` inside (side, context, what it was
+trained on). Keras and TensorFlow are imported only where a model is built, trained or run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskdetect import artifact, images
+
+META_NAME = "faceverifier.json"
+SIDE = 96  # crop side in px; MobileNetV2 has ImageNet weights for it
+CONTEXT = 1.5  # the crop's side over the box's long side: the head and some of its surroundings
+SHIPPED_MODEL = Path(__file__).resolve().parent / "weights" / "faceverifier.keras"
+
+
+def crops(rgb: np.ndarray, boxes: np.ndarray, side: int = SIDE, context: float = CONTEXT) -> np.ndarray:
+    """(n, side, side, 3) uint8: for each box (x1, y1, x2, y2), the square ``context`` times its long side
+    around its centre (black outside the photo), resized to ``side``."""
+    import cv2
+
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    out = np.zeros((len(boxes), side, side, 3), np.uint8)
+    for index, box in enumerate(boxes):
+        crop, _, _ = images.square_crop(rgb, box, context)
+        interpolation = cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_LINEAR
+        out[index] = cv2.resize(crop, (side, side), interpolation=interpolation)
+    return out
+
+
+def build_model(side: int = SIDE, weights: str | None = "imagenet", alpha: float = 0.35):
+    """The network: uint8-range RGB (side, side, 3) in, the probability of a face at the centre out."""
+    import keras
+    from keras import layers
+
+    from maskdetect import models
+
+    inputs = keras.Input((side, side, 3), name="pixels")
+    trunk = models.mobilenetv2_trunk(side, alpha, weights, name="trunk")
+    # Batch norm keeps ImageNet's statistics, as in the face finder: crops of one kind per batch would skew them.
+    for layer in trunk.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+    features = layers.GlobalAveragePooling2D(name="pool")(trunk(layers.Rescaling(1 / 127.5, offset=-1,
+                                                                                  name="rescale")(inputs)))
+    outputs = layers.Dense(1, activation="sigmoid", name="face")(layers.Dropout(0.2, name="dropout")(features))
+    return keras.Model(inputs, outputs, name="faceverifier")
+
+
+def save(model, path: Path, meta: dict) -> None:
+    artifact.save_with_meta(model, path, meta, META_NAME)
+
+
+def read_meta(path: Path) -> dict:
+    """The metadata of a face-verifier file; a one-line ValueError for anything else."""
+    foreign = "a face verifier saved by train_face_detector.py or python -m maskdetect.faceverifier_train"
+    meta = artifact.read_meta(path, META_NAME, "face verifier file", foreign)
+    try:
+        side, context = int(meta["side"]), float(meta["context"])
+    except (KeyError, ValueError, TypeError):
+        raise ValueError(f"{path} is not {foreign}") from None
+    if side < 32 or not context >= 1:
+        raise ValueError(f"{path}: its side {side} or context {context} is not one a verifier can have")
+    return meta
+
+
+@dataclass
+class FaceVerifier:
+    """A trained face verifier, ready to score boxes in photos (one instance per thread)."""
+
+    path: Path
+    side: int
+    context: float
+    meta: dict
+    _call: object = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> FaceVerifier:
+        from maskdetect import runtime
+
+        path = Path(path)
+        meta = read_meta(path)
+        with runtime.native_stderr_silenced():
+            import keras
+            import tensorflow as tf
+
+            tf.constant(0)
+        try:
+            model = keras.models.load_model(path, safe_mode=True, compile=False)
+        except Exception as error:  # Keras raises many kinds; the user needs the file named, in one line
+            reason = " ".join(str(error).split())[:200]
+            raise ValueError(f"{path}: the face verifier does not load ({reason})") from None
+        side = int(meta["side"])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, side, side, 3], tf.uint8)])
+        def call(batch):
+            return model(tf.cast(batch, tf.float32), training=False)
+
+        return cls(path, side, float(meta["context"]), meta, call)
+
+    def __call__(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """The probability of a face at each box (x1, y1, x2, y2, photo px) of an RGB uint8 photo."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return np.zeros(0)
+        return self._call(crops(rgb, boxes, self.side, self.context)).numpy()[:, 0].astype(np.float64)

@@ -1,0 +1,203 @@
+"""Training the face verifier (``maskdetect.faceverifier``) on labelled photos: a step of
+``train_face_detector.py``, and on its own:
+
+    python -m maskdetect.faceverifier_train --annotations shared/data/wild --output my_verifier.keras
+
+Its examples are crops of the photos that are not held out (the same hash of their names as the face finder's
+split, so the held-out photos stay unseen by both): each labelled face three times, shifted and scaled a little;
+the face stage's proposal groups on a labelled face (IoU >= 0.5) as faces and those on none (IoU < 0.3) as not
+faces; and a few random patches away from the faces. Keras and TensorFlow are imported only to train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from maskdetect.faceverifier import CONTEXT, SIDE, build_model, crops, save
+
+logger = logging.getLogger(__name__)
+
+JITTERED_COPIES = 3  # crops per labelled face
+_JITTER_SHIFT, _JITTER_SCALE = 0.12, (0.85, 1.2)  # of the face's size; about how far a proposal's box strays
+FACE_IOU, NOT_FACE_IOU = 0.5, 0.3  # a group at this IoU with a label or more is a face; under the other, not
+RANDOM_PATCHES = 4  # per photo, kept where they overlap no face at IoU 0.2
+MIN_FACE = 8  # labelled faces with a shorter side are left out: under a few px there is nothing to verify
+DEFAULT_EPOCHS = 8
+
+
+def examples(labelled_photos: Sequence, detector, seed: int = 42,
+             progress: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+    """Crops (n, SIDE, SIDE, 3) uint8 and targets (1 face, 0 not) from labelled photos, with ``detector``'s
+    proposal groups (a :class:`maskdetect.detectors.FaceDetector`); and the number of photos used. A photo
+    that cannot be used is one warning line and skipped."""
+    from tqdm import tqdm
+
+    from maskdetect import images
+    from maskdetect.detectors import iou
+    from maskdetect.fusion import photo_and_boxes
+
+    rng = np.random.default_rng(seed)
+    parts, targets, used = [], [], 0
+    for photo in tqdm(labelled_photos, desc="verifier examples", unit="photo", disable=not progress):
+        try:
+            loaded = photo_and_boxes(photo)
+        except images.DECODE_ERRORS as error:
+            loaded = f"cannot be read ({error})"
+        if isinstance(loaded, str):
+            logger.warning("%s: %s; skipped", photo.image, " ".join(loaded.split()))
+            continue
+        rgb, truth = loaded
+        height, width = rgb.shape[:2]
+        boxes, labels = [], []
+        for x1, y1, x2, y2 in truth:
+            face_width, face_height = x2 - x1, y2 - y1
+            if min(face_width, face_height) < MIN_FACE:
+                continue
+            for _ in range(JITTERED_COPIES):
+                scale = rng.uniform(*_JITTER_SCALE)
+                centre_x, centre_y = np.array([(x1 + x2) / 2, (y1 + y2) / 2]) \
+                    + rng.uniform(-_JITTER_SHIFT, _JITTER_SHIFT, 2) * (face_width, face_height)
+                half_width, half_height = face_width * scale / 2, face_height * scale / 2
+                boxes.append([centre_x - half_width, centre_y - half_height, centre_x + half_width,
+                              centre_y + half_height])
+                labels.append(1)
+        for group_box, _ in detector.proposal_groups(rgb):
+            overlap = iou(np.asarray(group_box)[None], truth).max() if len(truth) else 0.0
+            if overlap >= FACE_IOU or overlap < NOT_FACE_IOU:
+                boxes.append(list(group_box))
+                labels.append(int(overlap >= FACE_IOU))
+        for _ in range(RANDOM_PATCHES):
+            side = rng.uniform(12, max(13, min(height, width) / 3))
+            left, top = rng.uniform(0, max(1, width - side)), rng.uniform(0, max(1, height - side))
+            patch = np.array([left, top, left + side, top + side])
+            if not len(truth) or iou(patch[None], truth).max() < 0.2:
+                boxes.append(patch.tolist())
+                labels.append(0)
+        if boxes:
+            parts.append(crops(rgb, np.array(boxes)))
+            targets.extend(labels)
+        used += 1
+    pixels = np.concatenate(parts) if parts else np.zeros((0, SIDE, SIDE, 3), np.uint8)
+    return pixels, np.array(targets, np.float32), used
+
+
+def train(labelled_photos: Sequence, output: Path, detector=None, epochs: int = DEFAULT_EPOCHS,
+          batch_size: int = 64, holdout: float = 0.2, learning_rate: float = 5e-4, weights: str | None = "imagenet",
+          seed: int = 42, progress: bool = True) -> dict:
+    """Train a face verifier on the photos of ``labelled_photos`` (annotations' LabelledPhoto) that are not held
+    out, with ``detector``'s proposal groups (None: the shipped face stage), into the file ``output``; returns
+    what the run did."""
+    from maskdetect import runtime
+    from maskdetect.annotations import held_out
+
+    if epochs < 1 or batch_size < 1:
+        raise ValueError("epochs and batch size must be at least 1")
+    if not 0 <= holdout < 1:
+        raise ValueError(f"the held-out share must be from 0 to under 1, not {holdout}")
+    training = [photo for photo in labelled_photos if not held_out(photo.image.name, holdout)]
+    if detector is None:
+        from maskdetect.fusion import collecting_detector
+
+        detector = collecting_detector()
+    pixels, targets, used = examples(training, detector, seed, progress)
+    faces = int(targets.sum())
+    if not faces or faces == len(targets):
+        raise ValueError(f"the {used} training photos gave {faces} face crops of {len(targets)}: too few of both "
+                         f"kinds to train a face verifier; label more photos")
+    with runtime.native_stderr_silenced():
+        import keras
+        import tensorflow as tf
+
+        tf.constant(0)
+    keras.utils.set_random_seed(seed)
+    # the shipped model takes raw pixels; flips and brightness shifts are training's only
+    model = build_model(SIDE, weights)
+    inputs = keras.Input(model.input_shape[1:])
+    augmented = keras.layers.RandomBrightness(0.15, value_range=(0, 255))(keras.layers.RandomFlip("horizontal")(inputs))
+    trainer = keras.Model(inputs, model(augmented))
+    steps = math.ceil(len(targets) / batch_size) * epochs
+    trainer.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+                    loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    order = np.random.default_rng(seed).permutation(len(targets))
+    started = time.perf_counter()
+    history = trainer.fit(pixels[order].astype(np.float32), targets[order], batch_size=batch_size, epochs=epochs,
+                          verbose=1 if progress else 2)
+    meta = {"side": SIDE, "context": CONTEXT, "trained_on": used, "holdout_share": holdout, "crops": len(targets),
+            "face_crops": faces, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+            "seed": seed, "final_loss": round(float(history.history["loss"][-1]), 4),
+            "train_seconds": round(time.perf_counter() - started, 1)}
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save(model, output, meta)
+    return meta
+
+
+def summary_line(meta: dict, output: Path) -> str:
+    return (f"face verifier: {meta['trained_on']} photos, {meta['crops']} crops ({meta['face_crops']} faces), "
+            f"{meta['epochs']} epochs in {meta['train_seconds'] / 60:.1f} min, loss {meta['final_loss']:.3f} "
+            f"-> {output}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: python -m maskdetect.faceverifier_train
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m maskdetect.faceverifier_train",
+        description="Train only the face stage's face verifier on labelled photos (VOC, CSV or YOLO); "
+                    "train_face_detector.py trains it with the face finder.")
+    parser.add_argument("--annotations", nargs="+", type=Path, required=True, metavar="PATH",
+                        help="labelled photos: VOC folders, boxes.csv files or folders, YOLO folders")
+    parser.add_argument("--output", type=Path, required=True, help="the verifier file to write (.keras)")
+    parser.add_argument("--face-detector", type=Path, metavar="DIR",
+                        help="the face finder whose proposal groups are the examples (default: the shipped one)")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="(default %(default)s)")
+    parser.add_argument("--holdout", type=float, default=0.2,
+                        help="share of photos left out, as train_face_detector.py holds them out (default "
+                             "%(default)s)")
+    parser.add_argument("--weights", default="imagenet", metavar="imagenet|none|FILE",
+                        help="the MobileNetV2 trunk's starting weights (default: Keras's ImageNet file)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from maskdetect import annotations, runtime
+    from maskdetect.fusion import collecting_detector
+
+    args = parse_args(argv)
+    runtime.configure_logging(args.verbose)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def body() -> int:
+        if args.output.suffix != ".keras":
+            raise ValueError(f"--output must end in .keras, not {args.output.name}")
+        labels = annotations.Labels()
+        for path in args.annotations:
+            labels.extend(annotations.read(path))
+        for problem in labels.problems:
+            logger.warning("%s", problem)
+        if not labels.photos:
+            raise ValueError(f"no labelled photos in {', '.join(map(str, args.annotations))}")
+        face_model = None if args.face_detector is None else str(args.face_detector / "facefinder.keras")
+        detector = collecting_detector(face_model=face_model)
+        meta = train(labels.photos, args.output, detector, args.epochs, holdout=args.holdout, weights=args.weights,
+                     progress=sys.stderr.isatty())
+        print(summary_line(meta, args.output))
+        return runtime.EXIT_OK
+
+    return runtime.run_cli(body, "python -m maskdetect.faceverifier_train: interrupted; nothing written")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

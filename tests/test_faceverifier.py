@@ -1,0 +1,110 @@
+"""The face verifier: crops are centred on their boxes, a real short training saves a file that loads and scores,
+bad files and flags are one line, the shipped file tells a real face from the sky beside it, and the face stage
+keeps what the fusion rejects only where the verifier is sure of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import ASTRONAUT_FACE, picture, shared_data
+
+from maskdetect import annotations, detectors, facecrops, faces, faceverifier, faceverifier_train
+
+
+def test_crops_are_squares_around_their_boxes_black_outside_the_photo():
+    rgb = np.zeros((200, 300, 3), np.uint8)
+    rgb[50:100, 100:150] = 255  # a white "face"
+    out = faceverifier.crops(rgb, np.array([[100, 50, 150, 100], [-30, -30, 10, 10]]))
+    assert out.shape == (2, faceverifier.SIDE, faceverifier.SIDE, 3) and out.dtype == np.uint8
+    # context 1.5: the white square fills the middle two thirds of the first crop, the rest is dark
+    middle = slice(faceverifier.SIDE // 6 + 2, faceverifier.SIDE * 5 // 6 - 2)
+    assert out[0, middle, middle].min() == 255 and out[0, :10].max() == 0
+    # a box off the photo's corner: black where the photo is not
+    assert out[1].max() == 0
+    assert faceverifier.crops(rgb, np.zeros((0, 4))).shape == (0, faceverifier.SIDE, faceverifier.SIDE, 3)
+
+
+def test_bad_files_settings_and_flags_are_one_line(tmp_path, capsys):
+    with pytest.raises(ValueError, match="face verifier file .* does not exist"):
+        faceverifier.read_meta(tmp_path / "none.keras")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="is not a face verifier"):
+        faceverifier.read_meta(tmp_path / "junk.keras")
+    from maskdetect import facefinder
+
+    with pytest.raises(ValueError, match="is not a face verifier"):  # another kind of model file
+        faceverifier.read_meta(facefinder.SHIPPED_MODEL)
+    for wrong in (-0.1, 1.5, "high", True):
+        with pytest.raises(ValueError, match="verifier_threshold"):
+            detectors.DetectorSettings(verifier_threshold=wrong)
+    with pytest.raises(ValueError, match="verifier_model"):
+        detectors.DetectorSettings(verifier_model=3)
+    assert detectors.DetectorSettings(verifier_threshold=None).verifier_threshold is None
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    assert faceverifier_train.main(["--annotations", str(labelled), "--output", str(tmp_path / "v.h5")]) == 2
+    assert "--output must end in .keras" in capsys.readouterr().err
+    from maskdetect import facefinder_train
+
+    assert facefinder_train.main(["--annotations", str(labelled), "--verifier-epochs", "-1"]) == 2
+    assert "--verifier-epochs must be 0 or more" in capsys.readouterr().err
+
+
+def test_a_short_real_training_saves_a_verifier_that_loads_and_scores(tmp_path):
+    """Eight labelled street photos of wild/ (no ImageNet file needed: the trunk starts from scratch), one
+    epoch: the examples hold faces and not faces, the file keeps its settings, and the loaded verifier scores
+    each box of a photo with a probability."""
+    labels = annotations.read(shared_data("wild"))
+    photos = sorted(labels.photos, key=lambda photo: photo.image.name)[:8]
+    output = tmp_path / "verifier.keras"
+    meta = faceverifier_train.train(photos, output, epochs=1, weights="none", progress=False)
+    assert meta["side"] == faceverifier.SIDE and meta["context"] == faceverifier.CONTEXT
+    assert 0 < meta["face_crops"] < meta["crops"] and meta["trained_on"] <= 8
+    assert faceverifier.read_meta(output)["crops"] == meta["crops"]
+    assert "face verifier: " in faceverifier_train.summary_line(meta, output)
+    verifier = faceverifier.FaceVerifier.load(output)
+    rgb = np.asarray(picture("astronaut"))
+    scores = verifier(rgb, np.array([ASTRONAUT_FACE, (0, 0, 60, 60)], float))
+    assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+    assert verifier(rgb, np.zeros((0, 4))).shape == (0,)
+
+
+def test_the_shipped_verifier_tells_a_real_face_from_the_sky_beside_it():
+    verifier = faceverifier.FaceVerifier.load(faceverifier.SHIPPED_MODEL)
+    rgb = np.asarray(picture("astronaut"))
+    face, corner = verifier(rgb, np.array([ASTRONAUT_FACE, (440, 20, 500, 80)], float))
+    assert face >= 0.9 and corner < 0.1, (face, corner)
+
+
+def test_the_verifier_only_adds_faces_the_fusion_rejects_and_a_trained_folder_chooses_it(tmp_path):
+    """On the real astronaut photo: with a verifier that accepts everything, the weak proposal group above her
+    head (rejected by the fusion) is kept with its verifier score; with none it is not; the faces the fusion keeps
+    stay. A --face-detector folder runs its own verifier, or none when it has no file for one."""
+    rgb = np.asarray(picture("astronaut"))
+    without = detectors.FaceDetector(num_threads=1, verifier_threshold=None)
+    assert np.isnan(without.verifier_scores(rgb, np.array([ASTRONAUT_FACE], float))).all()
+    group_box, features = without.proposal_groups(rgb)[0]
+    probability = without.fused_probability(features)
+    assert probability < without.settings.second_stage_threshold
+    assert without.second_stage_confidence(probability, np.nan) is None
+    eager = detectors.FaceDetector(num_threads=1, verifier_threshold=1e-9)
+    score = float(eager.verifier_scores(rgb, np.asarray(group_box)[None])[0])
+    assert eager.second_stage_confidence(probability, score) == max(probability, score)
+    # a group the fusion keeps keeps its probability when the verifier is unsure; without one, a score is ignored
+    assert eager.second_stage_confidence(0.95, 0.0) == 0.95 == without.second_stage_confidence(0.95, 0.0)
+    assert without.second_stage_confidence(0.1, 0.99) is None
+    kept_without = [face for face in without.detect(rgb) if face.detector == detectors.FaceKind.SECOND_STAGE]
+    kept_eager = [face for face in eager.detect(rgb) if face.detector == detectors.FaceKind.SECOND_STAGE]
+    assert len(kept_eager) > len(kept_without)
+    mtcnn = [face.int_box() for face in without.detect(rgb) if face.detector == detectors.FaceKind.MTCNN]
+    assert mtcnn == [face.int_box() for face in eager.detect(rgb) if face.detector == detectors.FaceKind.MTCNN]
+    # --face-detector DIR: its verifier file when there is one, else no verifier
+    folder = tmp_path / "detector"
+    folder.mkdir()
+    for name in facecrops.FACE_DETECTOR_FILES:
+        (folder / name).write_bytes(b"")
+    assert faces.detector_settings(facecrops.CropSettings(face_detector=str(folder))).verifier_threshold is None
+    (folder / facecrops.FACE_VERIFIER_FILE).write_bytes(b"")
+    settings = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder)))
+    assert settings.verifier_model == str(folder / facecrops.FACE_VERIFIER_FILE)
+    assert settings.verifier_threshold == detectors.DetectorSettings().verifier_threshold
