@@ -90,6 +90,19 @@ class Labels:
 # Reading
 
 
+def read_all(paths: Sequence[str | Path]) -> Labels:
+    """Every labelled photo under each of ``paths`` (see :func:`read`), for the commands that train on them: each
+    problem is one warning line; no labelled photo at all is a ValueError."""
+    labels = Labels()
+    for path in paths:
+        labels.extend(read(path))
+    for problem in labels.problems:
+        log.warning("%s", problem)
+    if not labels.photos:
+        raise ValueError(f"no labelled photos in {', '.join(map(str, paths))}")
+    return labels
+
+
 def read(path: str | Path) -> Labels:
     """Every labelled photo under ``path`` (a VOC folder, a CSV file or folder, or a YOLO folder)."""
     path = Path(path)

@@ -50,6 +50,22 @@ def read_meta(path: Path, name: str, what: str, maker: str) -> dict:
     return meta
 
 
+def load_for_inference(path: Path, what: str):
+    """A .keras file of the face stage loaded for inference (Keras's safe mode, not compiled), TensorFlow imported
+    with its start-up noise silenced; and the ``tensorflow`` module. A file Keras cannot load is a one-line
+    ValueError naming it (``what``: "face detector", "face verifier")."""
+    with runtime.native_stderr_silenced():
+        import keras
+        import tensorflow as tf
+
+        tf.constant(0)
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False), tf
+    except Exception as error:  # Keras raises many kinds; the user needs the file named, in one line
+        reason = " ".join(str(error).split())[:200]
+        raise ValueError(f"{path}: the {what} does not load ({reason})") from None
+
+
 def load_model(path: str | Path):
     """A saved classifier and its metadata (class names, image size); Keras's safe mode stays on."""
     import keras

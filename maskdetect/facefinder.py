@@ -187,20 +187,9 @@ class FaceFinder:
 
     @classmethod
     def load(cls, path: str | Path) -> FaceFinder:
-        from maskdetect import runtime
-
         path = Path(path)
         meta = read_meta(path)
-        with runtime.native_stderr_silenced():
-            import keras
-            import tensorflow as tf
-
-            tf.constant(0)
-        try:
-            model = keras.models.load_model(path, safe_mode=True, compile=False)
-        except Exception as error:  # Keras raises many kinds; the user needs the file named, in one line
-            reason = " ".join(str(error).split())[:200]
-            raise ValueError(f"{path}: the face detector does not load ({reason})") from None
+        model, tf = artifact.load_for_inference(path, "face detector")
         side = int(meta["side"])
 
         @tf.function(input_signature=[tf.TensorSpec([1, side, side, 3], tf.uint8)])

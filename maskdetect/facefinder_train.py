@@ -276,13 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         if args.verifier_epochs < 0:  # before hours of training, not after
             raise ValueError(f"--verifier-epochs must be 0 or more, not {args.verifier_epochs}")
-        labels = annotations.Labels()
-        for path in args.annotations:
-            labels.extend(annotations.read(path))
-        for problem in labels.problems:
-            logger.warning("%s", problem)
-        if not labels.photos:
-            raise ValueError(f"no labelled photos in {', '.join(map(str, args.annotations))}")
+        labels = annotations.read_all(args.annotations)
         progress = sys.stderr.isatty()
         meta = train(labels.photos, args.output, args.epochs, args.batch_size, args.side, args.holdout,
                      args.learning_rate, args.weights, args.seed, progress=progress)

@@ -41,21 +41,13 @@ def examples(labelled_photos: Sequence, detector, seed: int = 42,
     that cannot be used is one warning line and skipped."""
     from tqdm import tqdm
 
-    from maskdetect import images
     from maskdetect.detectors import iou
-    from maskdetect.fusion import photo_and_boxes
+    from maskdetect.fusion import usable_photos
 
     rng = np.random.default_rng(seed)
     parts, targets, used = [], [], 0
-    for photo in tqdm(labelled_photos, desc="verifier examples", unit="photo", disable=not progress):
-        try:
-            loaded = photo_and_boxes(photo)
-        except images.DECODE_ERRORS as error:
-            loaded = f"cannot be read ({error})"
-        if isinstance(loaded, str):
-            logger.warning("%s: %s; skipped", photo.image, " ".join(loaded.split()))
-            continue
-        rgb, truth = loaded
+    for rgb, truth in usable_photos(tqdm(labelled_photos, desc="verifier examples", unit="photo",
+                                         disable=not progress)):
         height, width = rgb.shape[:2]
         boxes, labels = [], []
         for x1, y1, x2, y2 in truth:
@@ -182,13 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         if args.output.suffix != ".keras":
             raise ValueError(f"--output must end in .keras, not {args.output.name}")
-        labels = annotations.Labels()
-        for path in args.annotations:
-            labels.extend(annotations.read(path))
-        for problem in labels.problems:
-            logger.warning("%s", problem)
-        if not labels.photos:
-            raise ValueError(f"no labelled photos in {', '.join(map(str, args.annotations))}")
+        labels = annotations.read_all(args.annotations)
         face_model = None if args.face_detector is None else str(args.face_detector / "facefinder.keras")
         detector = collecting_detector(face_model=face_model)
         meta = train(labels.photos, args.output, detector, args.epochs, holdout=args.holdout, weights=args.weights,

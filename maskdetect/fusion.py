@@ -58,7 +58,8 @@ DECIMALS = 4
 # The second-stage thresholds the threshold table reports.
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))
 
-__all__ = ["collect", "fit", "load", "main", "save", "threshold_summary", "threshold_table", "write_threshold_table"]
+__all__ = ["collect", "fit", "load", "main", "photo_and_boxes", "save", "threshold_summary", "threshold_table",
+           "usable_photos", "write_threshold_table"]
 
 
 def photo_and_boxes(photo: annotations.LabelledPhoto) -> tuple[np.ndarray, np.ndarray] | str:
@@ -83,6 +84,20 @@ def photo_and_boxes(photo: annotations.LabelledPhoto) -> tuple[np.ndarray, np.nd
     return rgb, boxes * np.array([width / drawn_width, height / drawn_height] * 2)
 
 
+def usable_photos(photos):
+    """(photo's RGB, its labelled boxes) for each labelled photo that can be used (:func:`photo_and_boxes`); one
+    that cannot is one warning line and skipped."""
+    for photo in photos:
+        try:
+            loaded = photo_and_boxes(photo)
+        except images.DECODE_ERRORS as error:
+            loaded = f"cannot be read ({error})"
+        if isinstance(loaded, str):
+            log.warning("%s: %s; skipped", photo.image, " ".join(loaded.split()))
+            continue
+        yield loaded
+
+
 def collect(labels: annotations.Labels, detector: FaceDetector, match_iou: float = MATCH_IOU,
             progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """Features and targets of every gated proposal group in the labelled photos.
@@ -105,15 +120,8 @@ def collect(labels: annotations.Labels, detector: FaceDetector, match_iou: float
     rows: list[list[float]] = []
     targets: list[int] = []
     used = 0
-    for photo in tqdm(labels.photos, desc="fusion features", unit="photo", disable=not progress):
-        try:
-            loaded = photo_and_boxes(photo)
-        except images.DECODE_ERRORS as error:
-            loaded = f"cannot be read ({error})"
-        if isinstance(loaded, str):
-            log.warning("%s: %s; skipped", photo.image, " ".join(loaded.split()))
-            continue
-        rgb, truth = loaded
+    for rgb, truth in usable_photos(tqdm(labels.photos, desc="fusion features", unit="photo",
+                                         disable=not progress)):
         for box, features in detector.proposal_groups(rgb):
             rows.append([features.get(name, 0.0) for name in names])
             targets.append(int(len(truth) > 0 and iou(box[None], truth).max() >= match_iou))
