@@ -73,8 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
     parser.add_argument("--first-stage", action="store_true",
                         help="also run maskdetect's detector with second_stage=False")
+    parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
+                        help="run the defaults with the face verifier at P (default: the face stage's default, "
+                             "none)")
     parser.add_argument("--without-verifier", action="store_true",
-                        help="also run the defaults without the face verifier (the stage before it)")
+                        help="also run the defaults without the face verifier")
     parser.add_argument("--no-plain", action="store_true", help="skip plain MTCNN")
     parser.add_argument("--fusion", type=Path, default=None,
                         help="fusion weights file for the defaults' second stage (default: the shipped one)")
@@ -92,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--limit >= 0, --threads >= 1, --min-size >= 0 and 0 < --iou <= 1")
     if not all(0 < threshold <= 1 for threshold in args.thresholds):
         parser.error("--thresholds are probabilities in (0, 1]")
+    if args.verifier_threshold is not None and not 0 < args.verifier_threshold <= 1:
+        parser.error("--verifier-threshold is a probability in (0, 1]")
     require_detection_set(parser, args.data, "--data")
     for flag, path in (("--fusion", args.fusion), ("--baseline-fusion", args.baseline_fusion)):
         if path is not None and not path.is_file():
@@ -339,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     # run at the lowest threshold asked for; the others are the same boxes, filtered (see the docstring)
     default_threshold = DetectorSettings().second_stage_threshold
     ours = FaceDetector(num_threads=args.threads, fusion=args.fusion,
-                        second_stage_threshold=min([default_threshold, *args.thresholds]))
+                        second_stage_threshold=min([default_threshold, *args.thresholds]),
+                        verifier_threshold=args.verifier_threshold)
     print(f"defaults: {ours.settings} (loaded in {time.perf_counter() - t0:.1f} s)")
 
     def detect_ours(detector):
@@ -348,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     defaults = run_detector("maskdetect defaults", detect_ours(ours), photos, args.data, truth)
-    at_default = defaults.filtered(f"maskdetect defaults (second stage at {default_threshold})", default_threshold,
-                                   "second_stage")
+    verifier = "" if args.verifier_threshold is None else f", verifier at {args.verifier_threshold:g}"
+    at_default = defaults.filtered(f"maskdetect defaults (second stage at {default_threshold}{verifier})",
+                                   default_threshold, "second_stage")
     results.append(score(at_default, truth, args.min_size, args.iou))
     if not args.no_baseline:
         baseline = FaceDetector(num_threads=args.threads, fusion=str(args.baseline_fusion),

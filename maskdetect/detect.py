@@ -515,7 +515,7 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
         "detect_every": every or DEFAULT_VIDEO_EVERY if any(t.kind != "image" for t in tallies) else 1,
         "detector_settings": {key: getattr(pipeline.settings, key) for key in
                               ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size",
-                               "face_detector", "second_stage_threshold")},
+                               "face_detector", "second_stage_threshold", "verifier_threshold")},
         # the model's crop geometry and where it came from (default: a model saved before it was recorded)
         "crop": {"margin": pipeline.settings.margin, "crop_size": pipeline.settings.size,
                  "source": pipeline.classifier.crop_source},
@@ -571,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a face detector you trained with train_face_detector.py (default: the shipped one)")
     parser.add_argument("--second-stage-threshold", type=float, default=None, metavar="P",
                         help=faces.second_stage_threshold_help())
+    parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
+                        help=faces.verifier_threshold_help())
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -595,7 +597,8 @@ def _main(args) -> int:
         raise ValueError(f"--max-frames must be 0 (all) or more, not {args.max_frames}")
     # checked before any model loads
     settings = dataclasses.replace(CROP, face_detector=args.face_detector,
-                                   second_stage_threshold=args.second_stage_threshold)
+                                   second_stage_threshold=args.second_stage_threshold,
+                                   verifier_threshold=args.verifier_threshold)
     items, problems = plan_inputs(args.inputs)
     if args.inputs and not items:
         raise ValueError("; ".join(problems) if problems else "nothing to process")

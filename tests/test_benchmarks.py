@@ -154,10 +154,11 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     data = write_detection_set(tmp_path / "detection")
     out = tmp_path / "out"
     assert bench_detection.main(["--data", str(data), "--no-plain", "--thresholds", "0.1", "0.9",
-                                 "--without-verifier", "--out", str(out)]) == 0
+                                 "--verifier-threshold", "0.95", "--without-verifier", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for name in ("maskdetect defaults (second stage at 0.4)", "the defaults with the second stage at 0.1",
-                 "the defaults with the second stage at 0.9", "baseline: ssd+blazeface+mtcnn_below_threshold",
+    for name in ("maskdetect defaults (second stage at 0.4, verifier at 0.95)",
+                 "the defaults with the second stage at 0.1", "the defaults with the second stage at 0.9",
+                 "baseline: ssd+blazeface+mtcnn_below_threshold",
                  "the defaults without the face verifier (second stage at 0.4)"):
         assert f"== {name}" in printed
     assert "defaults against the defaults without the verifier: mask recall " in printed

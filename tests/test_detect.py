@@ -217,7 +217,8 @@ def test_bad_inputs(tiny_model, photos, tmp_path, capsys):
     assert "cannot read video" in capsys.readouterr().err
 
     for flags, words in ((["--every", "0"], "--every"), (["--export", "onnx"], "--export"),
-                         (["--second-stage-threshold", "1.2"], "--second-stage-threshold")):
+                         (["--second-stage-threshold", "1.2"], "--second-stage-threshold"),
+                         (["--verifier-threshold", "0"], "--verifier-threshold")):
         assert detect.main([str(photos / "astronaut.png"), *argv, *flags]) == 2
         err = capsys.readouterr().err
         assert len(error_lines(err)) == 1 and words in err

@@ -133,9 +133,10 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert faces.main(["--input", str(tmp_path / "absent"), "--output", str(tmp_path / "out")]) == 2
     assert faces.main(["--threshold", "1.5", "--input", str(tmp_path)]) == 2
     assert faces.main(["--second-stage-threshold", "0", "--input", str(tmp_path)]) == 2
+    assert faces.main(["--verifier-threshold", "1.5", "--input", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
-    assert "--second-stage-threshold must be in (0, 1]" in err[2]
+    assert len(err) == 4 and all(line.startswith("error: ") for line in err)
+    assert "--second-stage-threshold must be in (0, 1]" in err[2] and "--verifier-threshold must be in (0, 1]" in err[3]
 
 
 def test_the_second_stage_threshold_reaches_the_detector():
@@ -145,6 +146,10 @@ def test_the_second_stage_threshold_reaches_the_detector():
     assert faces.detector_settings(facecrops.CropSettings()).second_stage_threshold == default
     assert faces.detector_settings(facecrops.CropSettings(second_stage_threshold=0.25)).second_stage_threshold == 0.25
     assert faces.build_parser().parse_args(["--second-stage-threshold", "0.3"]).second_stage_threshold == 0.3
+    # the face verifier runs only when asked for
+    assert faces.detector_settings(facecrops.CropSettings()).verifier_threshold is None
+    assert faces.detector_settings(facecrops.CropSettings(verifier_threshold=0.95)).verifier_threshold == 0.95
+    assert faces.build_parser().parse_args(["--verifier-threshold", "0.9"]).verifier_threshold == 0.9
 
 
 @pytest.mark.slow

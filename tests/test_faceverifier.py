@@ -107,4 +107,6 @@ def test_the_verifier_only_adds_faces_the_fusion_rejects_and_a_trained_folder_ch
     (folder / facecrops.FACE_VERIFIER_FILE).write_bytes(b"")
     settings = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder)))
     assert settings.verifier_model == str(folder / facecrops.FACE_VERIFIER_FILE)
-    assert settings.verifier_threshold == detectors.DetectorSettings().verifier_threshold
+    assert settings.verifier_threshold is None  # a verifier runs only when asked for
+    asked = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder), verifier_threshold=0.95))
+    assert asked.verifier_threshold == 0.95 and asked.verifier_model == settings.verifier_model
