@@ -35,17 +35,38 @@ def configure_logging(verbose: bool = False) -> None:
     )
 
 
+_interrupt_requested = False
+
+
+def note_interrupt() -> None:
+    """Record that Ctrl-C (or a polite kill) reached this process; a signal handler calls it."""
+    global _interrupt_requested
+    _interrupt_requested = True
+
+
+def interrupt_requested() -> bool:
+    """Whether Ctrl-C or a polite kill reached this process. A library can turn the KeyboardInterrupt raised in
+    its callbacks into an error of its own (TensorFlow does while it traces a function): such an error, raised
+    after this, is the interruption, not a failure."""
+    return _interrupt_requested
+
+
+def _interrupt(number, frame):
+    note_interrupt()
+    raise KeyboardInterrupt
+
+
 def run_cli(body: Callable[[], int], interrupted: str) -> int:
     """Run a command's body: a ValueError is the user's mistake (one line, exit 2), Ctrl-C exits 130.
 
-    A polite kill (SIGTERM) is handled like Ctrl-C, so it too leaves whole records behind.
+    A polite kill (SIGTERM) is handled like Ctrl-C, so it too leaves whole records behind. Either is noted
+    (:func:`interrupt_requested`); a SIGINT handler the caller installed stays, and notes it itself.
     """
-    def terminate(number, frame):
-        raise KeyboardInterrupt
-
-    previous = None
+    previous = previous_int = None
     with contextlib.suppress(ValueError):  # not the main thread: no signal handlers there
-        previous = signal.signal(signal.SIGTERM, terminate)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous_int = signal.signal(signal.SIGINT, _interrupt)
     try:
         return body()
     except ValueError as error:
@@ -57,6 +78,8 @@ def run_cli(body: Callable[[], int], interrupted: str) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 @contextlib.contextmanager

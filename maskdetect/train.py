@@ -105,6 +105,10 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
         record(row)
         raise
     except Exception as error:  # recorded, then re-raised: a failed run leaves a row that says why
+        if runtime.interrupt_requested():  # the KeyboardInterrupt, turned into an error of TensorFlow's
+            row.update(status="interrupted", error=f"stopped by Ctrl-C (during {type(error).__name__})")
+            record(row)
+            raise KeyboardInterrupt from error
         row.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
         record(row)
         raise

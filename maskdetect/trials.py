@@ -137,6 +137,7 @@ def child_main(argv: Sequence[str]) -> int:
 
     def interrupt(number, frame):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut short the row being written
+        runtime.note_interrupt()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
@@ -157,6 +158,8 @@ def child_main(argv: Sequence[str]) -> int:
         except KeyboardInterrupt:
             raise
         except Exception as error:
+            if runtime.interrupt_requested():
+                raise KeyboardInterrupt from error  # no row of its own: the driver logs it as interrupted
             if not result_path.exists():  # failed before train.run made a row (e.g. unreadable data)
                 record({**spec["settings"], "status": "failed", "error": f"{type(error).__name__}: {error}"[:500]})
             raise
@@ -205,8 +208,10 @@ def start_child(spec: dict, workdir: Path, output: Path) -> tuple[subprocess.Pop
     return process, result_path
 
 
-def child_result(process: subprocess.Popen, result_path: Path, spec: dict, output: Path) -> dict:
-    """The trial's row; when the child died without writing one (killed, out of memory), a failed row."""
+def child_result(process: subprocess.Popen, result_path: Path, spec: dict, output: Path,
+                 stopped: bool = False) -> dict:
+    """The trial's row; when the child died without writing one (killed, out of memory), a failed row, or an
+    interrupted one when ``stopped`` (the driver asked it to stop, and killed it if it took too long)."""
     if result_path.is_file():
         try:
             return json.loads(result_path.read_text())
@@ -215,6 +220,10 @@ def child_result(process: subprocess.Popen, result_path: Path, spec: dict, outpu
     code = process.returncode
     if code == runtime.EXIT_INTERRUPTED:  # stopped before training began: no row of its own
         return {**spec["settings"], "status": "interrupted", "error": "stopped by Ctrl-C"}
+    if stopped:
+        how = f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"
+        return {**spec["settings"], "status": "interrupted",
+                "error": f"stopped by Ctrl-C; ended ({how}) without writing its row; see {output}"}
     if code is not None and code < 0:
         reason = f"the trial's process was killed by signal {-code}"
         if -code == signal.SIGKILL:
@@ -228,16 +237,18 @@ def run_trial_blocking(spec: dict, workdir: Path, output: Path) -> dict:
     """Run one trial to the end (a Ray task does this on its worker). Ctrl-C or a cancel stops the child
     politely, so it still writes an 'interrupted' row."""
     process, result_path = start_child(spec, workdir, output)
+    stopped = False
     try:
         process.wait()
     except KeyboardInterrupt:
+        stopped = True
         process.send_signal(signal.SIGINT)
         try:
             process.wait(_STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    return child_result(process, result_path, spec, output)
+    return child_result(process, result_path, spec, output, stopped)
 
 
 # ---------------------------------------------------------------- executors
@@ -292,7 +303,7 @@ class LocalExecutor:
             except subprocess.TimeoutExpired:
                 item.process.kill()
                 item.process.wait()
-        stopped = [(item.trial, child_result(item.process, item.result, item.spec, item.output))
+        stopped = [(item.trial, child_result(item.process, item.result, item.spec, item.output, stopped=True))
                    for item in self.running]
         self.running.clear()
         return stopped

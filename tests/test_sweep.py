@@ -194,8 +194,24 @@ def test_ctrl_c_stops_the_running_trial_and_prints_the_leaderboard(crops, tmp_pa
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err
     assert "leaderboard" in out and "auto_train: interrupted." in err
-    statuses = [row["status"] for row in log_rows(logs)]
-    assert statuses[0] in runlog.COMPLETED and statuses[-1] == "interrupted"
+    rows = log_rows(logs)
+    trial_logs = "\n".join(path.read_text(errors="replace")[-3000:]
+                           for path in (logs / runlog.SWEEP_DIR).glob("*/trial_0002.log"))
+    assert rows[0]["status"] in runlog.COMPLETED, rows[0]
+    assert rows[-1]["status"] == "interrupted", (rows[-1].get("error"), trial_logs)
+
+
+def test_a_trial_killed_after_the_driver_asked_it_to_stop_is_interrupted_not_failed(tmp_path):
+    # a trial gets a grace period to write its own row after Ctrl-C; past it, it is killed: the user stopped it
+    spec = {"settings": {"model": "small"}}
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process.kill()
+    process.wait()
+    missing = tmp_path / "result.json"
+    stopped = trials.child_result(process, missing, spec, tmp_path / "trial.log", stopped=True)
+    assert stopped["status"] == "interrupted" and "signal 9" in stopped["error"], stopped
+    died = trials.child_result(process, missing, spec, tmp_path / "trial.log")
+    assert died["status"] == "failed" and "out of memory?" in died["error"], died
 
 
 def test_median_stopping_prunes_a_hopeless_trial(crops, tmp_path):

@@ -155,6 +155,34 @@ def test_mobilenetv2_starts_from_a_local_weights_file(crops, tmp_path):
     assert records.read_rows(tmp_path / "logs" / runlog.LOG_NAME)[0]["weights"] == str(weights)
 
 
+def test_an_error_raised_while_ctrl_c_unwinds_logs_the_run_as_interrupted(crops, tmp_path, monkeypatch):
+    # TensorFlow can turn the KeyboardInterrupt that Ctrl-C raises in its Python callbacks into an error of its own
+    import keras
+
+    from maskdetect import runtime
+
+    monkeypatch.setattr(runtime, "_interrupt_requested", False)
+
+    def broken(batch, logs):
+        raise RuntimeError("an error TensorFlow raised in place of the KeyboardInterrupt")
+
+    def ctrl_c_turned_into_an_error(batch, logs):
+        runtime.note_interrupt()
+        broken(batch, logs)
+
+    settings = train.Settings(model="small", data=str(crops), logs=str(tmp_path / "logs"), epochs=2, image_size=32,
+                              batch_size=8, jobs=1)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(settings, [keras.callbacks.LambdaCallback(on_train_batch_begin=ctrl_c_turned_into_an_error)])
+    (row,) = records.read_rows(tmp_path / "logs" / runlog.LOG_NAME)
+    assert row["status"] == "interrupted" and row["error"] == "stopped by Ctrl-C (during RuntimeError)"
+
+    monkeypatch.setattr(runtime, "_interrupt_requested", False)  # with no Ctrl-C, the same error is a failure
+    with pytest.raises(RuntimeError):
+        train.run(settings, [keras.callbacks.LambdaCallback(on_train_batch_begin=broken)])
+    assert records.read_rows(tmp_path / "logs" / runlog.LOG_NAME)[1]["status"] == "failed"
+
+
 def test_an_older_log_without_new_columns_still_gets_the_row(crops, tmp_path):
     logs = tmp_path / "logs"
     old_columns = [column for column in runlog.LOG_FIELDS if column not in ("weights", "sweep_id")]
