@@ -74,8 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first-stage", action="store_true",
                         help="also run maskdetect's detector with second_stage=False")
     parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
-                        help="run the defaults with the face verifier at P (default: the face stage's default, "
-                             "none)")
+                        help="run the defaults with the face verifier at P (default: the face stage's default)")
     parser.add_argument("--without-verifier", action="store_true",
                         help="also run the defaults without the face verifier")
     parser.add_argument("--no-plain", action="store_true", help="skip plain MTCNN")
@@ -318,6 +317,17 @@ def contact_sheet(unmatched: list, data: Path, out: Path, limit: int, cell: int 
     return paths
 
 
+def verifier_added(unmatched: list, unverified: list, same_iou: float = 0.9) -> list:
+    """The unmatched boxes of one run that the run without the verifier does not have (none of its unmatched
+    boxes in the same photo at IoU ``same_iou`` or more): the verifier's additions on no label."""
+    by_photo: dict[str, list] = {}
+    for photo, box, *_ in unverified:
+        by_photo.setdefault(photo, []).append(box)
+    return [item for item in unmatched
+            if not by_photo.get(item[0]) or box_iou(np.asarray(item[1])[None], np.asarray(by_photo[item[0]])).max()
+            < same_iou]
+
+
 def why_line(rows: list[dict], threshold: float) -> str:
     """The reasons of ``why_missed``'s rows counted, in one line."""
     counts = {reason: sum(row["reason"] == reason for row in rows)
@@ -343,9 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     # run at the lowest threshold asked for; the others are the same boxes, filtered (see the docstring)
     default_threshold = DetectorSettings().second_stage_threshold
+    verifying = {} if args.verifier_threshold is None else {"verifier_threshold": args.verifier_threshold}
     ours = FaceDetector(num_threads=args.threads, fusion=args.fusion,
-                        second_stage_threshold=min([default_threshold, *args.thresholds]),
-                        verifier_threshold=args.verifier_threshold)
+                        second_stage_threshold=min([default_threshold, *args.thresholds]), **verifying)
     print(f"defaults: {ours.settings} (loaded in {time.perf_counter() - t0:.1f} s)")
 
     def detect_ours(detector):
@@ -354,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     defaults = run_detector("maskdetect defaults", detect_ours(ours), photos, args.data, truth)
-    verifier = "" if args.verifier_threshold is None else f", verifier at {args.verifier_threshold:g}"
+    verifier = "" if ours.settings.verifier_threshold is None else f", verifier at {ours.settings.verifier_threshold:g}"
     at_default = defaults.filtered(f"maskdetect defaults (second stage at {default_threshold}{verifier})",
                                    default_threshold, "second_stage")
     results.append(score(at_default, truth, args.min_size, args.iou))
@@ -418,6 +428,16 @@ def main(argv: list[str] | None = None) -> int:
         for k, (photo, box, conf, src) in enumerate(unmatched):
             writer.writerow([k, photo, *(f"{v:.1f}" for v in box), f"{conf:.3f}", src])
     sheets = contact_sheet(unmatched, args.data, args.out, args.sheet_max)
+    if args.without_verifier:
+        # what the verifier adds that matches no label, for a person to judge apart from what the fusion keeps
+        added = verifier_added(unmatched, base["_unmatched"])
+        with open(args.out / "verifier_added.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["index", "image", "x1", "y1", "x2", "y2", "confidence"])
+            for k, (photo, box, conf, _) in enumerate(added):
+                writer.writerow([k, photo, *(f"{v:.1f}" for v in box), f"{conf:.3f}"])
+        sheets += contact_sheet(added, args.data, args.out, args.sheet_max, prefix="verifier_added")
+        print(f"unmatched boxes the verifier adds: {len(added)} -> {args.out / 'verifier_added.csv'}")
     missed = results[0]["_missed"]
     missed_mask = [(photo, box) for photo, box, label in missed if label == "mask"]
     sheets += contact_sheet([(photo, box, 0.0, "missed") for photo, box in missed_mask], args.data, args.out,

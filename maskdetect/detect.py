@@ -513,9 +513,12 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
         "model": str(pipeline.classifier.path), "class_names": class_names,
         "image_size": pipeline.classifier.image_size,
         "detect_every": every or DEFAULT_VIDEO_EVERY if any(t.kind != "image" for t in tallies) else 1,
-        "detector_settings": {key: getattr(pipeline.settings, key) for key in
-                              ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size",
-                               "face_detector", "second_stage_threshold", "verifier_threshold")},
+        "detector_settings": {**{key: getattr(pipeline.settings, key) for key in
+                                 ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size",
+                                  "face_detector")},
+                              # the values used, defaults included (None: no verifier)
+                              **{key: getattr(faces.detector_settings(pipeline.settings), key)
+                                 for key in ("second_stage_threshold", "verifier_threshold")}},
         # the model's crop geometry and where it came from (default: a model saved before it was recorded)
         "crop": {"margin": pipeline.settings.margin, "crop_size": pipeline.settings.size,
                  "source": pipeline.classifier.crop_source},
@@ -573,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=faces.second_stage_threshold_help())
     parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
                         help=faces.verifier_threshold_help())
+    parser.add_argument("--no-verifier", action="store_true", help=faces.NO_VERIFIER_HELP)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -598,7 +602,7 @@ def _main(args) -> int:
     # checked before any model loads
     settings = dataclasses.replace(CROP, face_detector=args.face_detector,
                                    second_stage_threshold=args.second_stage_threshold,
-                                   verifier_threshold=args.verifier_threshold)
+                                   verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier)
     items, problems = plan_inputs(args.inputs)
     if args.inputs and not items:
         raise ValueError("; ".join(problems) if problems else "nothing to process")

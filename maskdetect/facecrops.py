@@ -80,8 +80,11 @@ class CropSettings:
     # The fused probability a face the second stage adds needs; None: the face stage's default
     # (DetectorSettings.second_stage_threshold).
     second_stage_threshold: float | None = None
-    # The face verifier's score that keeps a group the fusion rejects; None: no verifier (the default).
+    # The face verifier's score that keeps a group the fusion rejects; None: the face stage's default
+    # (DetectorSettings.verifier_threshold).
     verifier_threshold: float | None = None
+    # False: no face verifier (--no-verifier).
+    verifier: bool = True
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 4096:
@@ -98,6 +101,8 @@ class CropSettings:
             raise ValueError(f"--second-stage-threshold must be in (0, 1], not {self.second_stage_threshold}")
         if self.verifier_threshold is not None and not 0 < self.verifier_threshold <= 1:
             raise ValueError(f"--verifier-threshold must be in (0, 1], not {self.verifier_threshold}")
+        if self.verifier_threshold is not None and not self.verifier:
+            raise ValueError("--verifier-threshold and --no-verifier do not go together")
         if self.detect_size < 64:
             raise ValueError(f"--detect-size must be at least 64 pixels, not {self.detect_size}")
         if self.face_detector is not None:

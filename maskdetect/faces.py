@@ -51,9 +51,14 @@ def second_stage_threshold_help() -> str:
 
 def verifier_threshold_help() -> str:
     """The --verifier-threshold flag's help, for process_faces.py and detect_mask.py."""
-    return ("keep a face the second stage's fusion rejects when the face verifier scores its crop P or more "
-            "(0.95 was best on held-out labelled photos: 2 points more masked faces found on the detection "
-            "benchmark, and a few more boxes that are not faces); default: no verifier")
+    from maskdetect.detectors import DetectorSettings
+
+    return ("keep a face the second stage's fusion rejects when the face verifier scores it P or more: lower "
+            "finds more masked faces and keeps more boxes that are not faces (default "
+            f"{DetectorSettings().verifier_threshold:g})")
+
+
+NO_VERIFIER_HELP = "keep only the faces the fusion keeps: no face verifier (fewer masked faces, fewer false boxes)"
 
 
 # The detector of this process: built once per worker, since loading the models takes seconds.
@@ -77,7 +82,10 @@ def detector_settings(settings: CropSettings, threads: int | None = None):
             trained["verifier_model"] = str(verifier)
     if settings.second_stage_threshold is not None:
         trained["second_stage_threshold"] = settings.second_stage_threshold
-    trained["verifier_threshold"] = settings.verifier_threshold
+    if not settings.verifier:
+        trained["verifier_threshold"] = None
+    elif settings.verifier_threshold is not None:
+        trained["verifier_threshold"] = settings.verifier_threshold
     return DetectorSettings(threshold=settings.threshold, detect_size=settings.detect_size,
                             second_stage=settings.second_stage, num_threads=threads, **trained)
 
@@ -266,6 +274,7 @@ def build_parser():
                         help=second_stage_threshold_help())
     parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
                         help=verifier_threshold_help())
+    parser.add_argument("--no-verifier", action="store_true", help=NO_VERIFIER_HELP)
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
     parser.add_argument("--review", action="store_true", help="only (re)write the review sheets")
     parser.add_argument("--apply-review", type=Path, metavar="FILE",
@@ -313,7 +322,7 @@ def _main(args) -> int:
         size=args.size, margin=args.margin, threshold=args.threshold, review_threshold=args.review_threshold,
         detect_size=args.detect_size, second_stage=not args.no_second_stage, pad_retry=not args.no_pad_retry,
         face_detector=args.face_detector, second_stage_threshold=args.second_stage_threshold,
-        verifier_threshold=args.verifier_threshold,
+        verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier,
     )
     if args.jobs < 1:
         raise ValueError("--jobs must be at least 1")

@@ -166,8 +166,13 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     kept = [row["kept"] for row in summary]
     # a stricter threshold never keeps more boxes; the MTCNN faces are kept at every threshold
     assert kept[3] >= kept[0] >= kept[4] >= summary[4]["by_detector"].get("mtcnn", {"kept": 0})["kept"]
-    # the verifier only adds faces
+    # the verifier only adds faces; those on no label are listed apart
     assert kept[0] >= kept[2]
+    added = list(csv.DictReader((out / "verifier_added.csv").open()))
+    assert len(added) <= summary[0]["unmatched"] and f"unmatched boxes the verifier adds: {len(added)}" in printed
+    new = ("a.jpg", [50, 50, 60, 60], 0.97, "s")
+    assert bench_detection.verifier_added([("a.jpg", [0, 0, 10, 10], 0.99, "s"), new],
+                                          [("a.jpg", [0, 0, 10, 11], 0.5, "s")]) == [new]
     # why each missed face was missed, one row each, with its class; a line per class
     missed = list(csv.DictReader((out / "missed.csv").open()))
     counts = ", ".join(f"{sum(row['label'] == name for row in missed)} {name}" for name in common.CLASSES)

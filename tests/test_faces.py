@@ -146,10 +146,15 @@ def test_the_second_stage_threshold_reaches_the_detector():
     assert faces.detector_settings(facecrops.CropSettings()).second_stage_threshold == default
     assert faces.detector_settings(facecrops.CropSettings(second_stage_threshold=0.25)).second_stage_threshold == 0.25
     assert faces.build_parser().parse_args(["--second-stage-threshold", "0.3"]).second_stage_threshold == 0.3
-    # the face verifier runs only when asked for
-    assert faces.detector_settings(facecrops.CropSettings()).verifier_threshold is None
+    # the face verifier runs by default; --no-verifier turns it off
+    assert faces.detector_settings(facecrops.CropSettings()).verifier_threshold == DetectorSettings().verifier_threshold
+    assert DetectorSettings().verifier_threshold == 0.9
     assert faces.detector_settings(facecrops.CropSettings(verifier_threshold=0.95)).verifier_threshold == 0.95
-    assert faces.build_parser().parse_args(["--verifier-threshold", "0.9"]).verifier_threshold == 0.9
+    assert faces.detector_settings(facecrops.CropSettings(verifier=False)).verifier_threshold is None
+    assert faces.build_parser().parse_args(["--verifier-threshold", "0.8"]).verifier_threshold == 0.8
+    assert faces.build_parser().parse_args(["--no-verifier"]).no_verifier
+    with pytest.raises(ValueError, match="do not go together"):
+        facecrops.CropSettings(verifier_threshold=0.9, verifier=False)
 
 
 @pytest.mark.slow

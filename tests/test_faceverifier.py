@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from helpers import ASTRONAUT_FACE, picture, shared_data
 
-from maskdetect import annotations, detectors, facecrops, faces, faceverifier, faceverifier_train
+from maskdetect import annotations, detectors, facecrops, faces, faceverifier, faceverifier_train, images
 
 
 def test_crops_are_squares_around_their_boxes_black_outside_the_photo():
     rgb = np.zeros((200, 300, 3), np.uint8)
     rgb[50:100, 100:150] = 255  # a white "face"
-    out = faceverifier.crops(rgb, np.array([[100, 50, 150, 100], [-30, -30, 10, 10]]))
+    out = faceverifier.crops(rgb, np.array([[100, 50, 150, 100], [-30, -30, 10, 10]]), detail=None)
     assert out.shape == (2, faceverifier.SIDE, faceverifier.SIDE, 3) and out.dtype == np.uint8
     # context 1.5: the white square fills the middle two thirds of the first crop, the rest is dark
     middle = slice(faceverifier.SIDE // 6 + 2, faceverifier.SIDE * 5 // 6 - 2)
@@ -22,6 +22,35 @@ def test_crops_are_squares_around_their_boxes_black_outside_the_photo():
     # a box off the photo's corner: black where the photo is not
     assert out[1].max() == 0
     assert faceverifier.crops(rgb, np.zeros((0, 4))).shape == (0, faceverifier.SIDE, faceverifier.SIDE, 3)
+
+
+def test_a_large_crop_is_shrunk_to_the_detail_of_a_small_face_first():
+    import cv2
+
+    rgb = np.asarray(picture("astronaut"))
+    box = np.array([ASTRONAUT_FACE], float)  # its 1.5x square is over 64 px
+    crop, _, _ = images.square_crop(rgb, box[0], faceverifier.CONTEXT)
+    assert crop.shape[0] > faceverifier.DETAIL
+    shrunk = cv2.resize(crop, (faceverifier.DETAIL,) * 2, interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(shrunk, (faceverifier.SIDE,) * 2, interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(faceverifier.crops(rgb, box)[0], expected)
+    sharp = faceverifier.crops(rgb, box, detail=None)[0]
+    # the shrunk crop keeps less fine detail: a smaller difference between neighbouring pixels
+    assert np.abs(np.diff(expected.astype(int), axis=1)).mean() < np.abs(np.diff(sharp.astype(int), axis=1)).mean()
+
+
+def test_background_patches_hold_no_face_and_come_in_every_size():
+    rng = np.random.default_rng(0)
+    truth = np.array([[100, 100, 140, 150], [300, 40, 320, 64]], float)
+    patches = np.array(faceverifier_train.background_patches(rng, truth, 400, 600, 400))
+    assert 100 < len(patches) < 400  # those on a face are dropped
+    sides = patches[:, 2] - patches[:, 0]
+    assert sides.min() >= 12 and sides.max() <= 400 and np.median(sides) < 100 < sides.max()
+    centres = (truth[:, :2] + truth[:, 2:]) / 2
+    for patch in patches:
+        inside = ((centres > patch[:2]) & (centres < patch[2:])).all(axis=1)
+        assert not inside.any() and detectors.iou(patch[None], truth).max() < 0.2
+    assert len(faceverifier_train.background_patches(rng, np.zeros((0, 4)), 50, 50, 5)) == 5  # no faces: all kept
 
 
 def test_bad_files_settings_and_flags_are_one_line(tmp_path, capsys):
@@ -60,6 +89,7 @@ def test_a_short_real_training_saves_a_verifier_that_loads_and_scores(tmp_path):
     meta = faceverifier_train.train(photos, output, epochs=1, weights="none", progress=False)
     assert meta["side"] == faceverifier.SIDE and meta["context"] == faceverifier.CONTEXT
     assert 0 < meta["face_crops"] < meta["crops"] and meta["trained_on"] <= 8
+    assert meta["detail"] == faceverifier.DETAIL and meta["hard_negatives"] >= 0
     assert faceverifier.read_meta(output)["crops"] == meta["crops"]
     assert "face verifier: " in faceverifier_train.summary_line(meta, output)
     verifier = faceverifier.FaceVerifier.load(output)
@@ -74,6 +104,36 @@ def test_the_shipped_verifier_tells_a_real_face_from_the_sky_beside_it():
     rgb = np.asarray(picture("astronaut"))
     face, corner = verifier(rgb, np.array([ASTRONAUT_FACE, (440, 20, 500, 80)], float))
     assert face >= 0.9 and corner < 0.1, (face, corner)
+
+
+def test_the_shipped_verifier_does_not_take_a_cup_seen_from_above_for_a_face():
+    # the previous verifier, trained without large background patches, scored it 0.994
+    rgb = np.asarray(picture("coffee"))
+    detector = detectors.FaceDetector(num_threads=1, verifier_threshold=0.9)
+    groups = detector.proposal_groups(rgb)
+    assert groups, "the cup no longer gets a proposal group: this test checks nothing"
+    scores = detector.verifier_scores(rgb, np.array([box for box, _ in groups]))
+    assert scores.max() < 0.9, scores
+    assert detector.detect(rgb) == []
+
+
+def test_a_box_scores_the_lowest_of_its_three_views():
+    # a stand-in model whose score is a crop's mean brightness: the views differ, the lowest one counts
+    def brightness(batch):
+        class Scores:
+            def numpy(self):
+                return np.asarray(batch, float).mean(axis=(1, 2, 3))[:, None] / 255
+
+        return Scores()
+
+    rgb = np.zeros((200, 300, 3), np.uint8)
+    rgb[:, :150] = 200  # the left half bright: a mirror image does not change the mean, more context does
+    box = np.array([[120, 80, 160, 120]], float)
+    verifier = faceverifier.FaceVerifier(faceverifier.SHIPPED_MODEL, faceverifier.SIDE, faceverifier.CONTEXT, {},
+                                         brightness, None)
+    views = [faceverifier.crops(rgb, box, faceverifier.SIDE, faceverifier.CONTEXT * scale, None).mean() / 255
+             for scale, _ in faceverifier.VIEWS]
+    assert verifier(rgb, box)[0] == pytest.approx(min(views)) and len(set(np.round(views, 6))) > 1
 
 
 def test_the_verifier_only_adds_faces_the_fusion_rejects_and_a_trained_folder_chooses_it(tmp_path):
@@ -103,10 +163,12 @@ def test_the_verifier_only_adds_faces_the_fusion_rejects_and_a_trained_folder_ch
     folder.mkdir()
     for name in facecrops.FACE_DETECTOR_FILES:
         (folder / name).write_bytes(b"")
-    assert faces.detector_settings(facecrops.CropSettings(face_detector=str(folder))).verifier_threshold is None
+    assert faces.detector_settings(facecrops.CropSettings(face_detector=str(folder))).verifier_model is None
     (folder / facecrops.FACE_VERIFIER_FILE).write_bytes(b"")
     settings = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder)))
     assert settings.verifier_model == str(folder / facecrops.FACE_VERIFIER_FILE)
-    assert settings.verifier_threshold is None  # a verifier runs only when asked for
+    assert settings.verifier_threshold == detectors.DetectorSettings().verifier_threshold
+    off = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder), verifier=False))
+    assert off.verifier_threshold is None
     asked = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder), verifier_threshold=0.95))
     assert asked.verifier_threshold == 0.95 and asked.verifier_model == settings.verifier_model
