@@ -506,6 +506,7 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
 def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict], output: Path, every: int | None,
              seconds: float) -> dict:
     class_names = pipeline.classifier.class_names
+    used = faces.detector_settings(pipeline.settings)
     counts: Counter = Counter()
     for tally in tallies:
         counts.update(tally.counts)
@@ -517,8 +518,7 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
                                  ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size",
                                   "face_detector")},
                               # the values used, defaults included (None: no verifier)
-                              **{key: getattr(faces.detector_settings(pipeline.settings), key)
-                                 for key in ("second_stage_threshold", "verifier_threshold")}},
+                              **{key: getattr(used, key) for key in ("second_stage_threshold", "verifier_threshold")}},
         # the model's crop geometry and where it came from (default: a model saved before it was recorded)
         "crop": {"margin": pipeline.settings.margin, "crop_size": pipeline.settings.size,
                  "source": pipeline.classifier.crop_source},

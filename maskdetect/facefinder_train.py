@@ -257,7 +257,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the MobileNetV2 trunk's starting weights (default: Keras's ImageNet file)")
     parser.add_argument("--verifier-epochs", type=int, default=8,
                         help="epochs of the face verifier, trained after the finder on the same photos with its "
-                             "proposal groups; 0 trains none (--verifier-threshold then runs the shipped one) "
+                             "proposal groups; 0 trains none (the shipped one then runs with this finder) "
                              "(default %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="(default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true")

@@ -122,9 +122,9 @@ class FaceVerifier:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
             return np.zeros(0)
-        views = []
-        for scale, mirrored in VIEWS:
-            view = crops(rgb, boxes, self.side, self.context * scale, self.detail)
-            views.append(view[:, :, ::-1] if mirrored else view)
+        # a mirrored view is its unmirrored crop flipped: each context is cut once
+        cut = {scale: crops(rgb, boxes, self.side, self.context * scale, self.detail)
+               for scale in {scale for scale, _ in VIEWS}}
+        views = [cut[scale][:, :, ::-1] if mirrored else cut[scale] for scale, mirrored in VIEWS]
         scores = self._call(np.ascontiguousarray(np.concatenate(views))).numpy()[:, 0].astype(np.float64)
         return scores.reshape(len(VIEWS), len(boxes)).min(axis=0)

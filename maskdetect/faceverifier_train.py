@@ -160,13 +160,17 @@ def train(labelled_photos: Sequence, output: Path, detector=None, epochs: int = 
     inputs = keras.Input(model.input_shape[1:])
     augmented = keras.layers.RandomBrightness(0.15, value_range=(0, 255))(keras.layers.RandomFlip("horizontal")(inputs))
     trainer = keras.Model(inputs, model(augmented))
-    steps = math.ceil(len(targets) / batch_size) * epochs
-    trainer.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
-                    loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-    order = np.random.default_rng(seed).permutation(len(targets))
+
+    def fit(pixels: np.ndarray, targets: np.ndarray, rate: float, rounds: int, shuffle_seed: int):
+        steps = math.ceil(len(targets) / batch_size) * rounds
+        trainer.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(rate, steps)),
+                        loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+        order = np.random.default_rng(shuffle_seed).permutation(len(targets))
+        return trainer.fit(pixels[order].astype(np.float32), targets[order], batch_size=batch_size, epochs=rounds,
+                           verbose=1 if progress else 2)
+
     started = time.perf_counter()
-    history = trainer.fit(pixels[order].astype(np.float32), targets[order], batch_size=batch_size, epochs=epochs,
-                          verbose=1 if progress else 2)
+    history = fit(pixels, targets, learning_rate, epochs, seed)
     hard = np.zeros((0, SIDE, SIDE, 3), np.uint8)
     if hard_epochs:
         # the second round: the background the first round takes for faces, added as not faces
@@ -176,12 +180,7 @@ def train(labelled_photos: Sequence, output: Path, detector=None, epochs: int = 
         if len(hard):
             pixels = np.concatenate([pixels, *[hard] * HARD_COPIES])
             targets = np.concatenate([targets, np.zeros(len(hard) * HARD_COPIES, np.float32)])
-            steps = math.ceil(len(targets) / batch_size) * hard_epochs
-            trainer.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
-                learning_rate / 5, steps)), loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-            order = np.random.default_rng(seed + 2).permutation(len(targets))
-            history = trainer.fit(pixels[order].astype(np.float32), targets[order], batch_size=batch_size,
-                                  epochs=hard_epochs, verbose=1 if progress else 2)
+            history = fit(pixels, targets, learning_rate / 5, hard_epochs, seed + 2)
     meta = {"side": SIDE, "context": CONTEXT, "detail": DETAIL, "trained_on": used, "holdout_share": holdout,
             "crops": len(targets), "face_crops": faces, "hard_negatives": len(hard), "epochs": epochs,
             "hard_epochs": hard_epochs if len(hard) else 0, "batch_size": batch_size,
