@@ -30,6 +30,7 @@ One annotated photo with many faces is written to ``logs/bench_detect_crowd.jpg`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -71,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of the faces counted")
     parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
     parser.add_argument("--skip-video", action="store_true", help="accuracy only")
+    parser.add_argument("--no-verifier", action="store_true",
+                        help="the face stage without its face verifier (to measure what the verifier adds)")
     args = parser.parse_args(argv)
     if args.limit < 0 or args.every < 2 or args.video_photos < 1 or args.hold < 1 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --every >= 2, --video-photos >= 1, --hold >= 1, 0 < --iou <= 1")
@@ -254,6 +257,11 @@ def speed(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[
               f"(target >= 10: {verdict})")
 
 
+def crop_settings(args: argparse.Namespace):
+    """detect_mask.py's face settings, less the face verifier with --no-verifier."""
+    return dataclasses.replace(detect.CROP, verifier=not args.no_verifier)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runtime.configure_logging()
@@ -263,9 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         model_path = args.model or detect.best_model(args.logs)
         classifier = detect.load_classifier(model_path)
         start = time.perf_counter()
-        pipeline = detect.MaskDetector(classifier)
+        pipeline = detect.MaskDetector(classifier, crop_settings(args))
         print(f"model: {model_path} (classes {', '.join(classifier.class_names)}; {classifier.image_size} px); "
-              f"detector loaded in {time.perf_counter() - start:.1f} s")
+              f"detector loaded in {time.perf_counter() - start:.1f} s; face verifier "
+              f"{'off' if args.no_verifier else 'on'}")
         truth, sizes = load_truth(args.detection), photo_sizes(args.detection)
         photos = sorted(truth)[: args.limit or None]
         result, crowd = accuracy(pipeline, args, photos, truth, sizes)

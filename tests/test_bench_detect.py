@@ -5,7 +5,16 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from benchmarks.bench_detect import benchmark_label, report, report_ceiling, threshold_ceiling
+from benchmarks.bench_detect import (
+    benchmark_label,
+    crop_settings,
+    parse_args,
+    report,
+    report_ceiling,
+    threshold_ceiling,
+)
+from maskdetect import faces
+from maskdetect.detectors import DetectorSettings
 
 
 def test_separable_scores_reach_every_face_even_when_0_5_would_not():
@@ -72,3 +81,12 @@ def test_a_two_class_model_in_other_words_still_gets_the_threshold_ceiling(capsy
     out = capsys.readouterr().out
     assert "ROC AUC" in out and "n/a: not a class of the model" in out  # only incorrect_mask is not
     assert out.count("n/a: not a class of the model") == 1
+
+
+def test_no_verifier_runs_the_face_stage_without_its_verifier(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "boxes.csv").write_text("image,width,height,label,xmin,ymin,xmax,ymax\n")
+    default = faces.detector_settings(crop_settings(parse_args(["--detection", str(tmp_path)])))
+    without = faces.detector_settings(crop_settings(parse_args(["--detection", str(tmp_path), "--no-verifier"])))
+    assert default.verifier_threshold == DetectorSettings().verifier_threshold
+    assert without.verifier_threshold is None
