@@ -34,29 +34,30 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import (
+    BUCKETS,
     CLASSES,
     DEFAULT_DETECTION,
     MATCH_IOU,
     MIN_FACE,
+    Detections,
     load_photo,
     load_truth,
     photo_sizes,
     require_detection_set,
+    score,
+    set_threads,
 )
 from maskdetect.detectors import DetectorSettings, FaceDetector
 from maskdetect.detectors import iou as box_iou
 
-BUCKETS = ((0, 20, "<20"), (20, 32, "20-32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, 10**9, ">=128"))
 BASELINE_FUSION = Path(__file__).resolve().parent / "fusion_before_facefinder.json"
 BASELINE_SOURCES = ("ssd", "blazeface", "mtcnn_below_threshold")
 BASELINE_THRESHOLD = 0.25
@@ -149,52 +150,6 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
     return rows
 
 
-def set_threads(threads: int) -> None:
-    """One core for timing: must run before TensorFlow is imported."""
-    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ[name] = str(threads)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import cv2
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TensorFlow already ran in this process (main called from a test): timings are not one core
-        print(f"TensorFlow already runs in this process: its threads are not set to {threads}", flush=True)
-    cv2.setNumThreads(threads)
-
-
-class Detections:
-    """Boxes (x1, y1, x2, y2), confidences and detector names per photo, with timings."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.boxes: dict[str, np.ndarray] = {}
-        self.conf: dict[str, np.ndarray] = {}
-        self.source: dict[str, list[str]] = {}
-        self.seconds: list[float] = []
-
-    def add(self, photo: str, rows: list[tuple[float, float, float, float, float, str]], seconds: float) -> None:
-        self.boxes[photo] = np.array([r[:4] for r in rows], dtype=np.float64).reshape(-1, 4)
-        self.conf[photo] = np.array([r[4] for r in rows], dtype=np.float64)
-        self.source[photo] = [r[5] for r in rows]
-        self.seconds.append(seconds)
-
-    def filtered(self, name: str, min_conf: float, detector: str | None = None) -> Detections:
-        """The boxes of at least ``min_conf``; with ``detector``, only that detector's boxes are filtered."""
-        out = Detections(name)
-        for photo, boxes in self.boxes.items():
-            keep = self.conf[photo] >= min_conf
-            if detector is not None:
-                keep |= np.array([source != detector for source in self.source[photo]], bool)
-            out.boxes[photo] = boxes[keep]
-            out.conf[photo] = self.conf[photo][keep]
-            out.source[photo] = [s for s, k in zip(self.source[photo], keep, strict=True) if k]
-        out.seconds = list(self.seconds)
-        return out
-
-
 def run_detector(name: str, detect, photos: list[str], data: Path,
                  truth: dict[str, list[tuple[str, np.ndarray]]]) -> Detections:
     result = Detections(name)
@@ -211,58 +166,6 @@ def run_detector(name: str, detect, photos: list[str], data: Path,
                   flush=True)
     print(f"  {name}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return result
-
-
-def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_size: int,
-          iou: float) -> dict:
-    found = defaultdict(int)
-    total = defaultdict(int)
-    kept = matched = 0
-    by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    unmatched = []
-    missed = []
-    empty = 0
-    for photo, boxes in det.boxes.items():
-        labels = truth[photo]
-        gt = np.array([b for _, b in labels])
-        m = box_iou(gt, boxes)
-        for j, (label, box) in enumerate(labels):
-            side = min(box[2] - box[0], box[3] - box[1])
-            hit = bool(m.shape[1] and m[j].max() >= iou)
-            bucket = next(name for lo, hi, name in BUCKETS if lo <= side < hi)
-            total[(label, bucket)] += 1
-            found[(label, bucket)] += hit
-            if side >= min_size:
-                total[label] += 1
-                found[label] += hit
-                if not hit:
-                    missed.append((photo, box, label))
-        kept += len(boxes)
-        empty += not len(boxes)
-        if len(boxes):
-            ok = m.max(axis=0) >= iou if len(gt) else np.zeros(len(boxes), bool)
-            matched += int(ok.sum())
-            for k, good in enumerate(ok):
-                src = det.source[photo][k]
-                by_source[src][0] += 1
-                by_source[src][1] += int(good)
-                if not good:
-                    unmatched.append((photo, boxes[k], float(det.conf[photo][k]), src))
-    seconds = np.array(det.seconds)
-    recall = {c: (found[c] / total[c] if total[c] else float("nan")) for c in CLASSES}
-    buckets = {c: {name: [found[(c, name)], total[(c, name)]] for _, _, name in BUCKETS} for c in CLASSES}
-    return {
-        "name": det.name, "photos": len(det.boxes), "recall": recall,
-        "counted": {c: total[c] for c in CLASSES}, "buckets": buckets, "kept": kept, "matched": matched,
-        "unmatched": kept - matched, "precision": matched / kept if kept else float("nan"),
-        "by_detector": {k: {"kept": v[0], "matched": v[1]} for k, v in by_source.items()},
-        "photos_without_boxes": empty,
-        "s_per_photo": float(seconds.mean()) if len(seconds) else float("nan"),
-        "s_per_photo_p90": float(np.percentile(seconds, 90)) if len(seconds) else float("nan"),
-        "photos_per_s": float(1 / seconds.mean()) if len(seconds) and seconds.mean() > 0 else float("nan"),
-        "_unmatched": unmatched,
-        "_missed": missed,
-    }
 
 
 def print_result(r: dict, min_size: int) -> None:

@@ -916,11 +916,14 @@ class FaceDetector:
         MTCNN runs first, so groups on faces it keeps are not among them. This is what the fusion is
         fitted on (:mod:`maskdetect.fusion`); empty when the second stage is off.
         """
+        return self.stages(image)[1]
+
+    def stages(self, image: np.ndarray) -> tuple[list[Face], list[tuple[np.ndarray, dict[str, float]]]]:
+        """What the second stage decides on in an RGB uint8 image: the kept MTCNN faces (boxes refined, not
+        clipped) and the proposal groups (see :meth:`proposal_groups`)."""
         rgb = _check_image(image)
-        if not self._sources:
-            return []
         _, kept, proposals = self._first_stage(rgb)
-        return self._gated_groups(rgb, _boxes(kept), proposals)
+        return kept, (self._gated_groups(rgb, _boxes(kept), proposals) if self._sources else [])
 
     def _first_stage(self, rgb: np.ndarray) -> tuple[list[Face], list[Face], np.ndarray]:
         """Every MTCNN face (any confidence, highest first), the kept ones with their boxes refined, and the
@@ -1062,17 +1065,26 @@ class FaceDetector:
                       proposals: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """Boxes (not clipped) and confidences (see second_stage_confidence) of the faces the second stage adds."""
         gated = self._gated_groups(rgb, kept_boxes, proposals)
+        boxes = np.array([box for box, _ in gated]).reshape(-1, 4)
         probabilities = [self.fused_probability(features) for _, features in gated]
-        # the verifier can add faces the fusion rejects, never remove one it keeps
-        scores = self.verifier_scores(rgb, np.array([box for box, _ in gated]))
+        return self.second_stage_faces(kept_boxes, boxes, probabilities, self.verifier_scores(rgb, boxes))
+
+    def second_stage_faces(self, kept_boxes: np.ndarray, boxes: np.ndarray, probabilities: Sequence[float],
+                           verifier_scores: Sequence[float]) -> list[tuple[np.ndarray, float]]:
+        """Which proposal groups (their ``boxes``, fused ``probabilities`` and ``verifier_scores``) the second
+        stage keeps beside the kept MTCNN faces' ``kept_boxes``, with their confidences: those that reach a
+        threshold (see second_stage_confidence), the fusion's first, then the verifier's, each most confident
+        first, less any that overlaps a face taken before it. ``benchmarks/bench_second_stage.py`` replays this on
+        cached groups."""
         candidates = []
-        for (box, _), probability, score in zip(gated, probabilities, scores, strict=True):
+        # the verifier can add faces the fusion rejects, never remove one it keeps
+        for box, probability, score in zip(np.asarray(boxes).reshape(-1, 4), probabilities, verifier_scores,
+                                           strict=True):
             confidence = self.second_stage_confidence(probability, score)
             if confidence is not None:
                 candidates.append((box, confidence, probability < self.settings.second_stage_threshold))
-        # The fusion's faces first, then the verifier's, each most confident first.
         candidates.sort(key=lambda candidate: (candidate[2], -candidate[1]))
-        taken = list(kept_boxes)
+        taken = list(np.asarray(kept_boxes).reshape(-1, 4))
         accepted = []
         for box, probability, _ in candidates:
             if taken and (iou(box[None], np.asarray(taken)).max() >= _SAME_FACE_IOU

@@ -119,12 +119,16 @@ class FaceVerifier:
     def __call__(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """The probability of a face at each box (x1, y1, x2, y2, photo px) of an RGB uint8 photo: the lowest of
         the model's on the box's ``VIEWS``."""
+        return self.view_scores(rgb, boxes).min(axis=0)
+
+    def view_scores(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(len(VIEWS), n): the model's probability of a face on each view of each box."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
-            return np.zeros(0)
+            return np.zeros((len(VIEWS), 0))
         # a mirrored view is its unmirrored crop flipped: each context is cut once
         cut = {scale: crops(rgb, boxes, self.side, self.context * scale, self.detail)
                for scale in {scale for scale, _ in VIEWS}}
         views = [cut[scale][:, :, ::-1] if mirrored else cut[scale] for scale, mirrored in VIEWS]
         scores = self._call(np.ascontiguousarray(np.concatenate(views))).numpy()[:, 0].astype(np.float64)
-        return scores.reshape(len(VIEWS), len(boxes)).min(axis=0)
+        return scores.reshape(len(VIEWS), len(boxes))

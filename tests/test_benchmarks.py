@@ -12,7 +12,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import ASTRONAUT_FACE, GREEN_MASK, PYTHON, REPO, make_crop_dataset, picture
+from helpers import ASTRONAUT_FACE, GREEN_MASK, PYTHON, REPO, make_crop_dataset, picture, shared_data
 from PIL import Image
 
 from benchmarks import common
@@ -210,3 +210,40 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     assert bench_detection.why_line(rows, 0.4).startswith("1 boxed off, 1 with a proposal group on them under 0.4")
     suppressed = bench_detection.why_missed(detector, kept, missed[1:2], data, 0.4, probability / 2)
     assert suppressed[0]["reason"] == "suppressed"
+
+
+def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(tmp_path, capsys):
+    """On a real crowd photo of the detection set: the boxes that bench_second_stage replays from the cached
+    proposal groups are those FaceDetector.detect keeps, with no verifier, at the default threshold and at a lower
+    one; the command reuses its cache."""
+    from benchmarks import bench_second_stage
+    from maskdetect import faceverifier
+    from maskdetect.detectors import DetectorSettings, FaceDetector
+
+    detection = shared_data("detection")
+    crowd = "6d23852cb67ebb6dd0d289969c028d3f.jpg"  # 105 labelled faces, masked and not, many small
+    data = tmp_path / "detection"
+    (data / "images").mkdir(parents=True)
+    (data / "images" / crowd).symlink_to(detection / "images" / crowd)
+    lines = (detection / "boxes.csv").read_text().splitlines()
+    (data / "boxes.csv").write_text("\n".join([lines[0], *(line for line in lines if line.startswith(crowd))]))
+    detector = FaceDetector(num_threads=1, verifier_threshold=None)
+    key = bench_second_stage.stage_key(detector, [crowd], data)
+    cache = bench_second_stage.build_cache(detector, [crowd], data, key)
+    views = bench_second_stage.view_scores(faceverifier.FaceVerifier.load(faceverifier.SHIPPED_MODEL), cache, data)
+    rgb = common.load_photo(data / "images" / crowd, *common.photo_sizes(data)[crowd])
+    kept = {}
+    for threshold in (None, DetectorSettings().verifier_threshold, 0.5):
+        replayed = bench_second_stage.replay(detector, cache, views, bench_second_stage.VIEWS["min"], threshold, "")
+        live = FaceDetector(num_threads=1, verifier_threshold=threshold).detect(rgb)
+        assert replayed.source[crowd] == [face.detector for face in live]
+        assert np.allclose(replayed.boxes[crowd], [[face.x1, face.y1, face.x2, face.y2] for face in live])
+        assert np.allclose(replayed.conf[crowd], [face.confidence for face in live])
+        kept[threshold] = len(live)
+    assert kept[None] <= kept[0.9] <= kept[0.5] and kept[None] < kept[0.5]  # the verifier adds faces here
+    arguments = ["--data", str(data), "--cache", str(tmp_path / "cache.json"), "--thresholds", "0.9",
+                 "--views", "min", "median"]
+    assert bench_second_stage.main(arguments) == 0 and bench_second_stage.main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("running the face stage on 1 photos") == 1 and "proposal groups from" in printed
+    assert "min >= 0.9 (default)" in printed and "median >= 0.9" in printed and "added: mask " in printed

@@ -1,0 +1,188 @@
+"""The second stage's decision, replayed: face recall and boxes kept at other face-verifier thresholds, other ways
+of combining the verifier's views, or another verifier file, from one run of the face stage.
+
+The slow part of the face stage (MTCNN, the proposal sources, the zoomed-in looks, the fusion) runs once per
+photo and is cached in --cache; each setting is then replayed with ``FaceDetector.second_stage_faces`` on the
+cached proposal groups in seconds, and scored as ``bench_detection.py`` scores (recall per class of the labelled
+faces of --min-size px or more, at IoU >= --iou; boxes kept; boxes matching no label). The verifier's views are
+scored anew in each run (a minute), so --verifier compares a retrained verifier on the very same groups. The row
+at the stage's defaults is bench_detection's defaults row; "added" is against the same groups with no verifier.
+
+Views (``faceverifier.VIEWS``): ``min`` is the stage's rule (the lowest of the three), ``median`` and ``mean`` the
+others, ``first`` the plain crop alone. A setting chosen on these photos is chosen on the evaluation set: confirm
+it on photos nothing was tuned on (``--data`` a held-out labelled folder) before making it a default.
+
+    .venv/bin/python -m benchmarks.bench_second_stage                              # 660 photos, ~6 min the first time
+    .venv/bin/python -m benchmarks.bench_second_stage --verifier my_verifier.keras  # the same groups, another verifier
+    .venv/bin/python -m benchmarks.bench_second_stage --thresholds 0.8 0.9 0.98 --views min median
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import (
+    CLASSES,
+    DEFAULT_DETECTION,
+    MATCH_IOU,
+    MIN_FACE,
+    Detections,
+    load_photo,
+    load_truth,
+    photo_sizes,
+    require_detection_set,
+    score,
+    set_threads,
+)
+from maskdetect.detectors import DetectorSettings, FaceDetector
+
+CACHE_VERSION = 1
+VIEWS = {"min": lambda views: views.min(axis=0), "median": lambda views: np.median(views, axis=0),
+         "mean": lambda views: views.mean(axis=0), "first": lambda views: views[0]}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DETECTION, help="folder with boxes.csv and images/")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N photos (sorted by name); 0: all")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "maskdetect_second_stage.json",
+                        help="the cached proposal groups; rebuilt when the photos or the face stage differ")
+    parser.add_argument("--verifier", type=Path, default=None, help="a face verifier file (default: the shipped one)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99],
+                        metavar="P", help="verifier thresholds to replay")
+    parser.add_argument("--views", nargs="+", choices=sorted(VIEWS), default=["min", "median", "mean", "first"])
+    parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of faces counted in recall")
+    parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
+    parser.add_argument("--threads", type=int, default=1, help="threads for TensorFlow/OpenCV/TFLite (default 1)")
+    args = parser.parse_args(argv)
+    if args.limit < 0 or not 0 < args.iou <= 1 or not all(0 < t <= 1 for t in args.thresholds):
+        parser.error("--limit >= 0; --iou and --thresholds in (0, 1]")
+    require_detection_set(parser, args.data, "--data")
+    if args.verifier is not None and not args.verifier.is_file():
+        parser.error(f"--verifier {args.verifier} is not a file")
+    return args
+
+
+def stage_key(detector: FaceDetector, photos: list[str], data: Path) -> dict:
+    """What the cached groups depend on: the photos, and the face stage's settings and files less its verifier."""
+    from maskdetect import detectors, facefinder
+
+    settings = dataclasses.replace(detector.settings, verifier_threshold=None, verifier_model=None, num_threads=None)
+    files = [Path(settings.fusion or detectors.SHIPPED_FUSION), Path(settings.face_model or facefinder.SHIPPED_MODEL)]
+    return {"version": CACHE_VERSION, "data": str(data.resolve()), "photos": photos, "settings": repr(settings),
+            "files": {str(path): path.stat().st_mtime_ns for path in files}}
+
+
+def build_cache(detector: FaceDetector, photos: list[str], data: Path, key: dict) -> dict:
+    """Per photo: its height and width, the kept MTCNN boxes and confidences, and the proposal groups' boxes and
+    fused probabilities."""
+    sizes = photo_sizes(data)
+    rows, started = {}, time.perf_counter()
+    for index, photo in enumerate(photos):
+        rgb = load_photo(data / "images" / photo, *sizes[photo])
+        kept, groups = detector.stages(rgb)
+        rows[photo] = {"shape": list(rgb.shape[:2]),
+                       "kept": [[face.x1, face.y1, face.x2, face.y2, face.confidence] for face in kept],
+                       "groups": [[*map(float, box), detector.fused_probability(features)] for box, features in groups]}
+        if (index + 1) % 100 == 0:
+            print(f"  groups: {index + 1}/{len(photos)} photos, {time.perf_counter() - started:.0f} s", flush=True)
+    return {"key": key, "rows": rows}
+
+
+def view_scores(verifier, cache: dict, data: Path) -> dict[str, np.ndarray]:
+    """Photo -> (len(VIEWS), groups) verifier scores of its cached groups."""
+    sizes = photo_sizes(data)
+    scores = {}
+    for photo, row in cache["rows"].items():
+        boxes = np.array([group[:4] for group in row["groups"]]).reshape(-1, 4)
+        if len(boxes):
+            scores[photo] = verifier.view_scores(load_photo(data / "images" / photo, *sizes[photo]), boxes)
+        else:
+            scores[photo] = np.zeros((1, 0))
+    return scores
+
+
+def replay(detector: FaceDetector, cache: dict, views: dict[str, np.ndarray], combine, threshold: float | None,
+           name: str) -> Detections:
+    """The boxes the face stage keeps with its verifier at ``threshold`` (None: no verifier), views combined by
+    ``combine``, as ``FaceDetector.detect`` returns them (clipped; second-stage faces under min_face_size dropped)."""
+    replayed = copy.copy(detector)
+    replayed.settings = dataclasses.replace(detector.settings, verifier_threshold=threshold)
+    result = Detections(name)
+    for photo, row in cache["rows"].items():
+        kept = np.array(row["kept"]).reshape(-1, 5)
+        groups = np.array(row["groups"]).reshape(-1, 5)
+        scores = combine(views[photo]) if threshold is not None else np.full(len(groups), np.nan)
+        faces = [(*box[:4], box[4], "mtcnn") for box in kept]
+        for box, confidence in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores):
+            if min(box[2] - box[0], box[3] - box[1]) >= detector.settings.min_face_size:
+                faces.append((*box, confidence, "second_stage"))
+        height, width = row["shape"]
+        result.add(photo, [(max(0.0, x1), max(0.0, y1), min(width, x2), min(height, y2), confidence, source)
+                           for x1, y1, x2, y2, confidence, source in faces], 0.0)
+    return result
+
+
+def found(result: dict) -> dict[str, int]:
+    return {label: round(result["recall"][label] * result["counted"][label]) if result["counted"][label] else 0
+            for label in CLASSES}
+
+
+def line(result: dict, base: dict | None = None) -> str:
+    counts, text = found(result), f"{result['name']:22s}"
+    for label in CLASSES:
+        text += f" {label} {result['recall'][label]:6.1%} ({counts[label]}/{result['counted'][label]})"
+    text += f"  kept {result['kept']}  unmatched {result['unmatched']}"
+    if base is not None:
+        before = found(base)
+        text += ("  added: " + " ".join(f"{label} {counts[label] - before[label]:+d}" for label in CLASSES)
+                 + f", unmatched {result['unmatched'] - base['unmatched']:+d}")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    from maskdetect import faceverifier
+
+    truth = load_truth(args.data)
+    photos = sorted(truth)[: args.limit or None]
+    detector = FaceDetector(num_threads=args.threads, verifier_threshold=None)
+    key = stage_key(detector, photos, args.data)
+    cache = json.loads(args.cache.read_text()) if args.cache.is_file() else None
+    if cache is None or cache["key"] != key:
+        print(f"running the face stage on {len(photos)} photos from {args.data} (cached in {args.cache})", flush=True)
+        cache = build_cache(detector, photos, args.data, key)
+        args.cache.write_text(json.dumps(cache))
+    else:
+        print(f"{len(photos)} photos from {args.data}: proposal groups from {args.cache}")
+    verifier_file = args.verifier or faceverifier.SHIPPED_MODEL
+    verifier = faceverifier.FaceVerifier.load(verifier_file)
+    started = time.perf_counter()
+    views = view_scores(verifier, cache, args.data)
+    default = DetectorSettings().verifier_threshold
+    print(f"verifier {verifier_file}: {sum(v.shape[1] for v in views.values())} groups scored in "
+          f"{time.perf_counter() - started:.0f} s; the stage's default is min at {default:g}\n")
+    truth = {photo: truth[photo] for photo in photos}
+    base = score(replay(detector, cache, views, VIEWS["min"], None, "no verifier"), truth, args.min_size, args.iou)
+    print(line(base))
+    for combine in args.views:
+        for threshold in sorted(args.thresholds):
+            name = f"{combine} >= {threshold:g}" + (" (default)" if combine == "min" and threshold == default else "")
+            result = score(replay(detector, cache, views, VIEWS[combine], threshold, name), truth, args.min_size,
+                           args.iou)
+            print(line(result, base))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
