@@ -98,6 +98,18 @@ def build_cache(detector: FaceDetector, photos: list[str], data: Path, key: dict
     return {"key": key, "rows": rows}
 
 
+def read_cache(path: Path) -> dict | None:
+    """The cache in ``path``; None when there is none or it cannot be read (it is then rebuilt)."""
+    try:
+        cache = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        print(f"{path} cannot be read ({error}); rebuilding it")
+        return None
+    return cache if isinstance(cache, dict) else None
+
+
 def view_scores(verifier, cache: dict, data: Path) -> dict[str, np.ndarray]:
     """Photo -> (len(VIEWS), groups) verifier scores of its cached groups."""
     sizes = photo_sizes(data)
@@ -158,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     photos = sorted(truth)[: args.limit or None]
     detector = FaceDetector(num_threads=args.threads, verifier_threshold=None)
     key = stage_key(detector, photos, args.data)
-    cache = json.loads(args.cache.read_text()) if args.cache.is_file() else None
-    if cache is None or cache["key"] != key:
+    cache = read_cache(args.cache)
+    if cache is None or cache.get("key") != key:
         print(f"running the face stage on {len(photos)} photos from {args.data} (cached in {args.cache})", flush=True)
         cache = build_cache(detector, photos, args.data, key)
-        args.cache.write_text(json.dumps(cache))
+        # written whole or not at all: an interrupted run leaves the previous cache, or none
+        partial = args.cache.with_name(args.cache.name + ".partial")
+        partial.write_text(json.dumps(cache))
+        partial.replace(args.cache)
     else:
         print(f"{len(photos)} photos from {args.data}: proposal groups from {args.cache}")
     verifier_file = args.verifier or faceverifier.SHIPPED_MODEL

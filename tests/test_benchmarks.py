@@ -244,6 +244,9 @@ def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(t
     arguments = ["--data", str(data), "--cache", str(tmp_path / "cache.json"), "--thresholds", "0.9",
                  "--views", "min", "median"]
     assert bench_second_stage.main(arguments) == 0 and bench_second_stage.main(arguments) == 0
+    (tmp_path / "broken.json").write_text('{"key": ')  # a run killed while writing, by hand or by an older version
+    assert bench_second_stage.read_cache(tmp_path / "broken.json") is None
     printed = capsys.readouterr().out
     assert printed.count("running the face stage on 1 photos") == 1 and "proposal groups from" in printed
+    assert "broken.json cannot be read" in printed
     assert "min >= 0.9 (default)" in printed and "median >= 0.9" in printed and "added: mask " in printed
