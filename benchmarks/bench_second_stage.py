@@ -126,7 +126,7 @@ def view_scores(verifier, cache: dict, data: Path) -> dict[str, np.ndarray]:
 def replay(detector: FaceDetector, cache: dict, views: dict[str, np.ndarray], combine, threshold: float | None,
            name: str) -> Detections:
     """The boxes the face stage keeps with its verifier at ``threshold`` (None: no verifier), views combined by
-    ``combine``, as ``FaceDetector.detect`` returns them (clipped; second-stage faces under min_face_size dropped)."""
+    ``combine``, as ``FaceDetector.detect`` returns them (clipped to the photo)."""
     replayed = copy.copy(detector)
     replayed.settings = dataclasses.replace(detector.settings, verifier_threshold=threshold)
     result = Detections(name)
@@ -135,27 +135,21 @@ def replay(detector: FaceDetector, cache: dict, views: dict[str, np.ndarray], co
         groups = np.array(row["groups"]).reshape(-1, 5)
         scores = combine(views[photo]) if threshold is not None else np.full(len(groups), np.nan)
         faces = [(*box[:4], box[4], "mtcnn") for box in kept]
-        for box, confidence in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores):
-            if min(box[2] - box[0], box[3] - box[1]) >= detector.settings.min_face_size:
-                faces.append((*box, confidence, "second_stage"))
+        faces += [(*box, confidence, "second_stage") for box, confidence
+                  in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores)]
         height, width = row["shape"]
         result.add(photo, [(max(0.0, x1), max(0.0, y1), min(width, x2), min(height, y2), confidence, source)
                            for x1, y1, x2, y2, confidence, source in faces], 0.0)
     return result
 
 
-def found(result: dict) -> dict[str, int]:
-    return {label: round(result["recall"][label] * result["counted"][label]) if result["counted"][label] else 0
-            for label in CLASSES}
-
-
 def line(result: dict, base: dict | None = None) -> str:
-    counts, text = found(result), f"{result['name']:22s}"
+    counts, text = result["found"], f"{result['name']:22s}"
     for label in CLASSES:
         text += f" {label} {result['recall'][label]:6.1%} ({counts[label]}/{result['counted'][label]})"
     text += f"  kept {result['kept']}  unmatched {result['unmatched']}"
     if base is not None:
-        before = found(base)
+        before = base["found"]
         text += ("  added: " + " ".join(f"{label} {counts[label] - before[label]:+d}" for label in CLASSES)
                  + f", unmatched {result['unmatched'] - base['unmatched']:+d}")
     return text

@@ -237,7 +237,8 @@ def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_s
     buckets = {c: {name: [found[(c, name)], total[(c, name)]] for _, _, name in BUCKETS} for c in CLASSES}
     return {
         "name": det.name, "photos": len(det.boxes), "recall": recall,
-        "counted": {c: total[c] for c in CLASSES}, "buckets": buckets, "kept": kept, "matched": matched,
+        "counted": {c: total[c] for c in CLASSES}, "found": {c: found[c] for c in CLASSES}, "buckets": buckets,
+        "kept": kept, "matched": matched,
         "unmatched": kept - matched, "precision": matched / kept if kept else float("nan"),
         "by_detector": {k: {"kept": v[0], "matched": v[1]} for k, v in by_source.items()},
         "photos_without_boxes": empty,

@@ -882,10 +882,7 @@ class FaceDetector:
                  for face in kept]
         if self._sources:
             for box, probability in self._second_stage(rgb, _boxes(kept), proposals):
-                # MTCNN looks for nothing under min_face_size either; below it the second stage's
-                # boxes were mostly eyes, buttons and textures.
-                if min(box[2] - box[0], box[3] - box[1]) >= settings.min_face_size:
-                    faces.append(_face_in_image(box, probability, width, height, None, FaceKind.SECOND_STAGE))
+                faces.append(_face_in_image(box, probability, width, height, None, FaceKind.SECOND_STAGE))
         if review_threshold is not None:
             taken = np.array([_box(face) for face in faces]).reshape(-1, 4)
             for face in mtcnn_faces:
@@ -916,6 +913,9 @@ class FaceDetector:
         MTCNN runs first, so groups on faces it keeps are not among them. This is what the fusion is
         fitted on (:mod:`maskdetect.fusion`); empty when the second stage is off.
         """
+        if not self._sources:
+            _check_image(image)
+            return []
         return self.stages(image)[1]
 
     def stages(self, image: np.ndarray) -> tuple[list[Face], list[tuple[np.ndarray, dict[str, float]]]]:
@@ -1074,8 +1074,8 @@ class FaceDetector:
         """Which proposal groups (their ``boxes``, fused ``probabilities`` and ``verifier_scores``) the second
         stage keeps beside the kept MTCNN faces' ``kept_boxes``, with their confidences: those that reach a
         threshold (see second_stage_confidence), the fusion's first, then the verifier's, each most confident
-        first, less any that overlaps a face taken before it. ``benchmarks/bench_second_stage.py`` replays this on
-        cached groups."""
+        first, less any that overlaps a face taken before it and any under ``min_face_size`` (which still takes
+        its place). ``benchmarks/bench_second_stage.py`` replays this on cached groups."""
         candidates = []
         # the verifier can add faces the fusion rejects, never remove one it keeps
         for box, probability, score in zip(np.asarray(boxes).reshape(-1, 4), probabilities, verifier_scores,
@@ -1091,7 +1091,10 @@ class FaceDetector:
                           or _inside_share(box, np.asarray(taken)).max() >= _INSIDE_KEPT_FACE_SHARE):
                 continue
             taken.append(box)
-            accepted.append((box, probability))
+            # MTCNN looks for nothing under min_face_size either; below it the second stage's
+            # boxes were mostly eyes, buttons and textures.
+            if min(box[2] - box[0], box[3] - box[1]) >= self.settings.min_face_size:
+                accepted.append((box, probability))
         logger.debug("second stage: %d verified, %d added", len(candidates), len(accepted))
         return accepted
 
