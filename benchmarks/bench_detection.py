@@ -126,7 +126,7 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
         if photo not in groups_of:
             rgb = load_photo(data / "images" / photo, *sizes[photo])
             groups = detector.proposal_groups(rgb)
-            scores = detector.verifier_scores(rgb, np.array([group_box for group_box, _ in groups]))
+            _, scores = detector.verify(rgb, np.array([group_box for group_box, _ in groups]))
             groups_of[photo] = [(group_box, detector.fused_probability(features), score)
                                 for (group_box, features), score in zip(groups, scores, strict=True)]
         boxes = kept.boxes[photo]

@@ -8,9 +8,11 @@ faces of --min-size px or more, at IoU >= --iou; boxes kept; boxes matching no l
 scored anew in each run (a minute), so --verifier compares a retrained verifier on the very same groups. The row
 at the stage's defaults is bench_detection's defaults row; "added" is against the same groups with no verifier.
 
-Views (``faceverifier.VIEWS``): ``min`` is the stage's rule (the lowest of the three), ``median`` and ``mean`` the
-others, ``first`` the plain crop alone. A setting chosen on these photos is chosen on the evaluation set: confirm
-it on photos nothing was tuned on (``--data`` a held-out labelled folder) before making it a default.
+Each group is scored at its best placement (``faceverifier.PLACEMENTS``), as the stage does; ``--unplaced`` scores
+it where it is, as the stage did before. Views (``faceverifier.VIEWS``): ``min`` is the stage's rule (the lowest
+of the three), ``median`` and ``mean`` the others, ``first`` the plain crop alone. A setting chosen on these photos
+is chosen on the evaluation set: confirm it on photos nothing was tuned on (``--data`` a held-out labelled folder)
+before making it a default.
 
     .venv/bin/python -m benchmarks.bench_second_stage                              # 660 photos, ~6 min the first time
     .venv/bin/python -m benchmarks.bench_second_stage --verifier my_verifier.keras  # the same groups, another verifier
@@ -60,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99],
                         metavar="P", help="verifier thresholds to replay")
     parser.add_argument("--views", nargs="+", choices=sorted(VIEWS), default=["min", "median", "mean", "first"])
+    parser.add_argument("--unplaced", action="store_true",
+                        help="score each group only where it is, not also moved down (faceverifier.PLACEMENTS)")
     parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of faces counted in recall")
     parser.add_argument("--iou", type=float, default=MATCH_IOU, help="IoU for a box to match a labelled face")
     parser.add_argument("--threads", type=int, default=1, help="threads for TensorFlow/OpenCV/TFLite (default 1)")
@@ -110,21 +114,23 @@ def read_cache(path: Path) -> dict | None:
     return cache if isinstance(cache, dict) else None
 
 
-def view_scores(verifier, cache: dict, data: Path) -> dict[str, np.ndarray]:
-    """Photo -> (len(VIEWS), groups) verifier scores of its cached groups."""
+def view_scores(verifier, cache: dict, data: Path, placed: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Photo -> the boxes the verifier scored (each cached group's box at its best placement, as the face stage
+    does; with ``placed`` False, where it is) and their (len(VIEWS), groups) scores."""
     sizes = photo_sizes(data)
     scores = {}
     for photo, row in cache["rows"].items():
         boxes = np.array([group[:4] for group in row["groups"]]).reshape(-1, 4)
-        if len(boxes):
-            scores[photo] = verifier.view_scores(load_photo(data / "images" / photo, *sizes[photo]), boxes)
-        else:
-            scores[photo] = np.zeros((1, 0))
+        if not len(boxes):
+            scores[photo] = boxes, np.zeros((1, 0))
+            continue
+        rgb = load_photo(data / "images" / photo, *sizes[photo])
+        scores[photo] = verifier.placed(rgb, boxes) if placed else (boxes, verifier.view_scores(rgb, boxes))
     return scores
 
 
-def replay(detector: FaceDetector, cache: dict, views: dict[str, np.ndarray], combine, threshold: float | None,
-           name: str) -> Detections:
+def replay(detector: FaceDetector, cache: dict, views: dict[str, tuple[np.ndarray, np.ndarray]], combine,
+           threshold: float | None, name: str) -> Detections:
     """The boxes the face stage keeps with its verifier at ``threshold`` (None: no verifier), views combined by
     ``combine``, as ``FaceDetector.detect`` returns them (clipped to the photo)."""
     replayed = copy.copy(detector)
@@ -133,10 +139,11 @@ def replay(detector: FaceDetector, cache: dict, views: dict[str, np.ndarray], co
     for photo, row in cache["rows"].items():
         kept = np.array(row["kept"]).reshape(-1, 5)
         groups = np.array(row["groups"]).reshape(-1, 5)
-        scores = combine(views[photo]) if threshold is not None else np.full(len(groups), np.nan)
+        verifier_boxes, scored = views[photo]
+        scores = combine(scored) if threshold is not None else np.full(len(groups), np.nan)
         faces = [(*box[:4], box[4], "mtcnn") for box in kept]
         faces += [(*box, confidence, "second_stage") for box, confidence
-                  in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores)]
+                  in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores, verifier_boxes)]
         height, width = row["shape"]
         result.add(photo, [(max(0.0, x1), max(0.0, y1), min(width, x2), min(height, y2), confidence, source)
                            for x1, y1, x2, y2, confidence, source in faces], 0.0)
@@ -177,16 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     verifier_file = args.verifier or faceverifier.SHIPPED_MODEL
     verifier = faceverifier.FaceVerifier.load(verifier_file)
     started = time.perf_counter()
-    views = view_scores(verifier, cache, args.data)
+    views = view_scores(verifier, cache, args.data, not args.unplaced)
     default = DetectorSettings().verifier_threshold
-    print(f"verifier {verifier_file}: {sum(v.shape[1] for v in views.values())} groups scored in "
+    where = "where they are" if args.unplaced else "at their best placements"
+    print(f"verifier {verifier_file}: {sum(len(boxes) for boxes, _ in views.values())} groups scored {where} in "
           f"{time.perf_counter() - started:.0f} s; the stage's default is min at {default:g}\n")
     truth = {photo: truth[photo] for photo in photos}
     base = score(replay(detector, cache, views, VIEWS["min"], None, "no verifier"), truth, args.min_size, args.iou)
     print(line(base))
     for combine in args.views:
         for threshold in sorted(args.thresholds):
-            name = f"{combine} >= {threshold:g}" + (" (default)" if combine == "min" and threshold == default else "")
+            name = f"{combine} >= {threshold:g}" + (" (default)" if combine == "min" and threshold == default
+                                                           and not args.unplaced else "")
             result = score(replay(detector, cache, views, VIEWS[combine], threshold, name), truth, args.min_size,
                            args.iou)
             print(line(result, base))

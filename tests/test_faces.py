@@ -148,7 +148,7 @@ def test_the_second_stage_threshold_reaches_the_detector():
     assert faces.build_parser().parse_args(["--second-stage-threshold", "0.3"]).second_stage_threshold == 0.3
     # the face verifier runs by default; --no-verifier turns it off
     assert faces.detector_settings(facecrops.CropSettings()).verifier_threshold == DetectorSettings().verifier_threshold
-    assert DetectorSettings().verifier_threshold == 0.9
+    assert DetectorSettings().verifier_threshold == 0.98
     assert faces.detector_settings(facecrops.CropSettings(verifier_threshold=0.95)).verifier_threshold == 0.95
     assert faces.detector_settings(facecrops.CropSettings(verifier=False)).verifier_threshold is None
     assert faces.build_parser().parse_args(["--verifier-threshold", "0.8"]).verifier_threshold == 0.8

@@ -112,7 +112,7 @@ def test_the_shipped_verifier_does_not_take_a_cup_seen_from_above_for_a_face():
     detector = detectors.FaceDetector(num_threads=1, verifier_threshold=0.9)
     groups = detector.proposal_groups(rgb)
     assert groups, "the cup no longer gets a proposal group: this test checks nothing"
-    scores = detector.verifier_scores(rgb, np.array([box for box, _ in groups]))
+    _, scores = detector.verify(rgb, np.array([box for box, _ in groups]))
     assert scores.max() < 0.9, scores
     assert detector.detect(rgb) == []
 
@@ -142,13 +142,14 @@ def test_the_verifier_only_adds_faces_the_fusion_rejects_and_a_trained_folder_ch
     stay. A --face-detector folder runs its own verifier, or none when it has no file for one."""
     rgb = np.asarray(picture("astronaut"))
     without = detectors.FaceDetector(num_threads=1, verifier_threshold=None)
-    assert np.isnan(without.verifier_scores(rgb, np.array([ASTRONAUT_FACE], float))).all()
+    boxes, scores = without.verify(rgb, np.array([ASTRONAUT_FACE], float))
+    assert np.isnan(scores).all() and np.array_equal(boxes, [ASTRONAUT_FACE])
     group_box, features = without.proposal_groups(rgb)[0]
     probability = without.fused_probability(features)
     assert probability < without.settings.second_stage_threshold
     assert without.second_stage_confidence(probability, np.nan) is None
     eager = detectors.FaceDetector(num_threads=1, verifier_threshold=1e-9)
-    score = float(eager.verifier_scores(rgb, np.asarray(group_box)[None])[0])
+    score = float(eager.verify(rgb, np.asarray(group_box)[None])[1][0])
     assert eager.second_stage_confidence(probability, score) == max(probability, score)
     # a group the fusion keeps keeps its probability when the verifier is unsure; without one, a score is ignored
     assert eager.second_stage_confidence(0.95, 0.0) == 0.95 == without.second_stage_confidence(0.95, 0.0)
@@ -172,3 +173,20 @@ def test_the_verifier_only_adds_faces_the_fusion_rejects_and_a_trained_folder_ch
     assert off.verifier_threshold is None
     asked = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder), verifier_threshold=0.95))
     assert asked.verifier_threshold == 0.95 and asked.verifier_model == settings.verifier_model
+
+
+def test_a_box_above_a_real_face_is_scored_moved_down_onto_it():
+    """The proposal sources often box a masked face's eyes and forehead: the verifier scores such a box where it
+    scores best among PLACEMENTS. On the astronaut photo, a box raised 0.3 of its height off her face scores
+    nothing where it is, and is placed back onto the face; a box on the face stays where it is."""
+    verifier = faceverifier.FaceVerifier.load(faceverifier.SHIPPED_MODEL)
+    rgb = np.asarray(picture("astronaut"))
+    face = np.array(ASTRONAUT_FACE, float)
+    raised = face - np.array([0, 1, 0, 1]) * 0.3 * (face[3] - face[1])
+    assert faceverifier.PLACEMENTS[0] == 0 and 0.3 in faceverifier.PLACEMENTS
+    assert verifier(rgb, raised[None])[0] < 0.1
+    placed, views = verifier.placed(rgb, np.array([raised, face]))
+    assert np.allclose(placed, [face, face]) and (views.min(axis=0) >= 0.9).all(), (placed, views)
+    assert np.allclose(views, verifier.view_scores(rgb, placed))
+    empty, none = verifier.placed(rgb, np.zeros((0, 4)))
+    assert empty.shape == (0, 4) and none.shape == (len(faceverifier.VIEWS), 0)
