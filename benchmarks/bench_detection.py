@@ -310,12 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in results + curve:
         print_result(r, args.min_size)
     if args.without_verifier:
-        base = next(r for r in results if r["name"].startswith("the defaults without the face verifier"))
+        unverified = next(r for r in results if r["name"].startswith("the defaults without the face verifier"))
         print(f"\ndefaults against the defaults without the verifier: mask recall "
-              f"{results[0]['recall']['mask'] - base['recall']['mask']:+.1%}, without_mask "
-              f"{results[0]['recall']['without_mask'] - base['recall']['without_mask']:+.1%}, "
-              f"{results[0]['kept'] - base['kept']:+d} boxes kept, "
-              f"{results[0]['s_per_photo'] / base['s_per_photo']:.2f}x the seconds per photo")
+              f"{results[0]['recall']['mask'] - unverified['recall']['mask']:+.1%}, without_mask "
+              f"{results[0]['recall']['without_mask'] - unverified['recall']['without_mask']:+.1%}, "
+              f"{results[0]['kept'] - unverified['kept']:+d} boxes kept, "
+              f"{results[0]['s_per_photo'] / unverified['s_per_photo']:.2f}x the seconds per photo")
     if not args.no_baseline:
         base = results[1]
         gain = {label: results[0]["recall"][label] - base["recall"][label] for label in ("mask", "without_mask")}
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     sheets = contact_sheet(unmatched, args.data, args.out, args.sheet_max)
     if args.without_verifier:
         # what the verifier adds that matches no label, for a person to judge apart from what the fusion keeps
-        added = verifier_added(unmatched, base["_unmatched"])
+        added = verifier_added(unmatched, unverified["_unmatched"])
         with open(args.out / "verifier_added.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["index", "image", "x1", "y1", "x2", "y2", "confidence"])
