@@ -11,9 +11,10 @@ the defaults' unmatched boxes is written under --out for a person to judge.
 The baseline, measured in the same run, is the face stage as it was before its own face finder
 (issue 16): the three proposal sources ssd, blazeface and mtcnn_below_threshold with the fusion
 weights of ``benchmarks/fusion_before_facefinder.json`` (fitted on this very set, so in-sample) and a
-second-stage threshold of 0.25; ``--baseline-*`` change it. A contact sheet of the labelled masked
-faces the defaults still miss is written too (``missed_mask_*.png``), and why each labelled face of any class
-was missed (``missed.csv``: boxed off, below the threshold, suppressed or not proposed; see ``why_missed``).
+second-stage threshold of 0.25; ``--baseline-*`` change it. Why each labelled face the defaults still miss
+was missed is written too (``missed.csv``: boxed off, below the threshold, suppressed or not proposed; see
+``why_missed``), with a contact sheet per class (``missed_mask_*.png``, ``missed_without_mask_*.png``,
+``missed_incorrect_mask_*.png``), each face captioned with its row in missed.csv and why.
 
 Timing is detection only (decoding excluded), by default on one thread (TensorFlow, OpenCV,
 TFLite, OMP), photos in sorted-name order.
@@ -191,8 +192,10 @@ def print_result(r: dict, min_size: int) -> None:
 
 
 def contact_sheet(unmatched: list, data: Path, out: Path, limit: int, cell: int = 112, cols: int = 12,
-                  prefix: str = "unmatched") -> list[Path]:
-    """PNG sheets of crops (box plus 15 % margin), numbered as in unmatched.csv."""
+                  prefix: str = "unmatched", captions: list[str] | None = None) -> list[Path]:
+    """PNG sheets of crops (box plus 15 % margin) of (photo, box, confidence, detector) rows, each captioned with
+    its number in the list (as in unmatched.csv), M or S (MTCNN or second stage) and its confidence; or with
+    ``captions``, one per row."""
     from PIL import Image, ImageDraw
 
     paths = []
@@ -211,9 +214,8 @@ def contact_sheet(unmatched: list, data: Path, out: Path, limit: int, cell: int 
                                    int(box[2] + 0.15 * w), int(box[3] + 0.15 * h)))
             x, y = (k % cols) * cell, (k // cols) * (cell + 14)
             sheet.paste(crop.resize((cell, cell)), (x, y))
-            tag = {"mtcnn": "M", "missed": ""}.get(src, "S")
-            draw.text((x + 2, y + cell), f"{start + k} {tag} {conf:.2f}" if tag else f"{start + k} {photo[:14]}",
-                      fill="black")
+            caption = captions[start + k] if captions else f"{start + k} {'M' if src == 'mtcnn' else 'S'} {conf:.2f}"
+            draw.text((x + 2, y + cell), caption, fill="black")
         path = out / f"{prefix}_{start // per_sheet + 1:02d}.png"
         sheet.save(path)
         paths.append(path)
@@ -342,9 +344,6 @@ def main(argv: list[str] | None = None) -> int:
         sheets += contact_sheet(added, args.data, args.out, args.sheet_max, prefix="verifier_added")
         print(f"unmatched boxes the verifier adds: {len(added)} -> {args.out / 'verifier_added.csv'}")
     missed = results[0]["_missed"]
-    missed_mask = [(photo, box) for photo, box, label in missed if label == "mask"]
-    sheets += contact_sheet([(photo, box, 0.0, "missed") for photo, box in missed_mask], args.data, args.out,
-                            args.sheet_max, prefix="missed_mask")
     print(f"labelled faces of {args.min_size} px or more that the defaults miss: "
           + ", ".join(f"{sum(label == name for *_, label in missed)} {name}" for name in CLASSES))
     reasons = why_missed(ours, at_default, missed, args.data, args.iou, default_threshold)
@@ -353,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
                                                     "kept_by", "group_probability", "verifier_score"])
         writer.writeheader()
         writer.writerows(reasons)
+    for name in CLASSES:
+        # a sheet per class, each face captioned with its row in missed.csv (which names the photo) and why
+        rows = [(index, row) for index, row in enumerate(reasons) if row["label"] == name]
+        sheets += contact_sheet([(row["image"], [row[k] for k in ("x1", "y1", "x2", "y2")], 0.0, "missed")
+                                 for _, row in rows], args.data, args.out, args.sheet_max, prefix=f"missed_{name}",
+                                captions=[f"{index} {row['reason']}" for index, row in rows])
     for name in CLASSES:
         print(f"  why, {name}: {why_line([row for row in reasons if row['label'] == name], default_threshold)}")
     print(f"  (boxed off: a kept box at IoU {BOXED_OFF_IOU}-{args.iou}; not proposed: no group past the gates) "

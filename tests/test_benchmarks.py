@@ -148,7 +148,7 @@ def test_bench_train_speed_runs_both_sides_in_child_processes(tmp_path, monkeypa
 
 def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tmp_path, capsys):
     """Two labelled real photos: the defaults, the stage before the face finder and the threshold curve are
-    scored, and every unmatched box and missed masked face has a contact sheet."""
+    scored, and every unmatched box and missed face has a contact sheet."""
     from benchmarks import bench_detection
 
     data = write_detection_set(tmp_path / "detection")
@@ -181,6 +181,8 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     assert f"faces of 32 px or more that the defaults miss: {counts}" in printed
     assert all(f"  why, {name}: " in printed for name in common.CLASSES)
     assert all(row["reason"] in ("boxed off", "below threshold", "suppressed", "not proposed") for row in missed)
+    # a contact sheet for each class with missed faces, and none for the others
+    assert {path.name for path in out.glob("missed_*.png")} == {f"missed_{row['label']}_01.png" for row in missed}
 
 
 def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
