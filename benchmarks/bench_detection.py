@@ -12,7 +12,7 @@ The baseline, measured in the same run, is the face stage as it was before its o
 (issue 16): the three proposal sources ssd, blazeface and mtcnn_below_threshold with the fusion
 weights of ``benchmarks/fusion_before_facefinder.json`` (fitted on this very set, so in-sample) and a
 second-stage threshold of 0.25; ``--baseline-*`` change it. Why each labelled face the defaults still miss
-was missed is written too (``missed.csv``: boxed off, below the threshold, suppressed or not proposed; see
+was missed is written too (``missed.csv``: boxed off, below the threshold, suppressed, vetoed or not proposed; see
 ``why_missed``), with a contact sheet per class (``missed_mask_*.png``, ``missed_without_mask_*.png``,
 ``missed_incorrect_mask_*.png``), each face captioned with its row in missed.csv and why.
 
@@ -119,6 +119,7 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
       ``threshold`` (the one ``kept``'s boxes were kept at) and a verifier score under the detector's verifier
       threshold;
     - ``suppressed``: such a group reaches a threshold but overlaps a likelier face;
+    - ``vetoed``: such a group reaches ``threshold`` but the face verifier vetoes it (``verifier_veto``);
     - ``not proposed``: no group on it passed the gates.
     """
     sizes = photo_sizes(data)
@@ -127,21 +128,24 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
         if photo not in groups_of:
             rgb = load_photo(data / "images" / photo, *sizes[photo])
             groups = detector.proposal_groups(rgb)
-            _, scores = detector.verify(rgb, np.array([group_box for group_box, _ in groups]))
-            groups_of[photo] = [(group_box, detector.fused_probability(features), score)
-                                for (group_box, features), score in zip(groups, scores, strict=True)]
+            _, scores, highest = detector.verify(rgb, np.array([group_box for group_box, _ in groups]))
+            groups_of[photo] = [(group_box, detector.fused_probability(features), score, high)
+                                for (group_box, features), score, high in zip(groups, scores, highest, strict=True)]
         boxes = kept.boxes[photo]
         overlaps = box_iou(box[None], boxes)[0] if len(boxes) else np.zeros(0)
         kept_iou = float(overlaps.max(initial=0.0))
-        on_face = [(probability, score) for group_box, probability, score in groups_of[photo]
-                   if box_iou(box[None], np.asarray(group_box)[None, :4])[0, 0] >= match_iou]
-        probability = max((probability for probability, _ in on_face), default=float("nan"))
-        score = max((score for _, score in on_face), default=float("nan"))
-        verified = detector.settings.verifier_threshold is not None and score >= detector.settings.verifier_threshold
+        on_face = [group[1:] for group in groups_of[photo]
+                   if box_iou(box[None], np.asarray(group[0])[None, :4])[0, 0] >= match_iou]
+        probability = max((probability for probability, *_ in on_face), default=float("nan"))
+        score = max((score for _, score, _ in on_face), default=float("nan"))
+        verifier = detector.settings.verifier_threshold
+        kept_at = [(verifier is not None and group_score >= verifier)
+                   or (group_probability >= threshold and not detector.vetoes(group_probability, high))
+                   for group_probability, group_score, high in on_face]
         if kept_iou >= BOXED_OFF_IOU:
             reason = "boxed off"
         elif on_face:
-            reason = "suppressed" if probability >= threshold or verified else "below threshold"
+            reason = "suppressed" if any(kept_at) else "vetoed" if probability >= threshold else "below threshold"
         else:
             reason = "not proposed"
         rows.append({"image": photo, "label": label, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
@@ -236,11 +240,12 @@ def verifier_added(unmatched: list, unverified: list, same_iou: float = 0.9) -> 
 def why_line(rows: list[dict], threshold: float) -> str:
     """The reasons of ``why_missed``'s rows counted, in one line."""
     counts = {reason: sum(row["reason"] == reason for row in rows)
-              for reason in ("boxed off", "below threshold", "suppressed", "not proposed")}
+              for reason in ("boxed off", "below threshold", "suppressed", "vetoed", "not proposed")}
     below = [row["group_probability"] for row in rows if row["reason"] == "below threshold"]
     return (f"{counts['boxed off']} boxed off, {counts['below threshold']} with a proposal group on them under "
             f"{threshold}" + (f" (median probability {np.median(below):.2f})" if below else "")
-            + f", {counts['suppressed']} suppressed by a likelier face, {counts['not proposed']} not proposed")
+            + f", {counts['suppressed']} suppressed by a likelier face, {counts['vetoed']} vetoed by the verifier, "
+            f"{counts['not proposed']} not proposed")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,13 +10,16 @@ at the stage's defaults is bench_detection's defaults row; "added" is against th
 
 Each group is scored at its best placement (``faceverifier.PLACEMENTS``), as the stage does; ``--unplaced`` scores
 it where it is, as the stage did before. Views (``faceverifier.VIEWS``): ``min`` is the stage's rule (the lowest
-of the three), ``median`` and ``mean`` the others, ``first`` the plain crop alone. A setting chosen on these photos
+of the three), ``median`` and ``mean`` the others, ``first`` the plain crop alone. Every row with a verifier vetoes
+as the stage does (a face the fusion keeps under 0.5 that no view scores ``verifier_veto``); ``--vetoes`` replays
+the stage's rule at other veto values. A setting chosen on these photos
 is chosen on the evaluation set: confirm it on photos nothing was tuned on (``--data`` a held-out labelled folder)
 before making it a default.
 
     .venv/bin/python -m benchmarks.bench_second_stage                              # 660 photos, ~6 min the first time
     .venv/bin/python -m benchmarks.bench_second_stage --verifier my_verifier.keras  # the same groups, another verifier
     .venv/bin/python -m benchmarks.bench_second_stage --thresholds 0.8 0.9 0.98 --views min median
+    .venv/bin/python -m benchmarks.bench_second_stage --vetoes 0 0.001 0.01
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99],
                         metavar="P", help="verifier thresholds to replay")
     parser.add_argument("--views", nargs="+", choices=sorted(VIEWS), default=["min", "median", "mean", "first"])
+    parser.add_argument("--vetoes", type=float, nargs="+", default=[], metavar="V",
+                        help="also replay the default rule with the verifier's veto at these values (0: no veto)")
     parser.add_argument("--unplaced", action="store_true",
                         help="score each group only where it is, not also moved down (faceverifier.PLACEMENTS)")
     parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of faces counted in recall")
@@ -70,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.limit < 0 or not 0 < args.iou <= 1 or not all(0 < t <= 1 for t in args.thresholds):
         parser.error("--limit >= 0; --iou and --thresholds in (0, 1]")
+    if not all(0 <= veto <= 1 for veto in args.vetoes):
+        parser.error("--vetoes in [0, 1]")
     require_detection_set(parser, args.data, "--data")
     if args.verifier is not None and not args.verifier.is_file():
         parser.error(f"--verifier {args.verifier} is not a file")
@@ -80,7 +87,8 @@ def stage_key(detector: FaceDetector, photos: list[str], data: Path) -> dict:
     """What the cached groups depend on: the photos, and the face stage's settings and files less its verifier."""
     from maskdetect import detectors, facefinder
 
-    settings = dataclasses.replace(detector.settings, verifier_threshold=None, verifier_model=None, num_threads=None)
+    settings = dataclasses.replace(detector.settings, verifier_threshold=None, verifier_model=None, verifier_veto=None,
+                                   num_threads=None)
     files = [Path(settings.fusion or detectors.SHIPPED_FUSION), Path(settings.face_model or facefinder.SHIPPED_MODEL)]
     return {"version": CACHE_VERSION, "data": str(data.resolve()), "photos": photos, "settings": repr(settings),
             "files": {str(path): path.stat().st_mtime_ns for path in files}}
@@ -130,20 +138,23 @@ def view_scores(verifier, cache: dict, data: Path, placed: bool = True) -> dict[
 
 
 def replay(detector: FaceDetector, cache: dict, views: dict[str, tuple[np.ndarray, np.ndarray]], combine,
-           threshold: float | None, name: str) -> Detections:
-    """The boxes the face stage keeps with its verifier at ``threshold`` (None: no verifier), views combined by
-    ``combine``, as ``FaceDetector.detect`` returns them (clipped to the photo)."""
+           threshold: float | None, name: str, veto: float | None = DetectorSettings().verifier_veto) -> Detections:
+    """The boxes the face stage keeps with its verifier at ``threshold`` (None: no verifier, so no veto either),
+    views combined by ``combine``, vetoing at ``veto`` on the highest view (None: no veto), as
+    ``FaceDetector.detect`` returns them (clipped to the photo)."""
     replayed = copy.copy(detector)
-    replayed.settings = dataclasses.replace(detector.settings, verifier_threshold=threshold)
+    replayed.settings = dataclasses.replace(detector.settings, verifier_threshold=threshold, verifier_veto=veto)
     result = Detections(name)
     for photo, row in cache["rows"].items():
         kept = np.array(row["kept"]).reshape(-1, 5)
         groups = np.array(row["groups"]).reshape(-1, 5)
         verifier_boxes, scored = views[photo]
         scores = combine(scored) if threshold is not None else np.full(len(groups), np.nan)
+        highest = scored.max(axis=0) if threshold is not None and len(groups) else np.full(len(groups), np.nan)
         faces = [(*box[:4], box[4], "mtcnn") for box in kept]
         faces += [(*box, confidence, "second_stage") for box, confidence
-                  in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores, verifier_boxes)]
+                  in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores, verifier_boxes,
+                                                 highest)]
         height, width = row["shape"]
         result.add(photo, [(max(0.0, x1), max(0.0, y1), min(width, x2), min(height, y2), confidence, source)
                            for x1, y1, x2, y2, confidence, source in faces], 0.0)
@@ -199,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             result = score(replay(detector, cache, views, VIEWS[combine], threshold, name), truth, args.min_size,
                            args.iou)
             print(line(result, base))
+    defaults = DetectorSettings()
+    for veto in args.vetoes:
+        name = f"veto {veto:g}" + (" (default)" if veto == defaults.verifier_veto else "")
+        result = score(replay(detector, cache, views, VIEWS["min"], default, name, veto or None), truth,
+                       args.min_size, args.iou)
+        print(line(result, base))
     return 0
 
 

@@ -24,7 +24,9 @@ adds faces that MTCNN did not report:
 5. a group the fusion rejects is still kept when the face verifier (``maskdetect.faceverifier``, a small
    classifier trained on crops of labelled street photos; ``maskdetect/weights/faceverifier.keras`` or
    ``verifier_model``) gives its crop ``verifier_threshold`` or more, where it is or moved down a little
-   (``faceverifier.PLACEMENTS``); it is then kept with the box the verifier scored.
+   (``faceverifier.PLACEMENTS``); it is then kept with the box the verifier scored. The other way round, a group
+   the fusion keeps with under even odds is dropped when no view of the verifier gives it ``verifier_veto`` (an
+   ear, a hand).
 
 Adding a proposal source takes three steps: write a class with the :class:`ProposalSource` shape
 whose constructor takes the :class:`DetectorSettings`, decorate it with
@@ -94,6 +96,9 @@ _REFINE_INSIDE_SHARE = 0.5
 _REFINE_MIN_IOU = 0.1
 # The face finder's boxes of this score or more refine kept MTCNN boxes.
 _FACEFINDER_REFINE_MIN_SCORE = 0.5
+# A face the fusion keeps under this probability (it thinks a face less likely than not) can be vetoed by the
+# face verifier (DetectorSettings.verifier_veto).
+_VETO_BELOW_PROBABILITY = 0.5
 
 # Names of the zoomed-in scores among the fusion features.
 ZOOMED_FULL_RANGE = "zoomed_full_range"
@@ -260,6 +265,11 @@ class DetectorSettings:
         the 146 held-out photos of wild/, 11 against 4 at 0.98). See the README's face-stage table for the
         detection benchmark.
     verifier_model: the face verifier's model file; None: the shipped one, ``maskdetect/weights/faceverifier.keras``.
+    verifier_veto: a group the fusion keeps with a probability under 0.5 is dropped when none of the verifier's
+        views (at its best placement) gives it this much; None vetoes nothing. With no verifier, nothing is vetoed.
+        On the detection benchmark 0.001 drops 4 boxes on no label (an ear, two hands and a blurred face in the
+        background) and no labelled face; the first labelled face a veto drops is at 0.0065, under a hat (see the
+        README's face-stage table).
     """
 
     threshold: float = 0.9
@@ -276,6 +286,7 @@ class DetectorSettings:
     face_model: str | None = None
     verifier_threshold: float | None = 0.98
     verifier_model: str | None = None
+    verifier_veto: float | None = 0.001
 
     def __post_init__(self) -> None:
         def require_probability(name: str, value: Any) -> None:
@@ -308,6 +319,8 @@ class DetectorSettings:
             raise ValueError(f"face_model must be None or a file path, got {self.face_model!r}")
         if self.verifier_threshold is not None:
             require_probability("verifier_threshold", self.verifier_threshold)
+        if self.verifier_veto is not None:
+            require_probability("verifier_veto", self.verifier_veto)
         if self.verifier_model is not None and not isinstance(self.verifier_model, (str, os.PathLike)):
             raise ValueError(f"verifier_model must be None or a file path, got {self.verifier_model!r}")
         if self.proposal_sources is not None:
@@ -1019,29 +1032,39 @@ class FaceDetector:
                                           for name, weight in self.fusion["weights"].items())
         return 1.0 / (1.0 + math.exp(-logit))
 
-    def verify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each box (x1, y1, x2, y2) of an RGB uint8 image at the face verifier's best placement, and its
-        probability of a face there (see ``FaceVerifier.placed``); the boxes and NaN scores when this detector runs
-        no verifier."""
+    def verify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each box (x1, y1, x2, y2) of an RGB uint8 image at the face verifier's best placement, and the lowest
+        and the highest probability of a face there among the verifier's views (see ``FaceVerifier.placed``): a
+        face is added on the lowest, vetoed on the highest. The boxes and NaN scores when this detector runs no
+        verifier."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if self._verifier is None:
-            return boxes, np.full(len(boxes), np.nan)
+            return boxes, np.full(len(boxes), np.nan), np.full(len(boxes), np.nan)
         placed, views = self._verifier.placed(_check_image(image), boxes)
-        return placed, views.min(axis=0)
+        return placed, views.min(axis=0), views.max(axis=0)
 
-    def second_stage_confidence(self, probability: float, verifier_score: float) -> float | None:
+    def second_stage_confidence(self, probability: float, verifier_score: float,
+                                verifier_highest: float = math.nan) -> float | None:
         """The confidence a proposal group is kept with, None when it is not kept: the larger of its fused
-        probability and its verifier score when the score reaches the verifier's threshold, else its fused
-        probability when that reaches the second-stage threshold (a NaN score never reaches a threshold).
+        probability and its verifier score (the lowest of its views) when the score reaches the verifier's
+        threshold, else its fused probability when that reaches the second-stage threshold, unless it is under 0.5
+        and ``verifier_highest`` (the highest of its views) is under ``verifier_veto``. A NaN score never reaches
+        a threshold and vetoes nothing.
 
         So the faces kept at a lower second-stage threshold, filtered by confidence, are those kept at a higher
         one (up to the verifier's threshold), as the benchmark's threshold curve needs."""
         threshold = self.settings.verifier_threshold
         if threshold is not None and verifier_score >= threshold:
             return max(float(probability), float(verifier_score))
-        if probability >= self.settings.second_stage_threshold:
-            return float(probability)
-        return None
+        if probability < self.settings.second_stage_threshold or self.vetoes(probability, verifier_highest):
+            return None
+        return float(probability)
+
+    def vetoes(self, probability: float, verifier_highest: float) -> bool:
+        """Whether the verifier vetoes a group of this fused probability whose views score at most
+        ``verifier_highest``: under 0.5, and under ``verifier_veto`` (NaN never)."""
+        veto = self.settings.verifier_veto
+        return veto is not None and probability < _VETO_BELOW_PROBABILITY and verifier_highest < veto
 
     def _gated_groups(self, rgb: np.ndarray, kept_boxes: np.ndarray,
                       proposals: np.ndarray) -> list[tuple[np.ndarray, dict[str, float]]]:
@@ -1072,25 +1095,27 @@ class FaceDetector:
         gated = self._gated_groups(rgb, kept_boxes, proposals)
         boxes = np.array([box for box, _ in gated]).reshape(-1, 4)
         probabilities = [self.fused_probability(features) for _, features in gated]
-        verifier_boxes, scores = self.verify(rgb, boxes)
-        return self.second_stage_faces(kept_boxes, boxes, probabilities, scores, verifier_boxes)
+        verifier_boxes, scores, highest = self.verify(rgb, boxes)
+        return self.second_stage_faces(kept_boxes, boxes, probabilities, scores, verifier_boxes, highest)
 
     def second_stage_faces(self, kept_boxes: np.ndarray, boxes: np.ndarray, probabilities: Sequence[float],
-                           verifier_scores: Sequence[float],
-                           verifier_boxes: np.ndarray | None = None) -> list[tuple[np.ndarray, float]]:
-        """Which proposal groups (their ``boxes``, fused ``probabilities``, ``verifier_scores`` and the boxes the
-        verifier scored, ``verifier_boxes``, default ``boxes``) the second stage keeps beside the kept MTCNN faces'
-        ``kept_boxes``, with their confidences: those that reach a threshold (see second_stage_confidence), the
+                           verifier_scores: Sequence[float], verifier_boxes: np.ndarray | None = None,
+                           verifier_highest: Sequence[float] | None = None) -> list[tuple[np.ndarray, float]]:
+        """Which proposal groups (their ``boxes``, fused ``probabilities``, ``verifier_scores`` and
+        ``verifier_highest``, the lowest and highest of the verifier's views (default NaN: no veto), and the boxes
+        the verifier scored, ``verifier_boxes``, default ``boxes``) the second stage keeps beside the kept MTCNN
+        faces' ``kept_boxes``, with their confidences: those that reach a threshold (see second_stage_confidence), the
         fusion's first with their own boxes, then the verifier's with its boxes, each most confident first, less
         any that overlaps a face taken before it and any under ``min_face_size`` (which still takes its place).
         ``benchmarks/bench_second_stage.py`` replays this on cached groups."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         verifier_boxes = boxes if verifier_boxes is None else np.asarray(verifier_boxes, np.float64).reshape(-1, 4)
+        if verifier_highest is None:
+            verifier_highest = np.full(len(boxes), np.nan)
         candidates = []
-        # the verifier can add faces the fusion rejects, never remove one it keeps
-        for box, verifier_box, probability, score in zip(boxes, verifier_boxes, probabilities, verifier_scores,
-                                                         strict=True):
-            confidence = self.second_stage_confidence(probability, score)
+        for box, verifier_box, probability, score, highest in zip(boxes, verifier_boxes, probabilities,
+                                                                  verifier_scores, verifier_highest, strict=True):
+            confidence = self.second_stage_confidence(probability, score, highest)
             if confidence is not None:
                 by_verifier = probability < self.settings.second_stage_threshold
                 candidates.append((verifier_box if by_verifier else box, confidence, by_verifier))

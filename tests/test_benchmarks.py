@@ -5,7 +5,9 @@ normal way (no sys.path edits, no benchmark importing another but through benchm
 from __future__ import annotations
 
 import ast
+import copy
 import csv
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -180,15 +182,16 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     counts = ", ".join(f"{sum(row['label'] == name for row in missed)} {name}" for name in common.CLASSES)
     assert f"faces of 32 px or more that the defaults miss: {counts}" in printed
     assert all(f"  why, {name}: " in printed for name in common.CLASSES)
-    assert all(row["reason"] in ("boxed off", "below threshold", "suppressed", "not proposed") for row in missed)
+    assert all(row["reason"] in ("boxed off", "below threshold", "suppressed", "vetoed", "not proposed")
+               for row in missed)
     # a contact sheet for each class with missed faces, and none for the others
     assert {path.name for path in out.glob("missed_*.png")} == {f"missed_{row['label']}_01.png" for row in missed}
 
 
 def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     """On the real astronaut photo, with the real face stage: a label that the kept face overlaps at IoU 0.29 is
-    boxed off; one on the weak proposal group above her head is below the threshold, or suppressed when the
-    threshold is under its probability; one on the empty corner was not proposed."""
+    boxed off; one on the weak proposal group above her head is below the threshold, or vetoed by the verifier when
+    the threshold is under its probability (suppressed with no veto); one on the empty corner was not proposed."""
     from benchmarks import bench_detection
     from maskdetect.detectors import FaceDetector
 
@@ -212,7 +215,13 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     assert rows[1]["group_probability"] == round(probability, 3)
     assert [row["label"] for row in rows] == ["without_mask", "mask", "mask"]
     assert bench_detection.why_line(rows, 0.4).startswith("1 boxed off, 1 with a proposal group on them under 0.4")
-    suppressed = bench_detection.why_missed(detector, kept, missed[1:2], data, 0.4, probability / 2)
+    # under a threshold below its probability, the verifier vetoes it (no view sees a face in her hair)...
+    vetoed = bench_detection.why_missed(detector, kept, missed[1:2], data, 0.4, probability / 2)
+    assert vetoed[0]["reason"] == "vetoed"
+    # ...and with no veto, it would be kept but for the likelier face it overlaps
+    no_veto = copy.copy(detector)
+    no_veto.settings = dataclasses.replace(detector.settings, verifier_veto=None)
+    suppressed = bench_detection.why_missed(no_veto, kept, missed[1:2], data, 0.4, probability / 2)
     assert suppressed[0]["reason"] == "suppressed"
 
 

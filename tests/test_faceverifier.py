@@ -112,7 +112,7 @@ def test_the_shipped_verifier_does_not_take_a_cup_seen_from_above_for_a_face():
     detector = detectors.FaceDetector(num_threads=1, verifier_threshold=0.9)
     groups = detector.proposal_groups(rgb)
     assert groups, "the cup no longer gets a proposal group: this test checks nothing"
-    _, scores = detector.verify(rgb, np.array([box for box, _ in groups]))
+    _, scores, _ = detector.verify(rgb, np.array([box for box, _ in groups]))
     assert scores.max() < 0.9, scores
     assert detector.detect(rgb) == []
 
@@ -136,14 +136,36 @@ def test_a_box_scores_the_lowest_of_its_three_views():
     assert verifier(rgb, box)[0] == pytest.approx(min(views)) and len(set(np.round(views, 6))) > 1
 
 
-def test_the_verifier_only_adds_faces_the_fusion_rejects_and_a_trained_folder_chooses_it(tmp_path):
+def test_the_verifier_vetoes_only_a_weak_fused_face_that_none_of_its_views_sees():
+    """On the real astronaut photo: no view of the shipped verifier sees a face in the weak proposal group on her
+    hair, every view sees her face. The fusion's faces under 0.5 are vetoed on the highest view's score, those of
+    0.5 or more never; with no veto, or no score, nothing is."""
+    rgb = np.asarray(picture("astronaut"))
+    detector = detectors.FaceDetector(num_threads=1)
+    veto = detector.settings.verifier_veto
+    group_box, _ = detector.proposal_groups(rgb)[0]
+    _, lowest, highest = detector.verify(rgb, np.array([group_box, ASTRONAUT_FACE], float))
+    assert highest[0] < veto <= 0.01 and lowest[1] >= 0.9, (highest, lowest)
+    assert (lowest <= highest).all()
+    assert detector.second_stage_confidence(0.45, lowest[0], highest[0]) is None
+    assert detector.second_stage_confidence(0.45, 0.0, veto) == 0.45  # a view at the veto or more: kept
+    assert detector.second_stage_confidence(0.5, 0.0, 0.0) == 0.5  # the fusion thinks it likelier than not
+    assert detector.second_stage_confidence(0.45, 0.0) == 0.45  # no score, no veto
+    assert detector.second_stage_confidence(0.3, 0.0, 0.0) is None  # under the second-stage threshold anyway
+    lenient = detectors.FaceDetector(num_threads=1, verifier_veto=None)
+    assert lenient.second_stage_confidence(0.45, lowest[0], highest[0]) == 0.45
+    with pytest.raises(ValueError, match="verifier_veto"):
+        detectors.DetectorSettings(verifier_veto=1.5)
+
+
+def test_the_verifier_adds_faces_the_fusion_rejects_and_a_trained_folder_chooses_it(tmp_path):
     """On the real astronaut photo: with a verifier that accepts everything, the weak proposal group above her
     head (rejected by the fusion) is kept with its verifier score; with none it is not; the faces the fusion keeps
     stay. A --face-detector folder runs its own verifier, or none when it has no file for one."""
     rgb = np.asarray(picture("astronaut"))
     without = detectors.FaceDetector(num_threads=1, verifier_threshold=None)
-    boxes, scores = without.verify(rgb, np.array([ASTRONAUT_FACE], float))
-    assert np.isnan(scores).all() and np.array_equal(boxes, [ASTRONAUT_FACE])
+    boxes, scores, highest = without.verify(rgb, np.array([ASTRONAUT_FACE], float))
+    assert np.isnan(scores).all() and np.isnan(highest).all() and np.array_equal(boxes, [ASTRONAUT_FACE])
     group_box, features = without.proposal_groups(rgb)[0]
     probability = without.fused_probability(features)
     assert probability < without.settings.second_stage_threshold
