@@ -517,8 +517,9 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
         "detector_settings": {**{key: getattr(pipeline.settings, key) for key in
                                  ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size",
                                   "face_detector")},
-                              # the values used, defaults included (None: no verifier)
-                              **{key: getattr(used, key) for key in ("second_stage_threshold", "verifier_threshold")}},
+                              # the values used, defaults included (None: no verifier, so no veto either)
+                              **{key: getattr(used, key) for key in ("second_stage_threshold", "verifier_threshold")},
+                              "verifier_veto": used.verifier_veto if used.verifier_threshold is not None else None},
         # the model's crop geometry and where it came from (default: a model saved before it was recorded)
         "crop": {"margin": pipeline.settings.margin, "crop_size": pipeline.settings.size,
                  "source": pipeline.classifier.crop_source},

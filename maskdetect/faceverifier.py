@@ -6,8 +6,9 @@ ImageNet MobileNetV2 trunk at alpha 0.35, the classifier's) trained on crops of 
 labelled faces (jittered) against the proposal groups that are not faces (hands, signs, the backs of heads) and
 random patches. It sees a square crop ``CONTEXT`` times the group box's long side, at ``SIDE`` px, and says how
 likely a face is at its centre; a box's score is the lowest on three views of it (``VIEWS``). A group the
-fusion rejects is kept when the verifier is confident of it (``DetectorSettings.verifier_threshold``): it adds
-faces and never removes one the fusion keeps.
+fusion rejects is kept when the verifier is confident of it (``DetectorSettings.verifier_threshold``); a group the
+fusion keeps with less than even odds is dropped when none of the views sees a face in it
+(``DetectorSettings.verifier_veto``).
 
 The model file is a Keras ``.keras`` archive with ``faceverifier.json`` inside (side, context, what it was
 trained on). Keras and TensorFlow are imported only where a model is built, trained or run.

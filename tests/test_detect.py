@@ -15,7 +15,7 @@ from helpers import PYTHON, REPO, make_crop_dataset, picture, shared_data
 from PIL import Image
 
 from maskdetect import artifact, decisions, detect, export, facecrops, faces, images, records, runlog, train
-from maskdetect.detectors import Face
+from maskdetect.detectors import DetectorSettings, Face
 
 # the astronaut's face in skimage.data.astronaut() (512 x 512), roughly
 ASTRONAUT_FACE = (170, 60, 270, 180)
@@ -127,6 +127,11 @@ def test_photos_give_boxes_classes_and_annotated_copies(tiny_model, photos, tmp_
     assert summary["totals"]["images"] == 2 and summary["totals"]["faces"] == 1 and summary["totals"]["failed"] == 1
     assert sorted(source["output"] for source in summary["sources"]) == ["in/astronaut.png", "in/coffee.jpg"]
     assert sum(summary["totals"]["faces_per_class"].values()) == 1
+    # the face stage's values used, defaults included
+    used = summary["detector_settings"]
+    defaults = DetectorSettings()
+    assert (used["second_stage_threshold"], used["verifier_threshold"], used["verifier_veto"]) \
+        == (defaults.second_stage_threshold, defaults.verifier_threshold, defaults.verifier_veto)
     assert "mask-wearing rate" in captured.out
 
 
