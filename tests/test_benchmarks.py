@@ -160,10 +160,14 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     printed = capsys.readouterr().out
     for name in ("maskdetect defaults (second stage at 0.4, verifier at 0.95)",
                  "the defaults with the second stage at 0.1", "the defaults with the second stage at 0.9",
-                 "baseline: ssd+blazeface+mtcnn_below_threshold",
+                 "baseline: ssd+blazeface+mtcnn_below_threshold, fusion_before_facefinder.json, threshold 0.25, "
+                 "no verifier",
                  "the defaults without the face verifier (second stage at 0.4)"):
         assert f"== {name}" in printed
     assert "defaults against the defaults without the verifier: mask recall " in printed
+    # the baseline is the stage before the face finder, so before the verifier too
+    baseline = bench_detection.baseline_detector(bench_detection.parse_args(["--data", str(data)]))
+    assert baseline.settings.verifier_threshold is None and "facefinder" not in baseline.settings.source_names()
     summary = json.loads((out / "summary.json").read_text())
     kept = [row["kept"] for row in summary]
     # a stricter threshold never keeps more boxes; the MTCNN faces are kept at every threshold
