@@ -16,6 +16,7 @@ trained on). Keras and TensorFlow are imported only where a model is built, trai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,9 +130,12 @@ class FaceVerifier:
         the model's on the box's ``VIEWS``."""
         return self.view_scores(rgb, boxes).min(axis=0)
 
-    def placed(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def placed(self, rgb: np.ndarray, boxes: np.ndarray,
+               look_again: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Each box (x1, y1, x2, y2, photo px) at its best ``PLACEMENTS`` (the one whose first view scores highest,
-        the box where it is on a tie), and that placement's ``view_scores``."""
+        the box where it is on a tie), and that placement's ``view_scores``. With ``look_again``, a function of the
+        first view's scores at the chosen placements that returns which boxes the other views matter for, the
+        other boxes are scored on the first view only (NaN on the others): each view costs a pass of the model."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
             return boxes, np.zeros((len(VIEWS), 0))
@@ -141,8 +145,14 @@ class FaceVerifier:
         scale, mirrored = VIEWS[0]
         cut = crops(rgb, moved, self.side, self.context * scale, self.detail)
         first = self._scores(cut[:, :, ::-1] if mirrored else cut)
-        chosen = first.reshape(len(PLACEMENTS), count).argmax(axis=0) * count + np.arange(count)
-        return moved[chosen], self._view_scores(rgb, moved[chosen], {scale: cut[chosen]}, first[chosen])
+        best = first.reshape(len(PLACEMENTS), count).argmax(axis=0) * count + np.arange(count)
+        again = np.ones(count, bool) if look_again is None else np.asarray(look_again(first[best]), bool)
+        views = np.full((len(VIEWS), count), np.nan)
+        views[0] = first[best]
+        if again.any():
+            chosen = best[again]
+            views[:, again] = self._view_scores(rgb, moved[chosen], {scale: cut[chosen]}, first[chosen])
+        return moved[best], views
 
     def view_scores(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(len(VIEWS), n): the model's probability of a face on each view of each box."""

@@ -232,7 +232,7 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
 def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(tmp_path, capsys):
     """On a real crowd photo of the detection set: the boxes that bench_second_stage replays from the cached
     proposal groups are those FaceDetector.detect keeps, with no verifier, at the default threshold and at a lower
-    one; the command reuses its cache."""
+    one, and with a higher veto; the command reuses its cache."""
     from benchmarks import bench_second_stage
     from maskdetect import faceverifier
     from maskdetect.detectors import DetectorSettings, FaceDetector
@@ -249,15 +249,19 @@ def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(t
     cache = bench_second_stage.build_cache(detector, [crowd], data, key)
     views = bench_second_stage.view_scores(faceverifier.FaceVerifier.load(faceverifier.SHIPPED_MODEL), cache, data)
     rgb = common.load_photo(data / "images" / crowd, *common.photo_sizes(data)[crowd])
-    kept, default = {}, DetectorSettings().verifier_threshold
-    for threshold in (None, default, 0.5):
-        replayed = bench_second_stage.replay(detector, cache, views, bench_second_stage.VIEWS["min"], threshold, "")
-        live = FaceDetector(num_threads=1, verifier_threshold=threshold).detect(rgb)
+    kept, default, veto = {}, DetectorSettings().verifier_threshold, DetectorSettings().verifier_veto
+    # the live stage looks at the other views only where they can change its decision, the replay at all of them
+    for threshold, veto_at in ((None, veto), (default, veto), (0.5, veto), (default, 0.95)):
+        replayed = bench_second_stage.replay(detector, cache, views, bench_second_stage.VIEWS["min"], threshold, "",
+                                             veto_at)
+        live = FaceDetector(num_threads=1, verifier_threshold=threshold, verifier_veto=veto_at).detect(rgb)
         assert replayed.source[crowd] == [face.detector for face in live]
         assert np.allclose(replayed.boxes[crowd], [[face.x1, face.y1, face.x2, face.y2] for face in live])
         assert np.allclose(replayed.conf[crowd], [face.confidence for face in live])
-        kept[threshold] = len(live)
-    assert kept[None] <= kept[default] <= kept[0.5] and kept[None] < kept[0.5]  # the verifier adds faces here
+        kept[threshold, veto_at] = len(live)
+    # the verifier adds faces here; a veto of 0.95 drops the group the fusion keeps at 0.40 (views 0.01-0.95)
+    assert kept[None, veto] <= kept[default, veto] <= kept[0.5, veto] and kept[None, veto] < kept[0.5, veto]
+    assert kept[default, 0.95] < kept[default, veto]
     arguments = ["--data", str(data), "--cache", str(tmp_path / "cache.json"), "--thresholds", str(default),
                  "--views", "min", "median"]
     assert bench_second_stage.main(arguments) == 0 and bench_second_stage.main(arguments) == 0

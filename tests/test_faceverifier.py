@@ -158,6 +158,20 @@ def test_the_verifier_vetoes_only_a_weak_fused_face_that_none_of_its_views_sees(
         detectors.DetectorSettings(verifier_veto=1.5)
 
 
+def test_a_box_is_looked_at_on_the_other_views_only_when_asked():
+    """On the real astronaut photo, her face and the sky: asked for the face only, the sky keeps its first view's
+    score and NaN on the others, and the face the scores it gets when every box is looked at."""
+    verifier = faceverifier.FaceVerifier.load(faceverifier.SHIPPED_MODEL)
+    rgb = np.asarray(picture("astronaut"))
+    boxes = np.array([ASTRONAUT_FACE, (440, 20, 500, 80)], float)
+    placed, views = verifier.placed(rgb, boxes)
+    asked = []
+    lazy_placed, lazy = verifier.placed(rgb, boxes, lambda first: asked.append(first) or first > 0.5)
+    assert np.allclose(asked[0], views[0]) and np.array_equal(placed, lazy_placed)
+    assert np.allclose(lazy[:, 0], views[:, 0]) and lazy[0, 1] == pytest.approx(views[0, 1])
+    assert np.isnan(lazy[1:, 1]).all()
+
+
 def test_the_verifier_adds_faces_the_fusion_rejects_and_a_trained_folder_chooses_it(tmp_path):
     """On the real astronaut photo: with a verifier that accepts everything, the weak proposal group above her
     head (rejected by the fusion) is kept with its verifier score; with none it is not; the faces the fusion keeps
