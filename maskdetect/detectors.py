@@ -268,7 +268,7 @@ class DetectorSettings:
     verifier_veto: a group the fusion keeps with a probability under 0.5 is dropped when none of the verifier's
         views (at its best placement) gives it this much; None vetoes nothing. With no verifier, nothing is vetoed.
         On the detection benchmark 0.001 drops 4 boxes on no label (an ear, two hands and a blurred face in the
-        background) and no labelled face; the first labelled face a veto drops is at 0.0065, under a hat (see the
+        background) and no labelled face; the first labelled face a veto drops is at 0.0065, under a cap (see the
         README's face-stage table).
     """
 
@@ -1043,7 +1043,7 @@ class FaceDetector:
         are looked at on them: a first view at the verifier's threshold or more (the lowest view may still reach
         it), or under the veto for a group the fusion keeps under 0.5 (the highest may stay under it). Elsewhere
         the lowest and highest are the first view's score, and the stage keeps the very same faces, with the
-        same confidences, for about half the passes."""
+        same confidences, for two passes of the five fewer on most groups."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if self._verifier is None:
             return boxes, np.full(len(boxes), np.nan), np.full(len(boxes), np.nan)
