@@ -33,7 +33,9 @@ suppress it, so keeping the boxes of at least a probability gives exactly what t
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
+import dataclasses
 import json
 import sys
 import tempfile
@@ -123,6 +125,9 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
     - ``not proposed``: no group on it passed the gates.
     """
     sizes = photo_sizes(data)
+    # the stage's own rule decides whether a group would be kept, at the threshold kept's boxes were kept at
+    judge = copy.copy(detector)
+    judge.settings = dataclasses.replace(detector.settings, second_stage_threshold=threshold)
     rows, groups_of = [], {}
     for photo, box, label in missed:
         if photo not in groups_of:
@@ -138,14 +143,11 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
                    if box_iou(box[None], np.asarray(group[0])[None, :4])[0, 0] >= match_iou]
         probability = max((probability for probability, *_ in on_face), default=float("nan"))
         score = max((score for _, score, _ in on_face), default=float("nan"))
-        verifier = detector.settings.verifier_threshold
-        kept_at = [(verifier is not None and group_score >= verifier)
-                   or (group_probability >= threshold and not detector.vetoes(group_probability, high))
-                   for group_probability, group_score, high in on_face]
         if kept_iou >= BOXED_OFF_IOU:
             reason = "boxed off"
         elif on_face:
-            reason = "suppressed" if any(kept_at) else "vetoed" if probability >= threshold else "below threshold"
+            kept_at = any(judge.second_stage_confidence(*group) is not None for group in on_face)
+            reason = "suppressed" if kept_at else "vetoed" if probability >= threshold else "below threshold"
         else:
             reason = "not proposed"
         rows.append({"image": photo, "label": label, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],

@@ -150,7 +150,7 @@ def replay(detector: FaceDetector, cache: dict, views: dict[str, tuple[np.ndarra
         groups = np.array(row["groups"]).reshape(-1, 5)
         verifier_boxes, scored = views[photo]
         scores = combine(scored) if threshold is not None else np.full(len(groups), np.nan)
-        highest = scored.max(axis=0) if threshold is not None and len(groups) else np.full(len(groups), np.nan)
+        highest = scored.max(axis=0) if threshold is not None else np.full(len(groups), np.nan)
         faces = [(*box[:4], box[4], "mtcnn") for box in kept]
         faces += [(*box, confidence, "second_stage") for box, confidence
                   in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores, verifier_boxes,
@@ -210,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             result = score(replay(detector, cache, views, VIEWS[combine], threshold, name), truth, args.min_size,
                            args.iou)
             print(line(result, base))
-    defaults = DetectorSettings()
+    default_veto = DetectorSettings().verifier_veto
     for veto in args.vetoes:
-        name = f"veto {veto:g}" + (" (default)" if veto == defaults.verifier_veto else "")
+        name = f"veto {veto:g}" + (" (default)" if veto == default_veto else "")
         result = score(replay(detector, cache, views, VIEWS["min"], default, name, veto or None), truth,
                        args.min_size, args.iou)
         print(line(result, base))

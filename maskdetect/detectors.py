@@ -1053,11 +1053,11 @@ class FaceDetector:
             settings = self.settings
 
             def look_again(first: np.ndarray) -> np.ndarray:
-                again = first >= settings.verifier_threshold
-                if settings.verifier_veto is not None:
-                    again |= (first < settings.verifier_veto) & (probabilities >= settings.second_stage_threshold) \
-                        & (probabilities < _VETO_BELOW_PROBABILITY)
-                return again
+                # the first view bounds the lowest from above and the highest from below
+                vetoed = np.array([self.vetoes(probability, score) for probability, score in zip(probabilities, first,
+                                                                                                  strict=True)], bool)
+                return (first >= settings.verifier_threshold) \
+                    | (vetoed & (probabilities >= settings.second_stage_threshold))
 
         placed, views = self._verifier.placed(_check_image(image), boxes, look_again)
         return placed, np.nanmin(views, axis=0), np.nanmax(views, axis=0)
