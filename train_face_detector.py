@@ -3,7 +3,7 @@
 
 import sys
 
-from maskdetect.facefinder_train import main
+from maskdetect.face.facefinder_train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,7 +33,6 @@ suppress it, so keeping the boxes of at least a probability gives exactly what t
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import dataclasses
 import json
@@ -43,6 +42,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from maskdetect.face import DetectorSettings, FaceDetector, KeepRule
+from maskdetect.face.boxes import iou as box_iou
 
 from benchmarks.common import (
     BUCKETS,
@@ -58,8 +59,6 @@ from benchmarks.common import (
     score,
     set_threads,
 )
-from maskdetect.detectors import DetectorSettings, FaceDetector
-from maskdetect.detectors import iou as box_iou
 
 BASELINE_FUSION = Path(__file__).resolve().parent / "fusion_before_facefinder.json"
 BASELINE_SOURCES = ("ssd", "blazeface", "mtcnn_below_threshold")
@@ -126,8 +125,7 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
     """
     sizes = photo_sizes(data)
     # the stage's own rule decides whether a group would be kept, at the threshold kept's boxes were kept at
-    judge = copy.copy(detector)
-    judge.settings = dataclasses.replace(detector.settings, second_stage_threshold=threshold)
+    judge = KeepRule.from_settings(dataclasses.replace(detector.settings, second_stage_threshold=threshold))
     rows, groups_of = [], {}
     for photo, box, label in missed:
         if photo not in groups_of:
@@ -146,7 +144,7 @@ def why_missed(detector: FaceDetector, kept: Detections, missed: list[tuple[str,
         if kept_iou >= BOXED_OFF_IOU:
             reason = "boxed off"
         elif on_face:
-            kept_at = any(judge.second_stage_confidence(*group) is not None for group in on_face)
+            kept_at = any(judge.confidence(*group) is not None for group in on_face)
             reason = "suppressed" if kept_at else "vetoed" if probability >= threshold else "below threshold"
         else:
             reason = "not proposed"

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from maskdetect.face.boxes import iou
 
 from benchmarks.common import DEFAULT_DETECTION, MATCH_IOU, MIN_FACE, load_truth
 from maskdetect import facecrops, faces, images, records, runtime
-from maskdetect.detectors import iou
 
 
 def recall(found: dict[str, list], truth: dict) -> dict[str, tuple[int, int]]:
@@ -46,7 +46,7 @@ def steady_rate(stamps: list[float]) -> float:
 
 
 def run_baseline(photos: list[Path], settings: facecrops.CropSettings, output: Path) -> tuple[float, float, dict]:
-    from maskdetect.detectors import DetectorSettings, FaceDetector
+    from maskdetect.face import DetectorSettings, FaceDetector
 
     start = time.perf_counter()
     with runtime.native_stderr_silenced():

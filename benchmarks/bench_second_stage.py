@@ -2,7 +2,7 @@
 of combining the verifier's views, or another verifier file, from one run of the face stage.
 
 The slow part of the face stage (MTCNN, the proposal sources, the zoomed-in looks, the fusion) runs once per
-photo and is cached in --cache; each setting is then replayed with ``FaceDetector.second_stage_faces`` on the
+photo and is cached in --cache; each setting is then replayed with ``KeepRule.keep`` on the
 cached proposal groups in seconds, and scored as ``bench_detection.py`` scores (recall per class of the labelled
 faces of --min-size px or more, at IoU >= --iou; boxes kept; boxes matching no label). The verifier's views are
 scored anew in each run (a minute), so --verifier compares a retrained verifier on the very same groups. The row
@@ -25,7 +25,6 @@ before making it a default.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import sys
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from maskdetect.face import DetectorSettings, FaceDetector, KeepRule
 
 from benchmarks.common import (
     CLASSES,
@@ -48,7 +48,6 @@ from benchmarks.common import (
     score,
     set_threads,
 )
-from maskdetect.detectors import DetectorSettings, FaceDetector
 
 CACHE_VERSION = 1
 VIEWS = {"min": lambda views: views.min(axis=0), "median": lambda views: np.median(views, axis=0),
@@ -85,11 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def stage_key(detector: FaceDetector, photos: list[str], data: Path) -> dict:
     """What the cached groups depend on: the photos, and the face stage's settings and files less its verifier."""
-    from maskdetect import detectors, facefinder
+    from maskdetect.face import facefinder
+    from maskdetect.face.fusion import SHIPPED_FUSION
 
     settings = dataclasses.replace(detector.settings, verifier_threshold=None, verifier_model=None, verifier_veto=None,
                                    num_threads=None)
-    files = [Path(settings.fusion or detectors.SHIPPED_FUSION), Path(settings.face_model or facefinder.SHIPPED_MODEL)]
+    files = [Path(settings.fusion or SHIPPED_FUSION), Path(settings.face_model or facefinder.SHIPPED_MODEL)]
     return {"version": CACHE_VERSION, "data": str(data.resolve()), "photos": photos, "settings": repr(settings),
             "files": {str(path): path.stat().st_mtime_ns for path in files}}
 
@@ -142,8 +142,8 @@ def replay(detector: FaceDetector, cache: dict, views: dict[str, tuple[np.ndarra
     """The boxes the face stage keeps with its verifier at ``threshold`` (None: no verifier, so no veto either),
     views combined by ``combine``, vetoing at ``veto`` on the highest view (None: no veto), as
     ``FaceDetector.detect`` returns them (clipped to the photo)."""
-    replayed = copy.copy(detector)
-    replayed.settings = dataclasses.replace(detector.settings, verifier_threshold=threshold, verifier_veto=veto)
+    rule = KeepRule.from_settings(dataclasses.replace(detector.settings, verifier_threshold=threshold,
+                                                      verifier_veto=veto))
     result = Detections(name)
     for photo, row in cache["rows"].items():
         kept = np.array(row["kept"]).reshape(-1, 5)
@@ -153,8 +153,7 @@ def replay(detector: FaceDetector, cache: dict, views: dict[str, tuple[np.ndarra
         highest = scored.max(axis=0) if threshold is not None else np.full(len(groups), np.nan)
         faces = [(*box[:4], box[4], "mtcnn") for box in kept]
         faces += [(*box, confidence, "second_stage") for box, confidence
-                  in replayed.second_stage_faces(kept[:, :4], groups[:, :4], groups[:, 4], scores, verifier_boxes,
-                                                 highest)]
+                  in rule.keep(kept[:, :4], groups[:, :4], groups[:, 4], scores, verifier_boxes, highest)]
         height, width = row["shape"]
         result.add(photo, [(max(0.0, x1), max(0.0, y1), min(width, x2), min(height, y2), confidence, source)
                            for x1, y1, x2, y2, confidence, source in faces], 0.0)
@@ -176,7 +175,7 @@ def line(result: dict, base: dict | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
-    from maskdetect import faceverifier
+    from maskdetect.face import faceverifier
 
     truth = load_truth(args.data)
     photos = sorted(truth)[: args.limit or None]

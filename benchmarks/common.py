@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from maskdetect.face.boxes import iou as box_iou
 
 from maskdetect import images
-from maskdetect.detectors import iou as box_iou
 
 REPO = Path(__file__).resolve().parents[1]
 # The optional shared real-photo data set, where the tests look for it too (tests/helpers.py).

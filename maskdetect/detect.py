@@ -2,13 +2,13 @@
 write annotated copies, ``detections.csv`` and ``summary.json``; export a model to TFLite or a SavedModel.
 
 Faces are found by the face stage's own detector and settings (``facecrops.CropSettings()`` defaults through
-``faces.detector_settings`` and ``faces.detect_faces``, the padded retry included), and cut with its geometry
-(``facecrops.crop_face``) at the margin and crop size the model's training crops had (recorded in the model's
-metadata; margin 0.2 and 256 px, the face stage's defaults, for a model saved before they were recorded),
-then resized to the model's size by ``artifact.classifier_input``, the resize of training's ``tf.data``
+``maskdetect.face.from_crop_settings`` and ``maskdetect.face.detect_faces``, the padded retry included), and cut
+with its geometry (``facecrops.crop_face``) at the margin and crop size the model's training crops had (recorded in
+the model's metadata; margin 0.2 and 256 px, the face stage's defaults, for a model saved before they were
+recorded), then resized to the model's size by ``artifact.classifier_input``, the resize of training's ``tf.data``
 pipeline (``tf.image.resize`` with antialiasing, rounded to uint8). So the classifier
-(:class:`maskdetect.artifact.Classifier`) sees faces as it saw them in training. All faces of a frame go to
-the model in one batch. The default model is the best of the training log (``runlog.leaderboard``).
+(:class:`maskdetect.artifact.Classifier`) sees faces as it saw them in training. All faces of a frame go to the
+model in one batch. The default model is the best of the training log (``runlog.leaderboard``).
 
 Output (``--output``, default ``<logs>/detect/<time>/``)::
 
@@ -41,9 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect import export, faces, images, moves, records, runtime
+from maskdetect import export, images, moves, records, runtime
 from maskdetect.artifact import Classifier, load_classifier
 from maskdetect.classes import mask_worn_wrong, no_mask, wears_mask
+from maskdetect.face import detect_faces, from_crop_settings
+from maskdetect.face import settings as face_settings
 from maskdetect.facecrops import CropSettings, crop_face
 from maskdetect.runlog import LOG_NAME, leaderboard, ranking_folder
 
@@ -116,12 +118,12 @@ class Detection:
 
 @functools.lru_cache(maxsize=1)
 def _face_detector(settings):
-    """The face detector for ``settings`` (``detectors.DetectorSettings``), built once per process: loading the
+    """The face detector for ``settings`` (``maskdetect.face.DetectorSettings``), built once per process: loading the
     detectors' models takes seconds. Keyed on the detector's settings alone, so classifiers whose crops differ
     in margin or size share one detector."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with runtime.native_stderr_silenced():
-        from maskdetect.detectors import FaceDetector
+        from maskdetect.face.detector import FaceDetector
 
         detector = FaceDetector(settings)
         detector.detect(np.zeros((64, 64, 3), np.uint8))  # the first call builds the graphs, which log
@@ -141,11 +143,11 @@ class MaskDetector:
         if classifier is not None:
             settings = dataclasses.replace(settings, margin=classifier.crop_margin, size=classifier.crop_size)
         self.settings = settings
-        self.detector = _face_detector(faces.detector_settings(settings))
+        self.detector = _face_detector(from_crop_settings(settings))
 
     def faces(self, rgb: np.ndarray) -> list:
         """The faces the face stage would keep (its low-confidence review faces are not faces)."""
-        found, _ = faces.detect_faces(rgb, self.settings, self.detector)
+        found, _ = detect_faces(self.detector, rgb, self.settings)
         return [face for face in found if not face.low_confidence]
 
     def crops(self, rgb: np.ndarray, found: Sequence) -> tuple[list[np.ndarray], list]:
@@ -506,7 +508,7 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
 def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict], output: Path, every: int | None,
              seconds: float) -> dict:
     class_names = pipeline.classifier.class_names
-    used = faces.detector_settings(pipeline.settings)
+    used = from_crop_settings(pipeline.settings)
     counts: Counter = Counter()
     for tally in tallies:
         counts.update(tally.counts)
@@ -574,10 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--face-detector", metavar="DIR",
                         help="a face detector you trained with train_face_detector.py (default: the shipped one)")
     parser.add_argument("--second-stage-threshold", type=float, default=None, metavar="P",
-                        help=faces.second_stage_threshold_help())
+                        help=face_settings.second_stage_threshold_help())
     parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
-                        help=faces.verifier_threshold_help())
-    parser.add_argument("--no-verifier", action="store_true", help=faces.NO_VERIFIER_HELP)
+                        help=face_settings.verifier_threshold_help())
+    parser.add_argument("--no-verifier", action="store_true", help=face_settings.NO_VERIFIER_HELP)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 

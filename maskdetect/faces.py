@@ -1,10 +1,10 @@
 """The face stage: every face in every photo, found by the detector, cropped square to a fixed size, with
 a manifest (``process_faces.py``).
 
-The layout of the output, the crop geometry and the manifest are :mod:`maskdetect.facecrops`'s; this module finds
-the faces (:func:`detect_faces`, which inference uses too), works through the photos in worker processes
-(:func:`run`), and is the command line, which also applies review verdicts and hand-drawn boxes
-(:mod:`maskdetect.review`) and cuts labelled photos (:mod:`maskdetect.annotations`).
+The layout of the output, the crop geometry and the manifest are :mod:`maskdetect.facecrops`'s, finding the faces
+is :mod:`maskdetect.face`'s (the detector and its padded retry, which inference uses too); this module works
+through the photos in worker processes (:func:`run`), and is the command line, which also applies review verdicts
+and hand-drawn boxes (:mod:`maskdetect.review`) and cuts labelled photos (:mod:`maskdetect.annotations`).
 
 A source is done once its row is in ``sources.csv``; a rerun skips it (by sha256), so the stage resumes
 where a kill or Ctrl-C stopped it.
@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from maskdetect import annotations, facecrops, images, records, review, runtime, suspects
+from maskdetect.face import retry
+from maskdetect.face import settings as face_settings
 from maskdetect.facecrops import CropSettings
 
 log = logging.getLogger(__name__)
@@ -39,58 +41,8 @@ class SourceResult:
     source: dict = field(default_factory=dict)
 
 
-def second_stage_threshold_help() -> str:
-    """The --second-stage-threshold flag's help, for process_faces.py and detect_mask.py."""
-    from maskdetect.detectors import DetectorSettings
-
-    return ("the fused probability a face that the second stage adds (one MTCNN missed) needs: lower finds more "
-            "masked faces and keeps more boxes that are not faces (default "
-            f"{DetectorSettings().second_stage_threshold:g}; for a detector you trained, train_face_detector.py's "
-            "thresholds.csv shows the trade-off)")
-
-
-def verifier_threshold_help() -> str:
-    """The --verifier-threshold flag's help, for process_faces.py and detect_mask.py."""
-    from maskdetect.detectors import DetectorSettings
-
-    return ("keep a face the second stage's fusion rejects when the face verifier scores it P or more: lower "
-            "finds more masked faces and keeps more boxes that are not faces (default "
-            f"{DetectorSettings().verifier_threshold:g})")
-
-
-NO_VERIFIER_HELP = "keep only the faces the fusion keeps: no face verifier (fewer masked faces, fewer false boxes)"
-
-
 # The detector of this process: built once per worker, since loading the models takes seconds.
 _DETECTOR = None
-# Photos up to this long side that show no face are retried inside a border: tight face crops.
-_PAD_RETRY_MAX_SIDE = 512
-
-
-def detector_settings(settings: CropSettings, threads: int | None = None):
-    """The detector settings the face stage uses; inference (maskdetect.detect) builds its detector from them too."""
-    from maskdetect.detectors import DetectorSettings
-
-    trained = {}
-    if settings.face_detector is not None:  # a user's own face finder, with the fusion weights fitted for it
-        folder = Path(settings.face_detector)
-        face_model, fusion = (str(folder / name) for name in facecrops.FACE_DETECTOR_FILES)
-        trained = {"face_model": face_model, "fusion": fusion}
-        # its own verifier when it has one (--verifier-epochs 0 trains none: then the shipped one, if asked for)
-        verifier = folder / facecrops.FACE_VERIFIER_FILE
-        if verifier.is_file():
-            trained["verifier_model"] = str(verifier)
-    if settings.second_stage_threshold is not None:
-        trained["second_stage_threshold"] = settings.second_stage_threshold
-    if not settings.verifier:
-        trained["verifier_threshold"] = None
-    elif settings.verifier_threshold is not None:
-        trained["verifier_threshold"] = settings.verifier_threshold
-    return DetectorSettings(threshold=settings.threshold, detect_size=settings.detect_size,
-                            second_stage=settings.second_stage, num_threads=threads, **trained)
-
-
-_detector_settings = detector_settings  # the old private name
 
 
 def init_worker(settings: CropSettings, threads: int = 1) -> None:
@@ -108,42 +60,10 @@ def init_worker(settings: CropSettings, threads: int = 1) -> None:
                 tf.config.threading.set_inter_op_parallelism_threads(threads)
             except RuntimeError:  # TensorFlow already started in this process: its thread pools are fixed
                 pass
-        from maskdetect.detectors import FaceDetector
+        from maskdetect.face import FaceDetector, from_crop_settings
 
-        _DETECTOR = FaceDetector(detector_settings(settings, threads or None))
+        _DETECTOR = FaceDetector(from_crop_settings(settings, threads or None))
         _DETECTOR.detect(np.zeros((64, 64, 3), np.uint8))  # the first call builds the graphs: log it here
-
-
-def detect_faces(rgb: np.ndarray, settings: CropSettings, detector=None) -> tuple[list, bool]:
-    """Faces in ``rgb`` (at or above the review threshold), and whether the padded retry found them.
-
-    A tight face crop gives a detector that needs context nothing to see: when a small photo shows
-    no face, it is looked at again inside a border of half its size on each side. ``detector`` is
-    this process's worker detector (``init_worker``) unless another is given (inference keeps its own).
-    """
-    detector = _DETECTOR if detector is None else detector
-    faces = detector.detect(rgb, settings.review_threshold)
-    found = any(not face.low_confidence for face in faces)
-    if found or not settings.pad_retry or max(rgb.shape[:2]) > _PAD_RETRY_MAX_SIDE:
-        return faces, False
-    height, width = rgb.shape[:2]
-    pad_y, pad_x = height // 2, width // 2
-    padded = np.pad(rgb, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="constant", constant_values=0)
-    found = []
-    for face in detector.detect(padded, settings.review_threshold):
-        x1, x2 = np.clip([face.x1 - pad_x, face.x2 - pad_x], 0, width)
-        y1, y2 = np.clip([face.y1 - pad_y, face.y2 - pad_y], 0, height)
-        # a face mostly inside the original picture; a box found in the black border is not one
-        if (x2 - x1) * (y2 - y1) >= 0.5 * face.width * face.height:
-            found.append(type(face)(float(x1), float(y1), float(x2), float(y2), face.confidence,
-                                    _shift(face.landmarks, pad_x, pad_y), face.detector))
-    if not any(not face.low_confidence for face in found):
-        return faces, False  # nothing better inside the border: keep the first look's review faces
-    return found, True
-
-
-def _shift(landmarks, dx: float, dy: float):
-    return None if landmarks is None else tuple((x - dx, y - dy) for x, y in landmarks)
 
 
 def process_source(task: tuple[str, str, str, str, CropSettings]) -> SourceResult:
@@ -158,7 +78,7 @@ def process_source(task: tuple[str, str, str, str, CropSettings]) -> SourceResul
     except images.DECODE_ERRORS as error:
         result.source = {**base, "status": "unreadable", "faces": 0, "low_confidence": 0, "detail": str(error)}
         return result
-    faces, padded = detect_faces(rgb, settings)
+    faces, padded = retry.detect_faces(_DETECTOR, rgb, settings)
 
     def kind_of(face) -> str:
         return facecrops.LOW_CONFIDENCE if face.low_confidence else facecrops.AUTO
@@ -271,10 +191,10 @@ def build_parser():
     parser.add_argument("--face-detector", metavar="DIR",
                         help="a face detector you trained with train_face_detector.py (default: the shipped one)")
     parser.add_argument("--second-stage-threshold", type=float, default=None, metavar="P",
-                        help=second_stage_threshold_help())
+                        help=face_settings.second_stage_threshold_help())
     parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
-                        help=verifier_threshold_help())
-    parser.add_argument("--no-verifier", action="store_true", help=NO_VERIFIER_HELP)
+                        help=face_settings.verifier_threshold_help())
+    parser.add_argument("--no-verifier", action="store_true", help=face_settings.NO_VERIFIER_HELP)
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
     parser.add_argument("--review", action="store_true", help="only (re)write the review sheets")
     parser.add_argument("--apply-review", type=Path, metavar="FILE",

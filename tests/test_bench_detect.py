@@ -4,6 +4,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+from maskdetect.face import from_crop_settings
+from maskdetect.face.settings import DetectorSettings
 
 from benchmarks.bench_detect import (
     benchmark_label,
@@ -13,8 +15,6 @@ from benchmarks.bench_detect import (
     report_ceiling,
     threshold_ceiling,
 )
-from maskdetect import faces
-from maskdetect.detectors import DetectorSettings
 
 
 def test_separable_scores_reach_every_face_even_when_0_5_would_not():
@@ -86,7 +86,7 @@ def test_a_two_class_model_in_other_words_still_gets_the_threshold_ceiling(capsy
 def test_no_verifier_runs_the_face_stage_without_its_verifier(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "boxes.csv").write_text("image,width,height,label,xmin,ymin,xmax,ymax\n")
-    default = faces.detector_settings(crop_settings(parse_args(["--detection", str(tmp_path)])))
-    without = faces.detector_settings(crop_settings(parse_args(["--detection", str(tmp_path), "--no-verifier"])))
+    default = from_crop_settings(crop_settings(parse_args(["--detection", str(tmp_path)])))
+    without = from_crop_settings(crop_settings(parse_args(["--detection", str(tmp_path), "--no-verifier"])))
     assert default.verifier_threshold == DetectorSettings().verifier_threshold
     assert without.verifier_threshold is None

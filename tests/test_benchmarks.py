@@ -196,8 +196,9 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     """On the real astronaut photo, with the real face stage: a label that the kept face overlaps at IoU 0.29 is
     boxed off; one on the weak proposal group above her head is below the threshold, or vetoed by the verifier when
     the threshold is under its probability (suppressed with no veto); one on the empty corner was not proposed."""
+    from maskdetect.face.detector import FaceDetector
+
     from benchmarks import bench_detection
-    from maskdetect.detectors import FaceDetector
 
     data = write_detection_set(tmp_path / "detection")
     detector = FaceDetector(num_threads=1)
@@ -233,9 +234,9 @@ def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(t
     """On a real crowd photo of the detection set: the boxes that bench_second_stage replays from the cached
     proposal groups are those FaceDetector.detect keeps, with no verifier, at the default threshold and at a lower
     one, and with a higher veto; the command reuses its cache."""
+    from maskdetect.face import DetectorSettings, FaceDetector, faceverifier
+
     from benchmarks import bench_second_stage
-    from maskdetect import faceverifier
-    from maskdetect.detectors import DetectorSettings, FaceDetector
 
     detection = shared_data("detection")
     crowd = "6d23852cb67ebb6dd0d289969c028d3f.jpg"  # 105 labelled faces, masked and not, many small

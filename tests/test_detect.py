@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import PYTHON, REPO, make_crop_dataset, picture, shared_data
+from maskdetect.face import DetectorSettings, Face, from_crop_settings
 from PIL import Image
 
-from maskdetect import artifact, decisions, detect, export, facecrops, faces, images, records, runlog, train
-from maskdetect.detectors import DetectorSettings, Face
+from maskdetect import artifact, decisions, detect, export, facecrops, images, records, runlog, train
 
 # the astronaut's face in skimage.data.astronaut() (512 x 512), roughly
 ASTRONAUT_FACE = (170, 60, 270, 180)
@@ -345,7 +345,7 @@ def test_detection_cuts_faces_with_the_margin_and_size_of_the_training_crops(thr
     pipeline = detect.MaskDetector(classifier)
     # the geometry is the model's; finding faces stays the face stage's
     assert (pipeline.settings.margin, pipeline.settings.size) == (0.3, 128)
-    assert faces.detector_settings(pipeline.settings) == faces.detector_settings(detect.CROP)
+    assert from_crop_settings(pipeline.settings) == from_crop_settings(detect.CROP)
     rgb = np.asarray(picture("astronaut"))
     found = pipeline.faces(rgb)
     assert len(found) == 1

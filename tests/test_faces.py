@@ -15,6 +15,7 @@ from helpers import PYTHON, REPO, page_targets, picture, render_page, shared_dat
 from PIL import Image, ImageOps
 
 from maskdetect import facecrops, faces, records, review
+from maskdetect.face import from_crop_settings
 
 CHECKED_COLUMNS = ["crop", "source", "source_sha256", "class", "x1", "y1", "x2", "y2", "confidence"]
 
@@ -140,17 +141,17 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 
 
 def test_the_second_stage_threshold_reaches_the_detector():
-    from maskdetect.detectors import DetectorSettings
+    from maskdetect.face.settings import DetectorSettings
 
     default = DetectorSettings().second_stage_threshold
-    assert faces.detector_settings(facecrops.CropSettings()).second_stage_threshold == default
-    assert faces.detector_settings(facecrops.CropSettings(second_stage_threshold=0.25)).second_stage_threshold == 0.25
+    assert from_crop_settings(facecrops.CropSettings()).second_stage_threshold == default
+    assert from_crop_settings(facecrops.CropSettings(second_stage_threshold=0.25)).second_stage_threshold == 0.25
     assert faces.build_parser().parse_args(["--second-stage-threshold", "0.3"]).second_stage_threshold == 0.3
     # the face verifier runs by default; --no-verifier turns it off
-    assert faces.detector_settings(facecrops.CropSettings()).verifier_threshold == DetectorSettings().verifier_threshold
+    assert from_crop_settings(facecrops.CropSettings()).verifier_threshold == DetectorSettings().verifier_threshold
     assert DetectorSettings().verifier_threshold == 0.98
-    assert faces.detector_settings(facecrops.CropSettings(verifier_threshold=0.95)).verifier_threshold == 0.95
-    assert faces.detector_settings(facecrops.CropSettings(verifier=False)).verifier_threshold is None
+    assert from_crop_settings(facecrops.CropSettings(verifier_threshold=0.95)).verifier_threshold == 0.95
+    assert from_crop_settings(facecrops.CropSettings(verifier=False)).verifier_threshold is None
     assert faces.build_parser().parse_args(["--verifier-threshold", "0.8"]).verifier_threshold == 0.8
     assert faces.build_parser().parse_args(["--no-verifier"]).no_verifier
     with pytest.raises(ValueError, match="do not go together"):

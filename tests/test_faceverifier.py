@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from helpers import ASTRONAUT_FACE, picture, shared_data
 
-from maskdetect import annotations, detectors, facecrops, faces, faceverifier, faceverifier_train, images
+from maskdetect import annotations, facecrops, images
+from maskdetect.face import (
+    DetectorSettings,
+    FaceDetector,
+    FaceKind,
+    faceverifier,
+    faceverifier_train,
+    from_crop_settings,
+    iou,
+)
 
 
 def test_crops_are_squares_around_their_boxes_black_outside_the_photo():
@@ -49,7 +58,7 @@ def test_background_patches_hold_no_face_and_come_in_every_size():
     centres = (truth[:, :2] + truth[:, 2:]) / 2
     for patch in patches:
         inside = ((centres > patch[:2]) & (centres < patch[2:])).all(axis=1)
-        assert not inside.any() and detectors.iou(patch[None], truth).max() < 0.2
+        assert not inside.any() and iou(patch[None], truth).max() < 0.2
     assert len(faceverifier_train.background_patches(rng, np.zeros((0, 4)), 50, 50, 5)) == 5  # no faces: all kept
 
 
@@ -59,21 +68,21 @@ def test_bad_files_settings_and_flags_are_one_line(tmp_path, capsys):
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="is not a face verifier"):
         faceverifier.read_meta(tmp_path / "junk.keras")
-    from maskdetect import facefinder
+    from maskdetect.face import facefinder
 
     with pytest.raises(ValueError, match="is not a face verifier"):  # another kind of model file
         faceverifier.read_meta(facefinder.SHIPPED_MODEL)
     for wrong in (-0.1, 1.5, "high", True):
         with pytest.raises(ValueError, match="verifier_threshold"):
-            detectors.DetectorSettings(verifier_threshold=wrong)
+            DetectorSettings(verifier_threshold=wrong)
     with pytest.raises(ValueError, match="verifier_model"):
-        detectors.DetectorSettings(verifier_model=3)
-    assert detectors.DetectorSettings(verifier_threshold=None).verifier_threshold is None
+        DetectorSettings(verifier_model=3)
+    assert DetectorSettings(verifier_threshold=None).verifier_threshold is None
     labelled = tmp_path / "labelled"
     labelled.mkdir()
     assert faceverifier_train.main(["--annotations", str(labelled), "--output", str(tmp_path / "v.h5")]) == 2
     assert "--output must end in .keras" in capsys.readouterr().err
-    from maskdetect import facefinder_train
+    from maskdetect.face import facefinder_train
 
     assert facefinder_train.main(["--annotations", str(labelled), "--verifier-epochs", "-1"]) == 2
     assert "--verifier-epochs must be 0 or more" in capsys.readouterr().err
@@ -109,7 +118,7 @@ def test_the_shipped_verifier_tells_a_real_face_from_the_sky_beside_it():
 def test_the_shipped_verifier_does_not_take_a_cup_seen_from_above_for_a_face():
     # the previous verifier, trained without large background patches, scored it 0.994
     rgb = np.asarray(picture("coffee"))
-    detector = detectors.FaceDetector(num_threads=1, verifier_threshold=0.9)
+    detector = FaceDetector(num_threads=1, verifier_threshold=0.9)
     groups = detector.proposal_groups(rgb)
     assert groups, "the cup no longer gets a proposal group: this test checks nothing"
     _, scores, _ = detector.verify(rgb, np.array([box for box, _ in groups]))
@@ -141,21 +150,21 @@ def test_the_verifier_vetoes_only_a_weak_fused_face_that_none_of_its_views_sees(
     hair, every view sees her face. The fusion's faces under 0.5 are vetoed on the highest view's score, those of
     0.5 or more never; with no veto, or no score, nothing is."""
     rgb = np.asarray(picture("astronaut"))
-    detector = detectors.FaceDetector(num_threads=1)
+    detector = FaceDetector(num_threads=1)
     veto = detector.settings.verifier_veto
     group_box, _ = detector.proposal_groups(rgb)[0]
     _, lowest, highest = detector.verify(rgb, np.array([group_box, ASTRONAUT_FACE], float))
     assert highest[0] < veto <= 0.01 and lowest[1] >= 0.9, (highest, lowest)
     assert (lowest <= highest).all()
-    assert detector.second_stage_confidence(0.45, lowest[0], highest[0]) is None
-    assert detector.second_stage_confidence(0.45, 0.0, veto) == 0.45  # a view at the veto or more: kept
-    assert detector.second_stage_confidence(0.5, 0.0, 0.0) == 0.5  # the fusion thinks it likelier than not
-    assert detector.second_stage_confidence(0.45, 0.0) == 0.45  # no score, no veto
-    assert detector.second_stage_confidence(0.3, 0.0, 0.0) is None  # under the second-stage threshold anyway
-    lenient = detectors.FaceDetector(num_threads=1, verifier_veto=None)
-    assert lenient.second_stage_confidence(0.45, lowest[0], highest[0]) == 0.45
+    assert detector.rule.confidence(0.45, lowest[0], highest[0]) is None
+    assert detector.rule.confidence(0.45, 0.0, veto) == 0.45  # a view at the veto or more: kept
+    assert detector.rule.confidence(0.5, 0.0, 0.0) == 0.5  # the fusion thinks it likelier than not
+    assert detector.rule.confidence(0.45, 0.0) == 0.45  # no score, no veto
+    assert detector.rule.confidence(0.3, 0.0, 0.0) is None  # under the second-stage threshold anyway
+    lenient = FaceDetector(num_threads=1, verifier_veto=None)
+    assert lenient.rule.confidence(0.45, lowest[0], highest[0]) == 0.45
     with pytest.raises(ValueError, match="verifier_veto"):
-        detectors.DetectorSettings(verifier_veto=1.5)
+        DetectorSettings(verifier_veto=1.5)
 
 
 def test_a_box_is_looked_at_on_the_other_views_only_when_asked():
@@ -177,37 +186,37 @@ def test_the_verifier_adds_faces_the_fusion_rejects_and_a_trained_folder_chooses
     head (rejected by the fusion) is kept with its verifier score; with none it is not; the faces the fusion keeps
     stay. A --face-detector folder runs its own verifier, or none when it has no file for one."""
     rgb = np.asarray(picture("astronaut"))
-    without = detectors.FaceDetector(num_threads=1, verifier_threshold=None)
+    without = FaceDetector(num_threads=1, verifier_threshold=None)
     boxes, scores, highest = without.verify(rgb, np.array([ASTRONAUT_FACE], float))
     assert np.isnan(scores).all() and np.isnan(highest).all() and np.array_equal(boxes, [ASTRONAUT_FACE])
     group_box, features = without.proposal_groups(rgb)[0]
     probability = without.fused_probability(features)
     assert probability < without.settings.second_stage_threshold
-    assert without.second_stage_confidence(probability, np.nan) is None
-    eager = detectors.FaceDetector(num_threads=1, verifier_threshold=1e-9)
+    assert without.rule.confidence(probability, np.nan) is None
+    eager = FaceDetector(num_threads=1, verifier_threshold=1e-9)
     score = float(eager.verify(rgb, np.asarray(group_box)[None])[1][0])
-    assert eager.second_stage_confidence(probability, score) == max(probability, score)
+    assert eager.rule.confidence(probability, score) == max(probability, score)
     # a group the fusion keeps keeps its probability when the verifier is unsure; without one, a score is ignored
-    assert eager.second_stage_confidence(0.95, 0.0) == 0.95 == without.second_stage_confidence(0.95, 0.0)
-    assert without.second_stage_confidence(0.1, 0.99) is None
-    kept_without = [face for face in without.detect(rgb) if face.detector == detectors.FaceKind.SECOND_STAGE]
-    kept_eager = [face for face in eager.detect(rgb) if face.detector == detectors.FaceKind.SECOND_STAGE]
+    assert eager.rule.confidence(0.95, 0.0) == 0.95 == without.rule.confidence(0.95, 0.0)
+    assert without.rule.confidence(0.1, 0.99) is None
+    kept_without = [face for face in without.detect(rgb) if face.detector == FaceKind.SECOND_STAGE]
+    kept_eager = [face for face in eager.detect(rgb) if face.detector == FaceKind.SECOND_STAGE]
     assert len(kept_eager) > len(kept_without)
-    mtcnn = [face.int_box() for face in without.detect(rgb) if face.detector == detectors.FaceKind.MTCNN]
-    assert mtcnn == [face.int_box() for face in eager.detect(rgb) if face.detector == detectors.FaceKind.MTCNN]
+    mtcnn = [face.int_box() for face in without.detect(rgb) if face.detector == FaceKind.MTCNN]
+    assert mtcnn == [face.int_box() for face in eager.detect(rgb) if face.detector == FaceKind.MTCNN]
     # --face-detector DIR: its verifier file when there is one, else no verifier
     folder = tmp_path / "detector"
     folder.mkdir()
     for name in facecrops.FACE_DETECTOR_FILES:
         (folder / name).write_bytes(b"")
-    assert faces.detector_settings(facecrops.CropSettings(face_detector=str(folder))).verifier_model is None
+    assert from_crop_settings(facecrops.CropSettings(face_detector=str(folder))).verifier_model is None
     (folder / facecrops.FACE_VERIFIER_FILE).write_bytes(b"")
-    settings = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder)))
+    settings = from_crop_settings(facecrops.CropSettings(face_detector=str(folder)))
     assert settings.verifier_model == str(folder / facecrops.FACE_VERIFIER_FILE)
-    assert settings.verifier_threshold == detectors.DetectorSettings().verifier_threshold
-    off = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder), verifier=False))
+    assert settings.verifier_threshold == DetectorSettings().verifier_threshold
+    off = from_crop_settings(facecrops.CropSettings(face_detector=str(folder), verifier=False))
     assert off.verifier_threshold is None
-    asked = faces.detector_settings(facecrops.CropSettings(face_detector=str(folder), verifier_threshold=0.95))
+    asked = from_crop_settings(facecrops.CropSettings(face_detector=str(folder), verifier_threshold=0.95))
     assert asked.verifier_threshold == 0.95 and asked.verifier_model == settings.verifier_model
 
 

@@ -1,4 +1,4 @@
-"""maskdetect.fusion: fitting the second stage's fusion weights on labelled photos."""
+"""maskdetect.face.fusion_fit: fitting the second stage's fusion weights on labelled photos."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from helpers import PYTHON, REPO, shared_data
 
-from maskdetect import annotations, detectors, fusion
-from maskdetect.detectors import DetectorSettings, FaceDetector, fusion_features, load_fusion
+from maskdetect import annotations
+from maskdetect.face import PROPOSAL_SOURCES, DetectorSettings, FaceDetector, fusion_features, load_fusion
+from maskdetect.face import fusion_fit as fusion
 
 SOURCES = ["ssd", "blazeface", "mtcnn_below_threshold"]
 
@@ -91,7 +92,7 @@ def test_save_and_load_round_trip(tmp_path) -> None:
 
 def test_the_shipped_file_is_a_fusion_table_for_every_built_in_source() -> None:
     shipped = load_fusion()
-    assert shipped["sources"] == [*SOURCES, "facefinder"] == list(detectors.PROPOSAL_SOURCES)
+    assert shipped["sources"] == [*SOURCES, "facefinder"] == list(PROPOSAL_SOURCES)
     assert set(shipped["weights"]) <= set(fusion_features([*SOURCES, "facefinder"]))
     assert shipped["weights"]["facefinder"] > 0  # the finder's score counts for a face
 
@@ -129,7 +130,7 @@ def test_collect_on_real_labelled_photos(caplog: pytest.LogCaptureFixture) -> No
     detector = fusion.collecting_detector()
     names, X, y, used = fusion.collect(labels, detector, progress=False)
     assert used == 4
-    assert names == fusion_features(list(detectors.PROPOSAL_SOURCES))
+    assert names == fusion_features(list(PROPOSAL_SOURCES))
     assert X.shape == (len(y), len(names)) and len(y) > 0
     assert y.sum() >= 1 and y.sum() < len(y)
     assert (X[:, names.index("blazeface_passes")] <= 3).all() and (X[:, :3] <= 1).all()
@@ -159,7 +160,7 @@ def test_the_command_writes_the_weights_and_their_threshold_table(tmp_path, caps
 
 
 def test_the_command_on_a_missing_path_is_one_line(tmp_path) -> None:
-    result = subprocess.run([PYTHON, "-m", "maskdetect.fusion", "--annotations", str(tmp_path / "nowhere"),
+    result = subprocess.run([PYTHON, "-m", "maskdetect.face.fusion_fit", "--annotations", str(tmp_path / "nowhere"),
                              "--output", str(tmp_path / "fusion.json")], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2
@@ -169,7 +170,7 @@ def test_the_command_on_a_missing_path_is_one_line(tmp_path) -> None:
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, maskdetect.fusion; "
+    code = ("import sys, maskdetect.face.fusion_fit; "
             "print(sorted(m for m in ('tensorflow', 'cv2', 'mtcnn', 'sklearn') if m in sys.modules))")
     result = subprocess.run([PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert json.loads(result.stdout.strip().replace("'", '"')) == []

@@ -1,5 +1,6 @@
-"""The package's module graph: no import cycles, also through imports inside functions, and the layers below the
-stages (settings, the run log, the crop layer, decision weights) load neither TensorFlow nor Keras."""
+"""The package's module graph: no import cycles, also through imports inside functions, no module over 500 lines,
+and the layers below the stages (settings, the run log, the crop layer, decision weights) load neither TensorFlow
+nor Keras."""
 
 from __future__ import annotations
 
@@ -12,9 +13,24 @@ from pathlib import Path
 from helpers import REPO
 
 PACKAGE = REPO / "maskdetect"
-MODULES = {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+# Every module of the package by its dotted name below maskdetect ("face.detector"); a subpackage's __init__ is
+# the subpackage's name ("face").
+MODULES = {".".join(path.relative_to(PACKAGE).with_suffix("").parts[:-1] if path.stem == "__init__"
+                    else path.relative_to(PACKAGE).with_suffix("").parts)
+           for path in PACKAGE.rglob("*.py")} - {""}
 # The layers below the stages: what a CLI, the sweep driver or the report may import without TensorFlow.
 LIGHT = ("maskdetect.settings", "maskdetect.runlog", "maskdetect.facecrops", "maskdetect.decisions")
+MAX_LINES = 500
+
+
+def _module(dotted: str) -> str | None:
+    """The package's module a dotted name below maskdetect names: the longest prefix that is a module."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        name = ".".join(parts[:end])
+        if name in MODULES:
+            return name
+    return None
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -25,7 +41,7 @@ def imported_modules(path: Path) -> set[str]:
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "maskdetect" and len(parts) > 1:
-                    found.add(parts[1])
+                    found.add(_module(".".join(parts[1:])))
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # a relative import: from . import X, from .X import Y
                 base = (node.module or "").split(".")[0]
@@ -34,15 +50,21 @@ def imported_modules(path: Path) -> set[str]:
             parts = (node.module or "").split(".")
             if parts[0] != "maskdetect":
                 continue
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:  # from maskdetect import X: X is a module, or a name of the package (__version__)
-                found.update(alias.name for alias in node.names)
-    return found & MODULES
+            below = ".".join(parts[1:])
+            # from maskdetect[.sub] import X: X is a module of the package, or a name of the (sub)package
+            for alias in node.names:
+                name = f"{below}.{alias.name}" if below else alias.name
+                found.add(name if name in MODULES else _module(below) if below else alias.name)
+    return {name for name in found if name} & MODULES
+
+
+def module_path(name: str) -> Path:
+    path = PACKAGE.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
 def module_graph() -> dict[str, set[str]]:
-    return {name: imported_modules(PACKAGE / f"{name}.py") - {name} for name in sorted(MODULES)}
+    return {name: imported_modules(module_path(name)) - {name} for name in sorted(MODULES)}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -86,13 +108,19 @@ def test_the_graph_reader_sees_imports_at_any_depth(tmp_path):
         "    def method(self):\n"
         "        from maskdetect.faces import CropSettings\n")
     assert imported_modules(source) == {"records", "images", "runtime", "train", "sweep", "faces"}
+    source.write_text(
+        "from maskdetect.face import FaceDetector, groups\n"
+        "import maskdetect.face.sources.ssd\n"
+        "from maskdetect.face.boxes import iou\n")
+    assert imported_modules(source) == {"face", "face.groups", "face.sources.ssd", "face.boxes"}
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
 def test_the_module_graph_has_no_cycle():
     graph = module_graph()
-    assert {"settings", "runlog", "facecrops", "artifact", "trials"} <= set(graph)
+    assert {"settings", "runlog", "facecrops", "artifact", "trials", "face", "face.detector", "face.sources.ssd"} \
+        <= set(graph)
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -111,9 +139,24 @@ def test_shared_facts_sit_below_the_stages():
         assert "faces" not in graph[reader], f"{reader} imports the face stage"
     assert not graph["models"] & {"train", "sweep"}
     assert not graph["detect"] & {"sweep", "trials", "train"}
+    for name in (name for name in graph if name == "inference" or name.startswith("inference.")):
+        assert not graph[name] & {"sweep", "trials", "train"}, name
     assert not graph["report"] & {"sweep", "trials", "train", "review", "faces"}
     assert not graph["data"] & {"faces", "train"}
     assert not graph["trials"] & {"sweep"}
+    # the face stage depends on no stage that uses it: inference and the cropping stage import it, not the reverse
+    face_stage = {name for name in graph if name == "face" or name.startswith("face.")}
+    for name in face_stage:
+        assert not graph[name] & {"faces", "detect", "train", "sweep", "trials", "review", "report"}, name
+    # the keep/veto decision and the fusion load no model, so benchmarks replay them without networks
+    assert graph["face.decision"] <= {"face.boxes", "face.settings", "face.proposals"}
+    assert graph["face.fusion"] <= {"face.proposals"}
+
+
+def test_no_module_is_over_500_lines():
+    long = {name: lines for name in MODULES
+            if (lines := len(module_path(name).read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
 def test_the_layers_below_the_stages_load_no_tensorflow():

@@ -8,9 +8,10 @@ probability that a face's centre lies there (a heat map), the face's log width a
 offset within the cell. A face is a local maximum of the heat map. No anchors, no box matching: the targets are
 Gaussian peaks at the labelled centres, trained with CenterNet's focal loss.
 
-It runs as the ``facefinder`` proposal source of the face stage's second stage (``detectors``): its boxes are
-evidence beside MTCNN's, the SSD's and BlazeFace's, fused by the weights that
-``train_face_detector.py`` (``maskdetect.facefinder_train``) fits on photos the network did not train on.
+It runs as the ``facefinder`` proposal source of the face stage's second stage
+(:mod:`maskdetect.face.sources.facefinder`): its boxes are evidence beside MTCNN's, the SSD's and BlazeFace's,
+fused by the weights that ``train_face_detector.py`` (``maskdetect.face.facefinder_train``) fits on photos the
+network did not train on.
 
 The model file is a Keras ``.keras`` archive with ``facefinder.json`` inside (side, stride, what it was trained
 on). Keras and TensorFlow are imported only where a model is built, trained or run.

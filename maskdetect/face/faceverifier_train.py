@@ -1,7 +1,7 @@
-"""Training the face verifier (``maskdetect.faceverifier``) on labelled photos: a step of
+"""Training the face verifier (``maskdetect.face.faceverifier``) on labelled photos: a step of
 ``train_face_detector.py``, and on its own:
 
-    python -m maskdetect.faceverifier_train --annotations shared/data/wild --output my_verifier.keras
+    python -m maskdetect.face.faceverifier_train --annotations shared/data/wild --output my_verifier.keras
 
 Its examples are crops of the photos that are not held out (the same hash of their names as the face finder's
 split, so the held-out photos stay unseen by both): each labelled face three times, shifted and scaled a little;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdetect.faceverifier import CONTEXT, DETAIL, SIDE, build_model, crops, save
+from maskdetect.face.faceverifier import CONTEXT, DETAIL, SIDE, build_model, crops, save
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +43,12 @@ DEFAULT_EPOCHS = 8
 def examples(labelled_photos: Sequence, detector, seed: int = 42,
              progress: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
     """Crops (n, SIDE, SIDE, 3) uint8 and targets (1 face, 0 not) from labelled photos, with ``detector``'s
-    proposal groups (a :class:`maskdetect.detectors.FaceDetector`); and the number of photos used. A photo
+    proposal groups (a :class:`maskdetect.face.FaceDetector`); and the number of photos used. A photo
     that cannot be used is one warning line and skipped."""
     from tqdm import tqdm
 
-    from maskdetect.detectors import iou
-    from maskdetect.fusion import usable_photos
+    from maskdetect.face.boxes import iou
+    from maskdetect.face.fusion_fit import usable_photos
 
     rng = np.random.default_rng(seed)
     parts, targets, used = [], [], 0
@@ -89,7 +89,7 @@ def background_patches(rng: np.random.Generator, truth: np.ndarray, height: int,
     """Up to ``count`` random squares (x1, y1, x2, y2), sides log-uniform from 12 px to the short side, that
     hold no labelled face's centre and overlap none at IoU 0.2: the crop around such a square has no face at
     its centre. Large ones matter: a large round object (a cup seen from above) is otherwise never a negative."""
-    from maskdetect.detectors import iou
+    from maskdetect.face.boxes import iou
 
     truth = np.asarray(truth, np.float64).reshape(-1, 4)
     centres = np.column_stack([(truth[:, 0] + truth[:, 2]) / 2, (truth[:, 1] + truth[:, 3]) / 2])
@@ -113,7 +113,7 @@ def hard_negatives(labelled_photos: Sequence, score, seed: int = 42, progress: b
     round got wrong."""
     from tqdm import tqdm
 
-    from maskdetect.fusion import usable_photos
+    from maskdetect.face.fusion_fit import usable_photos
 
     rng = np.random.default_rng(seed + 1)
     found = []
@@ -141,7 +141,7 @@ def train(labelled_photos: Sequence, output: Path, detector=None, epochs: int = 
         raise ValueError(f"the held-out share must be from 0 to under 1, not {holdout}")
     training = [photo for photo in labelled_photos if not held_out(photo.image.name, holdout)]
     if detector is None:
-        from maskdetect.fusion import collecting_detector
+        from maskdetect.face.fusion_fit import collecting_detector
 
         detector = collecting_detector()
     pixels, targets, used = examples(training, detector, seed, progress)
@@ -201,12 +201,12 @@ def summary_line(meta: dict, output: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line: python -m maskdetect.faceverifier_train
+# Command line: python -m maskdetect.face.faceverifier_train
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m maskdetect.faceverifier_train",
+        prog="python -m maskdetect.face.faceverifier_train",
         description="Train only the face stage's face verifier on labelled photos (VOC, CSV or YOLO); "
                     "train_face_detector.py trains it with the face finder.")
     parser.add_argument("--annotations", nargs="+", type=Path, required=True, metavar="PATH",
@@ -229,7 +229,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from maskdetect import annotations, runtime
-    from maskdetect.fusion import collecting_detector
+    from maskdetect.face.fusion_fit import collecting_detector
 
     args = parse_args(argv)
     runtime.configure_logging(args.verbose)
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary_line(meta, args.output))
         return runtime.EXIT_OK
 
-    return runtime.run_cli(body, "python -m maskdetect.faceverifier_train: interrupted; nothing written")
+    return runtime.run_cli(body, "python -m maskdetect.face.faceverifier_train: interrupted; nothing written")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,12 @@
-"""A face verifier: a second look at each proposal group of the face stage's second stage, on a crop of its own.
+"""The shipped face verifier (the :class:`~maskdetect.face.verifier.Verifier` shape): a second look at each
+proposal group of the face stage's second stage, on a crop of its own.
 
 The fusion weighs what the proposal sources say about a group; sources trained before 2020 say little about a
 masked face, so many masked faces end with a low fused probability. The verifier is a small classifier (the
-ImageNet MobileNetV2 trunk at alpha 0.35, the classifier's) trained on crops of labelled street photos: the
-labelled faces (jittered) against the proposal groups that are not faces (hands, signs, the backs of heads) and
-random patches. It sees a square crop ``CONTEXT`` times the group box's long side, at ``SIDE`` px, and says how
-likely a face is at its centre; a box's score is the lowest on three views of it (``VIEWS``). A group the
-fusion rejects is kept when the verifier is confident of it (``DetectorSettings.verifier_threshold``); a group the
-fusion keeps with less than even odds is dropped when none of the views sees a face in it
-(``DetectorSettings.verifier_veto``).
+ImageNet MobileNetV2 trunk at alpha 0.35, the classifier's) trained on crops of labelled street photos
+(:mod:`maskdetect.face.faceverifier_train`): the labelled faces (jittered) against the proposal groups that are
+not faces (hands, signs, the backs of heads) and random patches. It sees a square crop ``CONTEXT`` times the group
+box's long side, at ``SIDE`` px, and says how likely a face is at its centre, on three views of it (``VIEWS``).
 
 The model file is a Keras ``.keras`` archive with ``faceverifier.json`` inside (side, context, what it was
 trained on). Keras and TensorFlow are imported only where a model is built, trained or run.
@@ -32,15 +30,11 @@ CONTEXT = 1.5  # the crop's side over the box's long side: the head and some of 
 DETAIL = 64
 # A box is scored on three views of it, and its score is the lowest: the crop as trained, its mirror image, and a
 # crop with 1.2 times the context. A face is a face in all three; a hand, a collar or a cup that one view takes
-# for a face seldom is in the others. On 1/3 of the detection photos this keeps 29 of the 32 faces the first view
-# alone adds at 0.95, and 8 of its 25 boxes on no label (at 0.9).
+# for a face seldom is in the others.
 VIEWS = ((1.0, False), (1.0, True), (1.2, False))  # (context over the trained one, mirrored)
 # A box is looked at where it is and moved down by these shares of its height, and scored where its first view
-# scores best. The proposal sources, trained before 2020, often box a masked face's eyes and forehead: on wild/ the
-# labelled face's centre lies 0.12 of the second stage's box height below the box's, and the verifier, trained on
-# faces centred to within 0.12, gives such a box next to nothing: 0.02 or less on 13 of the 19 masked faces of the
-# detection photos that the stage without placements missed though a group overlapped them (IoU 0.40-0.80), while
-# the labelled boxes of 11 of the 19 score 0.87 or more.
+# scores best: the proposal sources, trained before 2020, often box a masked face's eyes and forehead, and the
+# verifier, trained on faces centred in their crop, gives such a box next to nothing.
 PLACEMENTS = (0.0, 0.15, 0.3)
 SHIPPED_MODEL = Path(__file__).resolve().parent / "weights" / "faceverifier.keras"
 
@@ -88,7 +82,7 @@ def save(model, path: Path, meta: dict) -> None:
 
 def read_meta(path: Path) -> dict:
     """The metadata of a face-verifier file; a one-line ValueError for anything else."""
-    foreign = "a face verifier saved by train_face_detector.py or python -m maskdetect.faceverifier_train"
+    foreign = "a face verifier saved by train_face_detector.py or python -m maskdetect.face.faceverifier_train"
     meta = artifact.read_meta(path, META_NAME, "face verifier file", foreign)
     try:
         side, context = int(meta["side"]), float(meta["context"])

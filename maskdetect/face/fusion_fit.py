@@ -1,11 +1,11 @@
-"""Fit the second stage's fusion weights on labelled photos.
+"""Fit the second stage's fusion weights on labelled photos (the fusion itself is :mod:`maskdetect.face.fusion`).
 
-The second stage of :class:`maskdetect.detectors.FaceDetector` turns each proposal group's evidence
+The second stage of :class:`maskdetect.face.detector.FaceDetector` turns each proposal group's evidence
 into a probability with a logistic model whose weights live in a JSON file (the shipped one is
-``maskdetect/weights/fusion.json``; ``DetectorSettings.fusion`` names another). This module refits
+``maskdetect/face/weights/fusion.json``; ``DetectorSettings.fusion`` names another). This module refits
 that file from photos with labelled faces, in any format :mod:`maskdetect.annotations` reads:
 
-    python -m maskdetect.fusion --annotations shared/data/wild --output my_fusion.json
+    python -m maskdetect.face.fusion_fit --annotations shared/data/wild --output my_fusion.json
 
 Beside the file, ``my_fusion_thresholds.csv`` says what each second-stage threshold would keep of the groups
 (cross-validated precision, recall and F1; :func:`threshold_table`), for choosing ``--second-stage-threshold``.
@@ -34,17 +34,11 @@ from typing import Any
 import numpy as np
 
 from maskdetect import annotations, images, runtime
-from maskdetect.detectors import (
-    PASSES_SUFFIX,
-    ZOOMED_FULL_RANGE,
-    ZOOMED_SHORT_RANGE,
-    DetectorSettings,
-    FaceDetector,
-    check_fusion,
-    fusion_features,
-    iou,
-    load_fusion,
-)
+from maskdetect.face.boxes import iou
+from maskdetect.face.detector import FaceDetector
+from maskdetect.face.fusion import check_fusion, fusion_features, load_fusion
+from maskdetect.face.proposals import PASSES_SUFFIX, ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE
+from maskdetect.face.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +96,7 @@ def collect(labels: annotations.Labels, detector: FaceDetector, match_iou: float
             progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """Features and targets of every gated proposal group in the labelled photos.
 
-    Returns the feature names (:func:`maskdetect.detectors.fusion_features` of the detector's
+    Returns the feature names (:func:`maskdetect.face.fusion.fusion_features` of the detector's
     sources), X (a row per group), y (1 where the group's box has IoU >= ``match_iou`` with a
     labelled face) and the number of photos used. A photo that cannot be used is one warning line
     and skipped.
@@ -289,7 +283,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m maskdetect.fusion", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m maskdetect.face.fusion_fit", description=__doc__.splitlines()[0])
     parser.add_argument("--annotations", nargs="+", required=True, type=Path,
                         help="labelled photos: VOC folders, CSV files or YOLO folders (see maskdetect.annotations)")
     parser.add_argument("--output", required=True, type=Path, help="the fusion weights file to write")
@@ -326,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{threshold_summary(table, DetectorSettings().second_stage_threshold)} -> {table_path}")
         return runtime.EXIT_OK
 
-    return runtime.run_cli(body, "python -m maskdetect.fusion: interrupted; nothing was written")
+    return runtime.run_cli(body, "python -m maskdetect.face.fusion_fit: interrupted; nothing was written")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Training the face stage's own face finder (``maskdetect.facefinder``) on labelled photos, and fitting the face
+"""Training the face stage's own face finder (``maskdetect.face.facefinder``) on labelled photos, and fitting the face
 stage's fusion weights for it: ``train_face_detector.py``.
 
 Photos are split by a hash of their names: most train the finder, the rest (``--holdout``) validate it and then
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdetect.annotations import held_out
-from maskdetect.facefinder import DEFAULT_SIDE, STRIDE, build_model, letterbox, loss, save, targets
+from maskdetect.face.facefinder import DEFAULT_SIDE, STRIDE, build_model, letterbox, loss, save, targets
 
 logger = logging.getLogger(__name__)
 
@@ -199,31 +199,32 @@ def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> d
     the finder did not train on (on its own training photos its scores would be overconfident), into
     ``output``/fusion.json; and what each second-stage threshold would keep of their groups (cross-validated),
     into ``output``/thresholds.csv."""
-    from maskdetect import annotations, fusion
+    from maskdetect import annotations
+    from maskdetect.face import fusion_fit
 
     held = annotations.Labels([photo for photo in labels.photos if held_out(photo.image.name, holdout)])
-    detector = fusion.collecting_detector(face_model=str(output / "facefinder.keras"))
-    names, features, targets_, used = fusion.collect(held, detector, progress=progress)
+    detector = fusion_fit.collecting_detector(face_model=str(output / "facefinder.keras"))
+    names, features, targets_, used = fusion_fit.collect(held, detector, progress=progress)
     if not targets_.sum() or targets_.all():
         raise ValueError(f"the {used} held-out photos gave {len(targets_)} proposal groups, {int(targets_.sum())} "
                          f"of them faces: too few of both kinds to fit the fusion weights; label more photos")
-    # fusion.fit adds the groups and faces counted to the description
-    fitted = fusion.fit(names, features, targets_,
+    # fusion_fit.fit adds the groups and faces counted to the description
+    fitted = fusion_fit.fit(names, features, targets_,
                         fitted_on=f"{used} labelled photos held out of the finder's training")
-    fusion.save(fitted, output / "fusion.json")
-    table = fusion.threshold_table(names, features, targets_)
-    fusion.write_threshold_table(table, output / "thresholds.csv")
+    fusion_fit.save(fitted, output / "fusion.json")
+    table = fusion_fit.threshold_table(names, features, targets_)
+    fusion_fit.write_threshold_table(table, output / "thresholds.csv")
     return {"groups": len(targets_), "faces": int(targets_.sum()), "photos": used, "thresholds": table}
 
 
 def train_verifier(labels, output: Path, holdout: float, epochs: int, weights: str | None, seed: int,
                    progress: bool = True) -> dict:
     """Train the face verifier on the photos the finder trained on, with the new finder's proposal groups, into
-    ``output``/faceverifier.keras (``maskdetect.faceverifier_train``)."""
-    from maskdetect import faceverifier_train, fusion
+    ``output``/faceverifier.keras (``maskdetect.face.faceverifier_train``)."""
+    from maskdetect.face import faceverifier_train, fusion_fit
     from maskdetect.facecrops import FACE_VERIFIER_FILE
 
-    detector = fusion.collecting_detector(face_model=str(output / "facefinder.keras"))
+    detector = fusion_fit.collecting_detector(face_model=str(output / "facefinder.keras"))
     return faceverifier_train.train(labels.photos, output / FACE_VERIFIER_FILE, detector, epochs, holdout=holdout,
                                     weights=weights, seed=seed, progress=progress)
 
@@ -265,8 +266,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from maskdetect import annotations, faceverifier_train, fusion, runtime
-    from maskdetect.detectors import DetectorSettings
+    from maskdetect import annotations, runtime
+    from maskdetect.face import faceverifier_train, fusion_fit
+    from maskdetect.face.settings import DetectorSettings
     from maskdetect.facecrops import FACE_VERIFIER_FILE
 
     args = parse_args(argv)
@@ -294,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{fitted['photos']} held-out photos -> {args.output / 'fusion.json'}; use both with "
               f"process_faces.py / detect_mask.py --face-detector {args.output}")
         default = DetectorSettings().second_stage_threshold
-        print(f"{fusion.threshold_summary(fitted['thresholds'], default)} -> {args.output / 'thresholds.csv'}; "
+        print(f"{fusion_fit.threshold_summary(fitted['thresholds'], default)} -> {args.output / 'thresholds.csv'}; "
               f"choose another with --second-stage-threshold")
         if verifier is not None:
             print(faceverifier_train.summary_line(verifier, args.output / FACE_VERIFIER_FILE))

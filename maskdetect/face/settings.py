@@ -1,0 +1,186 @@
+"""The face stage's settings (:class:`DetectorSettings`), how the cropping stage's settings map onto them
+(:func:`from_crop_settings`), and the help of the flags that set them on the command lines."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from maskdetect.face.proposals import PROPOSAL_SOURCES
+
+if TYPE_CHECKING:
+    from maskdetect.facecrops import CropSettings
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Settings of a :class:`~maskdetect.face.detector.FaceDetector`; the defaults are the tuned ones
+    (measured in ``docs/benchmarks.md``).
+
+    threshold: MTCNN confidence (its last stage, ONet) needed to keep a face.
+    stage_thresholds: MTCNN's own PNet, RNet, ONet thresholds. The ONet one only decides which
+        weaker MTCNN boxes reach the second stage as evidence; faces are kept at ``threshold``.
+    min_face_size: smallest face looked for, in pixels of the image MTCNN sees (after ``detect_size``);
+        the second stage drops its faces under it too.
+    scale_factor: MTCNN image-pyramid step.
+    detect_size: long side, in pixels, that the photo is shrunk to before MTCNN runs (never
+        enlarged); None runs MTCNN at full resolution. Boxes are always returned in the input
+        image's coordinates.
+    second_stage: add faces that MTCNN misses (the proposal sources, fusion and verifier).
+    second_stage_threshold: fused probability needed to keep a second-stage face. Lower finds more
+        faces and keeps more boxes that are not faces.
+    ssd_size: long side the photo is resized to for the SSD proposal source.
+    num_threads: threads for the TFLite interpreters (None: TFLite's default).
+    proposal_sources: names of the registered proposal sources the second stage runs, in order;
+        None runs every registered one in registration order. The order breaks ties between equal
+        scores, and a group is zoomed in on around the box of its first source in this order. The
+        fusion weights were fitted with the sources their file's ``sources`` names: a source left
+        out counts as having proposed nothing.
+    fusion: path of a fusion weights file (see :func:`maskdetect.face.fusion.load_fusion`); None uses the
+        shipped one, ``maskdetect/face/weights/fusion.json``.
+    face_model: the ``facefinder`` source's model file (``train_face_detector.py``); None: the shipped one,
+        ``maskdetect/face/weights/facefinder.keras``.
+    verifier_threshold: a proposal group under ``second_stage_threshold`` is kept when the face verifier
+        gives it this much or more, at its best placement; None runs no verifier.
+    verifier_model: the face verifier's model file; None: the shipped one,
+        ``maskdetect/face/weights/faceverifier.keras``.
+    verifier_veto: a group the fusion keeps with a probability under 0.5 is dropped when none of the verifier's
+        views (at its best placement) gives it this much; None vetoes nothing. With no verifier, nothing is vetoed.
+
+    Raises:
+        ValueError: a setting out of its range, or an unregistered proposal source (one line).
+    """
+
+    threshold: float = 0.9
+    stage_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.3)
+    min_face_size: int = 20
+    scale_factor: float = 0.709
+    detect_size: int | None = 640
+    second_stage: bool = True
+    second_stage_threshold: float = 0.4
+    ssd_size: int = 640
+    num_threads: int | None = None
+    proposal_sources: tuple[str, ...] | None = None
+    fusion: str | None = None
+    face_model: str | None = None
+    verifier_threshold: float | None = 0.98
+    verifier_model: str | None = None
+    verifier_veto: float | None = 0.001
+
+    def __post_init__(self) -> None:
+        def require_probability(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
+
+        require_probability("threshold", self.threshold)
+        require_probability("second_stage_threshold", self.second_stage_threshold)
+        stage_thresholds = self.stage_thresholds
+        if not isinstance(stage_thresholds, (tuple, list)) or len(stage_thresholds) != 3:
+            raise ValueError(f"stage_thresholds must be three numbers (PNet, RNet, ONet), got {stage_thresholds!r}")
+        for name, value in zip(("PNet", "RNet", "ONet"), stage_thresholds, strict=True):
+            require_probability(f"stage_thresholds {name}", value)
+        object.__setattr__(self, "stage_thresholds", tuple(float(value) for value in stage_thresholds))
+        if not _is_int(self.min_face_size) or self.min_face_size < 1:
+            raise ValueError(f"min_face_size must be a positive integer, got {self.min_face_size!r}")
+        scale_factor = self.scale_factor
+        if isinstance(scale_factor, bool) or not isinstance(scale_factor, (int, float)) \
+                or not 0.1 <= scale_factor <= 0.95:
+            raise ValueError(f"scale_factor must be between 0.1 and 0.95, got {scale_factor!r}")
+        if self.detect_size is not None and (not _is_int(self.detect_size) or self.detect_size < 32):
+            raise ValueError(f"detect_size must be None or an integer >= 32, got {self.detect_size!r}")
+        if not _is_int(self.ssd_size) or self.ssd_size < 64:
+            raise ValueError(f"ssd_size must be an integer >= 64, got {self.ssd_size!r}")
+        if not isinstance(self.second_stage, bool):
+            raise ValueError(f"second_stage must be True or False, got {self.second_stage!r}")
+        if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
+            raise ValueError(f"num_threads must be None or a positive integer, got {self.num_threads!r}")
+        if self.face_model is not None and not isinstance(self.face_model, (str, os.PathLike)):
+            raise ValueError(f"face_model must be None or a file path, got {self.face_model!r}")
+        if self.verifier_threshold is not None:
+            require_probability("verifier_threshold", self.verifier_threshold)
+        if self.verifier_veto is not None:
+            require_probability("verifier_veto", self.verifier_veto)
+        if self.verifier_model is not None and not isinstance(self.verifier_model, (str, os.PathLike)):
+            raise ValueError(f"verifier_model must be None or a file path, got {self.verifier_model!r}")
+        if self.proposal_sources is not None:
+            names = self.proposal_sources
+            if isinstance(names, str) or not isinstance(names, (tuple, list)) \
+                    or not all(isinstance(name, str) for name in names):
+                raise ValueError(f"proposal_sources must be None or a list of source names, got {names!r}")
+            unknown = [name for name in names if name not in PROPOSAL_SOURCES]
+            if unknown:
+                raise ValueError(f"unknown proposal source(s) {unknown}; registered: {list(PROPOSAL_SOURCES)}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"proposal_sources names a source twice: {list(names)}")
+            object.__setattr__(self, "proposal_sources", tuple(names))
+        if self.fusion is not None:
+            if not isinstance(self.fusion, (str, os.PathLike)) or not str(self.fusion):
+                raise ValueError(f"fusion must be None or the path of a fusion weights file, got {self.fusion!r}")
+            # A string keeps the settings printable and comparable whichever path type was given.
+            object.__setattr__(self, "fusion", os.fspath(self.fusion))
+
+    def source_names(self) -> tuple[str, ...]:
+        """The proposal sources the second stage runs, in order (none when it is off)."""
+        if not self.second_stage:
+            return ()
+        return tuple(PROPOSAL_SOURCES) if self.proposal_sources is None else self.proposal_sources
+
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def from_crop_settings(crop: CropSettings, threads: int | None = None) -> DetectorSettings:
+    """The detector settings the cropping stage (``process_faces.py``) uses for ``crop``, which inference
+    (``detect_mask.py``) uses too, so both find the same faces.
+
+    Args:
+        crop: the cropping stage's settings; its ``face_detector`` folder (``train_face_detector.py``'s output)
+            brings its face finder, fusion weights and, when it has one, its verifier.
+        threads: threads for the TFLite interpreters (None: TFLite's default).
+
+    Returns:
+        The settings, defaults where ``crop`` leaves a choice open.
+    """
+    from maskdetect import facecrops
+
+    trained: dict[str, Any] = {}
+    if crop.face_detector is not None:  # a user's own face finder, with the fusion weights fitted for it
+        folder = Path(crop.face_detector)
+        face_model, fusion = (str(folder / name) for name in facecrops.FACE_DETECTOR_FILES)
+        trained = {"face_model": face_model, "fusion": fusion}
+        # its own verifier when it has one (--verifier-epochs 0 trains none: then the shipped one, if asked for)
+        verifier = folder / facecrops.FACE_VERIFIER_FILE
+        if verifier.is_file():
+            trained["verifier_model"] = str(verifier)
+    if crop.second_stage_threshold is not None:
+        trained["second_stage_threshold"] = crop.second_stage_threshold
+    if not crop.verifier:
+        trained["verifier_threshold"] = None
+    elif crop.verifier_threshold is not None:
+        trained["verifier_threshold"] = crop.verifier_threshold
+    return DetectorSettings(threshold=crop.threshold, detect_size=crop.detect_size,
+                            second_stage=crop.second_stage, num_threads=threads, **trained)
+
+
+def second_stage_threshold_help() -> str:
+    """The --second-stage-threshold flag's help, for process_faces.py and detect_mask.py."""
+    return ("the fused probability a face that the second stage adds (one MTCNN missed) needs: lower finds more "
+            "masked faces and keeps more boxes that are not faces (default "
+            f"{DetectorSettings().second_stage_threshold:g}; for a detector you trained, train_face_detector.py's "
+            "thresholds.csv shows the trade-off)")
+
+
+def verifier_threshold_help() -> str:
+    """The --verifier-threshold flag's help, for process_faces.py and detect_mask.py."""
+    return ("keep a face the second stage's fusion rejects when the face verifier scores it P or more: lower "
+            "finds more masked faces and keeps more boxes that are not faces (default "
+            f"{DetectorSettings().verifier_threshold:g})")
+
+
+NO_VERIFIER_HELP = "keep only the faces the fusion keeps: no face verifier (fewer masked faces, fewer false boxes)"
