@@ -5,7 +5,8 @@ examples, then the latest successful training run's curves, confusion matrix, RO
 crops), then the sweep leaderboard and the counts after each data stage with links to the review
 sheets. Images are referenced by paths relative to the page, not embedded, so the page stays small
 and the ``logs/`` folder (with the data folders beside it) can be moved or opened anywhere. Every
-section tolerates missing inputs: it says "not run yet" and which command fills it.
+section tolerates missing inputs: it says "not run yet" and which command fills it. What each section shows is
+read by :mod:`maskdetect.report_inputs`; this module lays it out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import logging
 import os
 import time
 import urllib.parse
@@ -21,20 +21,26 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import facecrops, images, moves, records, runtime
+from maskdetect import facecrops, images, moves, runtime
 from maskdetect.records import finite_number
-from maskdetect.runlog import LOG_NAME, SWEEP_DIR, leaderboard
+from maskdetect.report_inputs import (
+    IMAGE_SUFFIXES,
+    data_counts,
+    detection_outputs,
+    json_or_empty,
+    latest_run,
+    newest_detection_folder,
+    rows_or_empty,
+    sweep_leaderboard,
+)
+from maskdetect.runlog import LOG_NAME, SWEEP_DIR
 from maskdetect.settings import GRID_KEYS
-
-log = logging.getLogger(__name__)
 
 # The plots a training run writes into its folder (maskdetect.train); the report imports no stage, only the
 # layers below them (facecrops, runlog, settings), so that it never loads TensorFlow.
 RUN_PLOTS = (("curves.png", "Learning curves"), ("confusion.png", "Confusion matrix (test set)"),
              ("roc.png", "ROC (test set)"), ("misclassified.png", "Misclassified test crops"))
-LEADERBOARD_SIZE = 20
 DETECTION_EXAMPLES = 24
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})  # what a browser shows
 
 # The command that fills each section, shown when it is empty.
 HINTS = {
@@ -57,22 +63,6 @@ def _e(value) -> str:
 def _percent(value) -> str:
     number = finite_number(value)
     return "–" if number is None else f"{100 * number:.1f} %"
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    try:
-        return records.read_rows(path)
-    except (OSError, UnicodeError, ValueError) as error:  # a damaged record: the section says so, the page stays
-        log.warning("cannot read %s: %s", path, error)
-        return []
 
 
 def _missing(what: str, hint: str) -> str:
@@ -101,45 +91,17 @@ def _cards(items: Sequence[tuple[str, str]]) -> str:
 # detections
 
 
-def newest_detection_folder(logs: Path) -> Path | None:
-    """The most recently written folder under ``<logs>/detect/``, or None."""
-    top = Path(logs) / "detect"
-    folders = [entry for entry in top.iterdir() if entry.is_dir()] if top.is_dir() else []
-    return max(folders, key=lambda folder: folder.stat().st_mtime, default=None)
-
-
-def _annotated(folder: Path, output: str) -> Path:
-    # summary.json names each annotated file relative to the folder, or as detect_mask.py was given it
-    path = Path(output)
-    candidates = [path] if path.is_absolute() else [folder / path, path]
-    return next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
-
-
-def _outputs(folder: Path, summary: dict) -> list[tuple[str, str, Path]]:
-    """(source, kind, annotated file) per source: from summary.json when it lists them, else every image
-    in the folder (annotated images carry their source's name; folders keep their layout)."""
-    listed = summary.get("sources") if isinstance(summary.get("sources"), list) else []
-    found = [(str(item.get("source", "")), str(item.get("kind", "image")), _annotated(folder, str(item["output"])))
-             for item in listed if isinstance(item, dict) and item.get("output")]
-    if found:
-        return [(source, kind, path) for source, kind, path in found
-                if path.is_file() and path.resolve().is_relative_to(folder.resolve())]
-    return [(path.name, "image", path) for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-            and not any(part.startswith(".") for part in path.relative_to(folder).parts)]
-
-
 def _detections(folder: Path | None, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
     if folder is None or not folder.is_dir():
         return _missing("Detection examples", HINTS["detections"]), []
-    summary = _read_json(folder / "summary.json")
+    summary = json_or_empty(folder / "summary.json")
     by_source: dict[str, list[dict]] = defaultdict(list)
     by_name: dict[str, list[dict]] = defaultdict(list)
-    rows = _rows(folder / "detections.csv")
+    rows = rows_or_empty(folder / "detections.csv")
     for row in rows:
         by_source[row.get("source", "")].append(row)
         by_name[Path(row.get("source", "")).name].append(row)
-    outputs = _outputs(folder, summary)
+    outputs = detection_outputs(folder, summary)
     pictures = [(source, path) for source, kind, path in outputs
                 if kind == "image" and path.suffix.lower() in IMAGE_SUFFIXES]
     videos = [path for _, kind, path in outputs if kind != "image"]
@@ -194,35 +156,12 @@ def _faces_per_class(summary: dict, totals: dict) -> str:
 # training and sweeps
 
 
-def _run_dir(row: dict, logs: Path) -> Path | None:
-    for candidate in (logs / "runs" / row.get("run_id", ""), Path(row.get("run_dir") or "")):
-        if row.get("run_id") and candidate.is_dir():
-            return candidate
-    return None
-
-
-def latest_run(logs: Path) -> tuple[dict, Path] | None:
-    """The newest successful run: its log row (or config.json) and its folder."""
-    logs = Path(logs)
-    for row in reversed(_rows(logs / LOG_NAME)):
-        folder = _run_dir(row, logs)
-        if row.get("status") == "ok" and folder is not None:
-            return row, folder
-    # no log: the newest run folder with metrics (folder names start with the time)
-    runs = logs / "runs"
-    folders = sorted((entry for entry in runs.iterdir() if (entry / "metrics.json").is_file()),
-                     key=lambda entry: entry.name) if runs.is_dir() else []
-    if folders:
-        return _read_json(folders[-1] / "config.json"), folders[-1]
-    return None
-
-
 def _training(logs: Path, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
     found = latest_run(logs)
     if found is None:
         return _missing("Training", HINTS["training"]), []
     row, folder = found
-    metrics = _read_json(folder / "metrics.json")
+    metrics = json_or_empty(folder / "metrics.json")
 
     def value(key):
         return row.get(key) if row.get(key) not in (None, "") else metrics.get(key, "")
@@ -250,7 +189,7 @@ def _training(logs: Path, page_dir: Path) -> tuple[str, list[tuple[str, str]]]:
                   for name, scores in per_class.items() if isinstance(scores, dict)]
     files = [f'<a href="{_link(folder / name, page_dir)}">{_e(name)}</a>'
              for name in ("config.json", "metrics.json", "history.csv") if (folder / name).is_file()]
-    log_rows = _rows(logs / LOG_NAME)
+    log_rows = rows_or_empty(logs / LOG_NAME)
     statuses = Counter(row.get("status", "") for row in log_rows)
     tally = ", ".join(f"{count} {status or '?'}" for status, count in statuses.most_common())
     html_text = (
@@ -273,18 +212,6 @@ def _loads(text) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def sweep_leaderboard(logs: Path, size: int = LEADERBOARD_SIZE) -> tuple[str, list[dict], Counter]:
-    """The newest sweep in the training log: its id, its best ``size`` completed runs by validation accuracy
-    (ties: lower validation loss), and the count of its rows by status. Test accuracy rides along; it never
-    ranks: auto_train.py's own leaderboard."""
-    rows = [row for row in _rows(Path(logs) / LOG_NAME) if row.get("sweep_id")]
-    if not rows:
-        return "", [], Counter()
-    sweep = rows[-1]["sweep_id"]
-    trials = [row for row in rows if row["sweep_id"] == sweep]
-    return sweep, leaderboard(trials)[:size], Counter(row.get("status", "") for row in trials)
 
 
 def _sweep(logs: Path, page_dir: Path) -> str:
@@ -311,42 +238,6 @@ def _sweep(logs: Path, page_dir: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # data set counts
-
-
-def _files_in(folder: Path) -> int:
-    count = 0
-    for _directory, subdirs, files in os.walk(folder):
-        subdirs[:] = [name for name in subdirs if not name.startswith(images.RESERVED_PREFIXES)]
-        count += sum(1 for name in files if not name.startswith("."))
-    return count
-
-
-def data_counts(data: Path, processed: Path, logs: Path) -> dict:
-    """Per class: files kept in ``data`` now, set aside by reason (from the journal), and the face
-    stage's photos read / with a face / no face, crops and low-confidence crops."""
-    data, processed = Path(data), Path(processed)
-    kept = {folder.name: _files_in(folder) for folder in images.class_dirs(data)} if data.is_dir() else {}
-    journal = _rows(moves.journal_path(logs))
-    ours = [row for row in journal if row.get("input") == str(data.resolve())]
-    journal = ours or journal  # a journal written from another place: count it all
-    aside: dict[str, Counter] = defaultdict(Counter)
-    seen = set()
-    for row in moves.since_last_undo(journal):
-        key = (row.get("original"), row.get("reason"))
-        if row.get("action") in (moves.SET_ASIDE, moves.DELETE) and key not in seen:
-            seen.add(key)  # a rerun after a kill journals the unfinished moves again
-            aside[row.get("original", "").split("/", 1)[0]][row.get("reason") or "?"] += 1
-    sources: dict[str, Counter] = defaultdict(Counter)
-    for row in _rows(processed / facecrops.SOURCES):
-        sources[row.get("class", "")][row.get("status", "")] += 1
-    crops: dict[str, Counter] = defaultdict(Counter)
-    for row in _rows(processed / facecrops.MANIFEST):
-        crops[row.get("class", "")][row.get("kind", "")] += 1
-    for row in _rows(processed / facecrops.REJECTED_DIR / facecrops.REJECTED_RECORD):
-        crops[row.get("class", "")]["rejected"] += 1
-    classes = sorted(set(kept) | set(aside) | set(sources) | set(crops))
-    return {"classes": classes, "kept": kept, "aside": aside, "sources": sources, "crops": crops,
-            "journal": bool(journal), "faces_run": bool(sources or crops)}
 
 
 def _bars(stages: Sequence[tuple[str, int]]) -> str:

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import PYTHON, REPO, make_crop_dataset, picture, shared_data
-from maskdetect.face import DetectorSettings, Face, from_crop_settings
 from PIL import Image
 
-from maskdetect import artifact, decisions, detect, export, facecrops, images, records, runlog, train
+from maskdetect import artifact, classes, decisions, detect, export, facecrops, images, records, runlog, train
+from maskdetect.face import DetectorSettings, Face, from_crop_settings
+from maskdetect.inference import drawing, media, run
+from maskdetect.inference.pipeline import CROP, MaskDetector, _face_detector, best_model
 
 # the astronaut's face in skimage.data.astronaut() (512 x 512), roughly
 ASTRONAUT_FACE = (170, 60, 270, 180)
@@ -77,7 +79,7 @@ def photos(tmp_path_factory) -> Path:
 
 
 def read_detections(output: Path) -> list[dict]:
-    with open(output / detect.DETECTIONS, newline="") as handle:
+    with open(output / run.DETECTIONS, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -105,7 +107,7 @@ def test_photos_give_boxes_classes_and_annotated_copies(tiny_model, photos, tmp_
     assert len(errors) == 1 and "broken.jpg" in errors[0], captured.err
 
     rows = read_detections(output)
-    assert set(detect.DETECTION_FIELDS) <= set(rows[0]) and {"source", "x1", "y1", "x2", "y2", "label",
+    assert set(run.DETECTION_FIELDS) <= set(rows[0]) and {"source", "x1", "y1", "x2", "y2", "label",
                                                              "probability"} <= set(rows[0])
     assert [Path(row["source"]).name for row in rows] == ["astronaut.png"]  # one face; none in the coffee
     row = rows[0]
@@ -123,7 +125,7 @@ def test_photos_give_boxes_classes_and_annotated_copies(tiny_model, photos, tmp_
     left = round(box[0])
     assert np.abs(drawn - source).sum(axis=2)[round(box[1]):round(box[3]), left - 1:left + 2].max(axis=1).mean() > 50
 
-    summary = json.loads((output / detect.SUMMARY).read_text())
+    summary = json.loads((output / run.SUMMARY).read_text())
     assert summary["totals"]["images"] == 2 and summary["totals"]["faces"] == 1 and summary["totals"]["failed"] == 1
     assert sorted(source["output"] for source in summary["sources"]) == ["in/astronaut.png", "in/coffee.jpg"]
     assert sum(summary["totals"]["faces_per_class"].values()) == 1
@@ -154,7 +156,7 @@ def test_video_is_annotated_frame_by_frame_with_detection_every_k(tiny_model, tm
     annotated = output / "walk.mp4"
     if not annotated.exists():
         annotated = output / "walk.avi"  # an OpenCV that cannot write mp4
-    frames = list(detect.iter_frames(annotated))
+    frames = list(media.iter_frames(annotated))
     assert len(frames) == 20 and frames[0].shape == (480, 640, 3)
     rows = read_detections(output)
     by_frame = {}
@@ -166,7 +168,7 @@ def test_video_is_annotated_frame_by_frame_with_detection_every_k(tiny_model, tm
     assert fresh == [0, 5, 10, 15]
     # a carried box stays where it was found; a fresh one follows the face
     assert by_frame[4][0]["x1"] == by_frame[0][0]["x1"] and float(by_frame[5][0]["x1"]) > float(by_frame[0][0]["x1"])
-    summary = json.loads((output / detect.SUMMARY).read_text())
+    summary = json.loads((output / run.SUMMARY).read_text())
     source = summary["sources"][0]
     assert source["frames"] == 20 and source["faces"] == 20 and source["detect_every"] == 5
     assert source["mask_wearing_rate"] is not None and source["frames_per_second"] > 0
@@ -241,7 +243,7 @@ def test_show_without_a_display_says_so(tiny_model, photos, tmp_path, capsys, mo
 def test_default_model_is_the_best_ok_run_in_the_log(tiny_model, tmp_path):
     logs = tmp_path / "logs"
     with pytest.raises(ValueError, match="no model to use"):
-        detect.best_model(logs)
+        best_model(logs)
     other = tmp_path / "other.keras"
     other.write_bytes(tiny_model.read_bytes())
     rows = [{"status": "ok", "val_accuracy": "0.8", "model_path": str(tiny_model)},
@@ -249,7 +251,7 @@ def test_default_model_is_the_best_ok_run_in_the_log(tiny_model, tmp_path):
             {"status": "failed", "val_accuracy": "0.99", "model_path": str(tiny_model)},
             {"status": "ok", "val_accuracy": "0.95", "model_path": str(tmp_path / "deleted.keras")}]
     records.append_rows(logs / runlog.LOG_NAME, runlog.LOG_FIELDS, rows)
-    assert detect.best_model(logs) == other
+    assert best_model(logs) == other
 
 
 @pytest.mark.parametrize("export_format", export.FORMATS)
@@ -285,7 +287,7 @@ def test_exported_model_agrees_with_keras(tiny_model, tmp_path, capsys, export_f
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
     assert np.allclose(got, expected, atol=1e-4)
     # and the inference path gives those classes from the 256 px crops
-    classifier = detect.load_classifier(tiny_model)
+    classifier = artifact.load_classifier(tiny_model)
     assert (classifier.probabilities(crops).argmax(axis=1) == expected.argmax(axis=1)).all()
 
 
@@ -341,11 +343,11 @@ def test_detection_cuts_faces_with_the_margin_and_size_of_the_training_crops(thr
     _, meta = artifact.load_model(three_class_model)
     assert meta["crop"] == {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}
     assert json.loads((three_class_model.parent / "config.json").read_text())["crop"] == meta["crop"]
-    classifier = detect.load_classifier(three_class_model)
-    pipeline = detect.MaskDetector(classifier)
+    classifier = artifact.load_classifier(three_class_model)
+    pipeline = MaskDetector(classifier)
     # the geometry is the model's; finding faces stays the face stage's
     assert (pipeline.settings.margin, pipeline.settings.size) == (0.3, 128)
-    assert from_crop_settings(pipeline.settings) == from_crop_settings(detect.CROP)
+    assert from_crop_settings(pipeline.settings) == from_crop_settings(CROP)
     rgb = np.asarray(picture("astronaut"))
     found = pipeline.faces(rgb)
     assert len(found) == 1
@@ -354,12 +356,12 @@ def test_detection_cuts_faces_with_the_margin_and_size_of_the_training_crops(thr
     assert np.array_equal(crops[0], facecrops.crop_face(rgb, box, 0.3, 128))
     assert not np.array_equal(crops[0], facecrops.crop_face(rgb, box, 0.2, 128))
     # a model of other crops shares the detector: only the detector's own settings would build another
-    built = detect._face_detector.cache_info().misses
-    default = detect.MaskDetector(detect.load_classifier(tiny_model))
+    built = _face_detector.cache_info().misses
+    default = MaskDetector(artifact.load_classifier(tiny_model))
     assert (default.settings.margin, default.settings.size) == (0.2, 256)
-    assert default.detector is pipeline.detector and detect._face_detector.cache_info().misses == built
+    assert default.detector is pipeline.detector and _face_detector.cache_info().misses == built
     # a model saved before the geometry was recorded is cut with the defaults, without a word
-    older = detect.load_classifier(with_meta(three_class_model, tmp_path / "older.keras", crop=None))
+    older = artifact.load_classifier(with_meta(three_class_model, tmp_path / "older.keras", crop=None))
     assert (older.crop_margin, older.crop_size, older.crop_source) == (0.2, 256, "default")
     # and the exported model's metadata says how to cut, for code without this package
     description = export.describe(meta, "tflite")
@@ -372,14 +374,14 @@ def test_three_classes_are_detected_counted_and_coloured(three_class_model, phot
     assert detect.main([str(photos / "astronaut.png"), "--model", str(three_class_model), "--output",
                         str(output)]) == 0
     assert "incorrect_mask" in capsys.readouterr().out
-    summary = json.loads((output / detect.SUMMARY).read_text())
+    summary = json.loads((output / run.SUMMARY).read_text())
     assert list(summary["totals"]["faces_per_class"]) == sorted(THREE_CLASSES)
     assert sum(summary["totals"]["faces_per_class"].values()) == 1
     assert summary["worn_mask_classes"] == ["mask"]
     assert summary["crop"] == {"margin": 0.3, "crop_size": 128, "source": "faces.csv"}
     assert read_detections(output)[0]["label"] in THREE_CLASSES
     # the count per class is drawn in each class's colour on the top left: orange appears for incorrect_mask
-    orange = np.array(detect.class_colours(THREE_CLASSES)["incorrect_mask"])
+    orange = np.array(drawing.class_colours(THREE_CLASSES)["incorrect_mask"])
 
     def orange_in_top_rows(path: Path) -> np.ndarray:
         return np.abs(np.asarray(Image.open(path).convert("RGB")).astype(int)[:40] - orange).sum(axis=2) < 60
@@ -391,16 +393,16 @@ def test_three_classes_are_detected_counted_and_coloured(three_class_model, phot
                                    ("with_mask", "without_mask", "mask_weared_incorrect"),
                                    ("masked", "no_mask", "mask_incorrect", "hat")])
 def test_a_mask_worn_wrong_is_orange_and_not_worn(names):
-    colours = detect.class_colours(names)
+    colours = drawing.class_colours(names)
     worn, none, wrong = names[:3]
     assert colours[worn] == (0, 200, 0) and colours[none] == (230, 30, 30)
     assert colours[wrong] == (255, 140, 0) and len(set(colours.values())) == len(names)
-    assert detect.wears_mask(worn) and not detect.wears_mask(none) and not detect.wears_mask(wrong)
-    assert detect.mask_worn_wrong(wrong) and not detect.mask_worn_wrong(worn) and not detect.mask_worn_wrong(none)
+    assert classes.wears_mask(worn) and not classes.wears_mask(none) and not classes.wears_mask(wrong)
+    assert classes.mask_worn_wrong(wrong) and not classes.mask_worn_wrong(worn) and not classes.mask_worn_wrong(none)
     counts = Counter({worn: 5, none: 3, wrong: 2})
     # correctly worn masks over all faces: the two worn wrong count as faces, not as masks
-    assert detect.mask_rate(counts) == 0.5
-    tally = detect.Tally("photo.jpg", "image", counts=counts)
+    assert run.mask_rate(counts) == 0.5
+    tally = run.Tally("photo.jpg", "image", counts=counts)
     summary = tally.as_dict(names)
     assert summary["faces_per_class"] == {worn: 5, none: 3, wrong: 2, **({"hat": 0} if "hat" in names else {})}
     assert summary["faces"] == 10 and summary["mask_wearing_rate"] == 0.5

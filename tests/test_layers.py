@@ -141,13 +141,15 @@ def test_shared_facts_sit_below_the_stages():
     assert not graph["detect"] & {"sweep", "trials", "train"}
     for name in (name for name in graph if name == "inference" or name.startswith("inference.")):
         assert not graph[name] & {"sweep", "trials", "train"}, name
-    assert not graph["report"] & {"sweep", "trials", "train", "review", "faces"}
+    for reader in ("report", "report_inputs"):
+        assert not graph[reader] & {"sweep", "trials", "train", "review", "faces", "face", "inference"}, reader
     assert not graph["data"] & {"faces", "train"}
     assert not graph["trials"] & {"sweep"}
     # the face stage depends on no stage that uses it: inference and the cropping stage import it, not the reverse
     face_stage = {name for name in graph if name == "face" or name.startswith("face.")}
     for name in face_stage:
-        assert not graph[name] & {"faces", "detect", "train", "sweep", "trials", "review", "report"}, name
+        assert not graph[name] & {"faces", "detect", "inference", "train", "sweep", "trials", "review", "report"}, name
+        assert not any(target.startswith("inference.") for target in graph[name]), name
     # the keep/veto decision and the fusion load no model, so benchmarks replay them without networks
     assert graph["face.decision"] <= {"face.boxes", "face.settings", "face.proposals"}
     assert graph["face.fusion"] <= {"face.proposals"}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdetect import sample_data
+from maskdetect import archives, sample_data
 
 CLASSES = {"mask": 3, "without_mask": 2}
 
@@ -227,7 +227,7 @@ def test_data_root_is_found_below_a_repository_top_folder(tmp_path):
     archive.write_bytes(_zip(_members()))
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()
-    sample_data.safe_extract(archive, unpacked)
+    archives.safe_extract(archive, unpacked)
     assert sample_data.find_data_root(unpacked) == unpacked / "Sample-1234" / "dataset"
     assert sample_data.find_data_root(unpacked, "dataset") == unpacked / "Sample-1234" / "dataset"
     with pytest.raises(ValueError, match="no folder"):

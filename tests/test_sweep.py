@@ -248,7 +248,7 @@ def test_report_ranks_by_validation_accuracy_never_test(tmp_path, capsys):
 
 
 def test_rank_on_ranks_scored_runs_first_and_best_model_follows(tmp_path, capsys):
-    from maskdetect import detect
+    from maskdetect.inference import best_model
 
     labelled = make_labelled_folder(tmp_path / "street")
     logs = tmp_path / "logs"
@@ -268,7 +268,7 @@ def test_rank_on_ranks_scored_runs_first_and_best_model_follows(tmp_path, capsys
     assert [row["run_id"] for row in runlog.leaderboard(rows)] == ["a", "c", "b", "d"]  # validation accuracy
     assert [row["run_id"] for row in runlog.leaderboard(rows, labelled)] == ["b", "a", "c", "d"]
     # detect_mask.py's default model: ranked on the folder of the latest scored run (d's), with a model file
-    assert detect.best_model(logs) == tmp_path / "d" / "model.keras"
+    assert best_model(logs) == tmp_path / "d" / "model.keras"
     assert runlog.ranking_folder(rows[:3]) == str(labelled)
 
     assert sweep.main(["--logs", str(logs), "--report", "--rank-on", str(labelled), "--top", "3"]) == 0

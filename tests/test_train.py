@@ -255,8 +255,6 @@ def test_a_model_without_crop_geometry_uses_the_defaults_and_a_bad_one_is_refuse
 def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_path):
     """Crops recorded in faces.csv as cut from labelled photos (kind annotated) are street faces: the run fits
     the decision weights on those of the validation split, saves them in the model, and detect uses them."""
-    from maskdetect import detect
-
     root = make_crop_dataset(tmp_path / "data", per_class=80)
     rows = [{"crop": str(path.resolve()), "source": str(path), "source_sha256": path.stem, "class": path.parent.name,
              "face_index": 0, "kind": facecrops.ANNOTATED} for path in sorted(root.glob("*/*.jpg"))]
@@ -269,7 +267,7 @@ def test_a_run_with_street_faces_fits_decision_weights_that_detection_uses(tmp_p
     decision = meta["decision"]
     assert len(decision["weights"]) == 2 and sum(decision["faces"]) >= 2 * decisions.MIN_CALIBRATION_FACES
     assert json.loads(Path(row["run_dir"], "metrics.json").read_text())["decision"] == decision
-    classifier = detect.load_classifier(row["model_path"])
+    classifier = artifact.load_classifier(row["model_path"])
     assert classifier.decision_weights == decision["weights"] and meta["mirror_averaged"]
     # the saved classifier averages each face with its mirror image: a face and its mirror score alike
     from PIL import Image
