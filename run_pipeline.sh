@@ -56,8 +56,8 @@ if [[ -n "$(ls -A "$labelled" 2>/dev/null)" ]]; then
     step "process_faces.py --annotations $labelled/: labelled faces join processed_data/"
     # The Kaggle set's labels, in English and in the Spanish of MaskON's copy, go to the class folders that
     # exist: the upstream faces_dataset calls its masked class with_mask, the shared copy mask. Its ~60 masks
-    # worn wrong are left out: too few to learn a third class (bench_street: 20 % of them right, and masked
-    # and unmasked faces worse than with two classes).
+    # worn wrong are left out: too few to learn a third class (experiments/street_recipes.py: 20 % of them right,
+    # and masked and unmasked faces worse than with two classes).
     mask_class=mask
     if [[ -d "$data/with_mask" && ! -d "$data/mask" ]]; then mask_class=with_mask; fi
     "$python" process_faces.py --annotations "$labelled" --output processed_data --logs logs --label-map \

@@ -53,10 +53,9 @@ VOC_IMAGE_FOLDERS = ("images", "JPEGImages")
 YOLO_CLASS_FILES = ("classes.txt", "obj.names")
 EXIF_ORIENTATION = 0x0112
 DROP = "-"  # --label-map OLD=- drops the label
-# Faces whose short side is below this are counted and skipped. Measured with benchmarks/bench_street.py (the
-# default training on faces_dataset + the wild set, scored on the detection photos): 16 px and 20 px gave the
-# same (unmasked street faces 96.6 % and 96.9 % right, ROC AUC 0.9903 and 0.9894); 32 px, which drops the
-# small faces cameras see, got 87.2 % (AUC 0.9887). Below 20 px a 256 px crop is mostly blur.
+# Faces whose short side is below this are counted and skipped: below 20 px a 256 px crop is mostly blur, and
+# 16 px taught the classifier no more than 20 px, while 32 px drops the small faces cameras see and cost
+# accuracy on street photos (docs/benchmarks.md).
 DEFAULT_MIN_FACE = 20
 
 

@@ -70,12 +70,10 @@ def calibrate(truth: np.ndarray, probabilities: np.ndarray, class_names: Sequenc
     """Decision weights fitted on these faces (the validation split's street faces, never close-ups).
 
     A masked and a no-mask class: linear discriminant analysis on the log-odds of the two (Gaussians with a
-    shared variance, the priors of these faces), which uses every face. Two rules that hang on a few faces
-    were unstable on the ~200 masked and ~35 unmasked validation faces: the best balanced accuracy (the edge of
-    a perfectly separating range; two trainings fitted 0.018 and 0.33), then the threshold keeping 98 % of
-    masked faces (a quantile set by the 4 hardest; fitted thresholds 0.024-0.25 over four trainings, and
-    bootstrapping the validation faces moved the unmasked recall on bench_street's street faces by ±1-2.5
-    points, against ±0.2-0.6 for this rule).
+    shared variance, the priors of these faces), which uses every face. Rules that hang on a few faces (the best
+    balanced accuracy, the edge of a perfectly separating range; a threshold keeping a share of the masked
+    faces, a quantile set by the hardest few) moved far more between trainings and under resampling of the
+    validation faces (``experiments/decision_rules.py``, docs/benchmarks.md).
 
     More classes with masked ones among them (``classes.wears_mask``): a fixed operating point. Of the weights
     that keep at least ``masked_kept`` of the masked faces right, those with the highest mean recall of the

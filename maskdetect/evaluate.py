@@ -1,8 +1,8 @@
 """Score a trained classifier on labelled photos: the faces your cameras see, not the training collection's.
 
 Validation crops come from the same collection as the training crops, so they cannot tell which model does
-well on other photos: models with 0.97-0.99 validation accuracy got 64-84 % of the unmasked street faces
-right (README, detection). ``auto_train.py --rank-on DIR`` therefore ranks models by :func:`score` on a
+well on other photos (models of nearly equal validation accuracy differ widely on street faces; see
+docs/benchmarks.md). ``auto_train.py --rank-on DIR`` therefore ranks models by :func:`score` on a
 labelled photo folder (any format :func:`maskdetect.annotations.read` takes: VOC, CSV, YOLO).
 
 Every labelled face whose short side is at least ``min_face`` pixels is cut with the face stage's geometry

@@ -134,7 +134,8 @@ def build_model(network: str, image_size: int, kernel_size: int, num_classes: in
         else:
             # From scratch, Keras's momentum 0.999 leaves the running statistics near their start for
             # thousands of steps: a 12-epoch run on 5600 crops called every crop one class (validation
-            # accuracy stuck at the majority's share, bench_street). The small networks' rule fixes it.
+            # accuracy stuck at the majority's share, experiments/street_recipes.py). The small networks' rule
+            # fixes it.
             for layer in backbone.layers:
                 if isinstance(layer, layers.BatchNormalization):
                     layer.momentum = batch_norm_momentum(steps_per_epoch)
@@ -240,9 +241,8 @@ class Mirror(layers.Layer):
 def mirror_averaged(model: keras.Model) -> keras.Model:
     """``model`` applied to each image and to its mirror image, the two outputs averaged: the classifier that
     is saved, so that detection, the exports, ``--rank-on`` and the decision weights all see the same
-    probabilities. On the street faces of bench_street it turned three trainings of the default from one
-    meeting both street targets to all three (unmasked faces called right: 95.9/98.3/97.6 % one pass,
-    96.9/97.1/97.8 % averaged), at twice the classifier's cost per face."""
+    probabilities. It makes trainings steadier on street faces (docs/benchmarks.md), at twice the classifier's
+    cost per face."""
     inputs = keras.Input(model.input_shape[1:], name="pixels")
     outputs = layers.Average(name="mirror_average")([model(inputs), model(Mirror(name="mirror")(inputs))])
     return keras.Model(inputs, outputs, name=f"{model.name}_mirror_averaged")

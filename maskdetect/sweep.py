@@ -47,7 +47,7 @@ from maskdetect.trials import LocalExecutor, RayExecutor, Trial, run_sweep
 log = logging.getLogger(__name__)
 
 # Without flags or a grid file: 16 trials worth a night on a laptop CPU; the pretrained network (the default)
-# against the best small one, at the two sizes bench_street measured.
+# against the best small one, at the two sizes experiments/street_recipes.py measured.
 DEFAULT_GRID = {"model": ["mobilenetv2", "small"], "image_size": [96, 128], "optimizer": ["adam", "sgd"],
                 "augmentation": ["light", "heavy"]}
 _TYPES = {"model": str, "epochs": int, "batch_size": int, "image_size": int, "kernel_size": int, "optimizer": str,

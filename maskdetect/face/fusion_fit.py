@@ -42,7 +42,7 @@ from maskdetect.face.settings import DetectorSettings
 
 log = logging.getLogger(__name__)
 
-MATCH_IOU = 0.4  # as benchmarks/bench_detection.py counts a labelled face found
+MATCH_IOU = 0.4  # as benchmarks/bench_face_stage.py counts a labelled face found
 # Regularisation strengths tried by cross-validation (inverse, as scikit-learn's C). The features are
 # scores in 0..1 and pass counts of a few, so no scaling is needed for the penalty to treat them alike.
 C_GRID = tuple(float(c) for c in np.logspace(-3, 3, 13))
