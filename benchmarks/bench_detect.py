@@ -1,10 +1,11 @@
 """End-to-end mask detection on labelled photos, and detect_mask's speed on a 640x480 video.
 
-1. Accuracy. On the detection set (``boxes.csv`` + ``images/``, the format bench_detection.py reads), each
-   photo goes through ``maskdetect.detect.MaskDetector``: the face stage's detector and settings, then the
-   classifier on every face in one batch. For ground-truth faces whose short side is at least --min-size px
-   (32, as bench_detection's recall), per class:
-     - face-stage recall: a kept box has IoU >= 0.4 with the face (bench_detection's rule);
+1. Accuracy. On the detection set (``boxes.csv`` + ``images/``, the format bench_face_stage.py reads), each
+   photo goes through ``maskdetect.inference.MaskDetector``: the face stage's detector and settings, then the
+   classifier on every face in one batch; ``benchmarks.common.EndToEnd`` decides each found face's class by the
+   model's decision weights, as detection does. For ground-truth faces whose short side is at least --min-size px
+   (32, as bench_face_stage's recall), per class:
+     - face-stage recall: a kept box has IoU >= 0.4 with the face (bench_face_stage's rule);
      - end-to-end: found AND the best-overlapping box is classified as the face's label (what a user gets);
      - the gap in points between the two (target: at most 2), and the classifier's accuracy on found faces.
    For a mask / without_mask model it also prints how well the classifier ranks the found faces (ROC AUC) and
@@ -15,13 +16,14 @@
    ``without_mask``, a mask-worn-wrong class (``mask_weared_incorrect``) is ``incorrect_mask``. For a model of
    three or more classes it prints the accuracy per class on found faces and the confusion among the classes.
 2. Speed. A 640x480 video is made from --video-photos of the photos (letterboxed, each held for --hold frames
-   while it zooms in slowly, so no two frames are alike) and run through ``detect.process`` twice in this run:
+   while it zooms in slowly, so no two frames are alike) and run through ``inference.run.process`` twice in this run:
    detection on every frame (k=1) and every --every frames (boxes carried between, classification on every
    frame). Frames/s count everything a user waits for: decoding, detection, classification, drawing and
    writing the annotated video; the models are loaded before the clock starts. Target: >= 10 frames/s with
    k > 1 on this machine (2 cores).
 
-One annotated photo with many faces is written to ``logs/bench_detect_crowd.jpg`` (git-ignored).
+One annotated photo with many faces is written to ``logs/bench_detect_crowd.jpg`` (git-ignored). The figures of
+both parts (per class, seconds per photo, frames/s at each k) are written to --out as results.json and results.csv.
 
     .venv/bin/python -m benchmarks.bench_detect --model logs/runs/<run>/model.keras
     .venv/bin/python -m benchmarks.bench_detect --model M --limit 100 --video-photos 20 --every 10
@@ -35,7 +37,6 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +47,23 @@ from benchmarks.common import (
     MATCH_IOU,
     MIN_FACE,
     REPO,
+    EndToEnd,
+    add_out_argument,
+    benchmark_label,
     load_photo,
     load_truth,
-    matches,
     photo_sizes,
     require_detection_set,
+    write_results,
 )
-from maskdetect import detect, runtime
+from maskdetect import runtime
+from maskdetect.artifact import load_classifier
+from maskdetect.inference import MaskDetector, annotate, best_model
+from maskdetect.inference.media import Item, save_image
+from maskdetect.inference.pipeline import CROP
+from maskdetect.inference.run import DEFAULT_VIDEO_EVERY, process
 
+NAME = "bench_detect"
 VIDEO_SIZE = (640, 480)
 CROWD = REPO / "logs" / "bench_detect_crowd.jpg"
 
@@ -65,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--detection", type=Path, default=DEFAULT_DETECTION,
                         help="folder with boxes.csv and images/ (default %(default)s)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (sorted by name); 0: all")
-    parser.add_argument("--every", type=int, default=detect.DEFAULT_VIDEO_EVERY,
+    parser.add_argument("--every", type=int, default=DEFAULT_VIDEO_EVERY,
                         help="the larger k of the speed test (default %(default)s)")
     parser.add_argument("--video-photos", type=int, default=30, help="photos in the test video (default %(default)s)")
     parser.add_argument("--hold", type=int, default=8, help="frames each photo is held (default %(default)s)")
@@ -74,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-video", action="store_true", help="accuracy only")
     parser.add_argument("--no-verifier", action="store_true",
                         help="the face stage without its face verifier (to measure what the verifier adds)")
+    add_out_argument(parser, NAME)
     args = parser.parse_args(argv)
     if args.limit < 0 or args.every < 2 or args.video_photos < 1 or args.hold < 1 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --every >= 2, --video-photos >= 1, --hold >= 1, 0 < --iou <= 1")
@@ -85,47 +96,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # Part 1: accuracy
 
 
-def benchmark_label(class_name: str) -> str:
-    """A model's class in the labels' words (``mask``, ``without_mask``, ``incorrect_mask``), so a model trained
-    on ``with_mask`` or ``mask_weared_incorrect`` folders is scored against the labels it means."""
-    if detect.wears_mask(class_name):
-        return "mask"
-    if detect.no_mask(class_name):
-        return "without_mask"
-    if detect.mask_worn_wrong(class_name):
-        return "incorrect_mask"
-    return class_name
-
-
-def accuracy(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[str], truth: dict,
-             sizes: dict) -> tuple[dict, str]:
-    counted, found, correct = Counter(), Counter(), Counter()
-    scored = []  # (true label, predicted label, its probability) of each found face
-    confusion: dict[str, Counter] = defaultdict(Counter)  # true label -> predicted labels of found faces
+def accuracy(pipeline: MaskDetector, args: argparse.Namespace, photos: list[str], truth: dict,
+             sizes: dict) -> tuple[EndToEnd, str, float]:
+    """The face stage and the classifier on each photo, scored by the shared end-to-end scorer (each found face
+    called as the model's decision weights call it); the photo with the most labelled faces; the mean seconds per
+    photo of detection and classification (decoding excluded)."""
+    classifier = pipeline.classifier
+    tally = EndToEnd.of(classifier)
     seconds, crowd, crowd_faces = [], "", -1
     start = time.perf_counter()
     for index, photo in enumerate(photos):
         width, height = sizes[photo]
         rgb = load_photo(args.detection / "images" / photo, width, height)
         began = time.perf_counter()
-        detections = pipeline.image(rgb)
+        crops, kept = pipeline.crops(rgb, pipeline.faces(rgb))
+        probabilities = (classifier.probabilities(np.stack(crops)) if crops
+                         else np.zeros((0, len(classifier.class_names))))
         seconds.append(time.perf_counter() - began)
         labels = truth[photo]
-        for label, _, best in matches(labels, np.array([d.box for d in detections]), args.min_size, args.iou):
-            counted[label] += 1
-            if best is not None:
-                predicted = benchmark_label(detections[best].label)
-                found[label] += 1
-                correct[label] += predicted == label
-                confusion[label][predicted] += 1
-                scored.append((label, predicted, detections[best].probability))
+        tally.add_photo(labels, [(face.x1, face.y1, face.x2, face.y2) for face in kept], probabilities,
+                        args.min_size, args.iou)
         if len(labels) > crowd_faces:
             crowd, crowd_faces = photo, len(labels)
         if (index + 1) % 100 == 0:
             print(f"  {index + 1}/{len(photos)} photos, {np.mean(seconds):.3f} s/photo so far", flush=True)
     print(f"accuracy part: {len(photos)} photos in {time.perf_counter() - start:.0f} s, "
           f"{np.mean(seconds):.3f} s/photo (detection + classification)")
-    return {"counted": counted, "found": found, "correct": correct, "confusion": confusion, "scored": scored}, crowd
+    return tally, crowd, float(np.mean(seconds))
 
 
 def threshold_ceiling(positive: np.ndarray, score: np.ndarray) -> tuple[float, float, float, float]:
@@ -236,7 +233,9 @@ def make_video(path: Path, photos: list[str], data: Path, sizes: dict, hold: int
     return frames
 
 
-def speed(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[str], sizes: dict) -> None:
+def speed(pipeline: MaskDetector, args: argparse.Namespace, photos: list[str], sizes: dict) -> list[dict]:
+    """The video part, printed; a result line for each k and one for their ratio."""
+    rows = []
     with tempfile.TemporaryDirectory(prefix="bench_detect_") as folder:
         work = Path(folder)
         video = work / "photos.avi"
@@ -245,21 +244,26 @@ def speed(pipeline: detect.MaskDetector, args: argparse.Namespace, photos: list[
               f"photos, {args.hold} frames each); {runtime.default_jobs()} cores")
         rates = {}
         for every in (1, args.every):
-            item = detect.Item("video", str(video), f"k{every}.mp4")
-            summary = detect.process(pipeline, [item], work / f"k{every}", every=every)
+            item = Item("video", str(video), f"k{every}.mp4")
+            summary = process(pipeline, [item], work / f"k{every}", every=every)
             source = summary["sources"][0]
             rates[every] = source["frames_per_second"]
+            rows.append({"part": "video", "every": every, **{key: source[key] for key in
+                                                               ("frames", "seconds", "frames_per_second",
+                                                                "faces_per_frame")}})
             print(f"  k={every:<3d} {source['frames']} frames in {source['seconds']:.1f} s: "
                   f"{source['frames_per_second']:.1f} frames/s, {source['faces_per_frame']:.2f} faces/frame")
         ratio = rates[args.every] / rates[1]
         verdict = "met" if rates[args.every] >= 10 else "missed"
         print(f"speed: k={args.every} is {ratio:.1f}x k=1; {rates[args.every]:.1f} frames/s at 640x480 "
               f"(target >= 10: {verdict})")
+    rows.append({"part": "video", "every": f"{args.every} against 1", "frames_per_second_ratio": ratio})
+    return rows
 
 
 def crop_settings(args: argparse.Namespace):
     """detect_mask.py's face settings, less the face verifier with --no-verifier."""
-    return dataclasses.replace(detect.CROP, verifier=not args.no_verifier)
+    return dataclasses.replace(CROP, verifier=not args.no_verifier)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,24 +272,32 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     def body() -> int:
-        model_path = args.model or detect.best_model(args.logs)
-        classifier = detect.load_classifier(model_path)
+        model_path = args.model or best_model(args.logs)
+        classifier = load_classifier(model_path)
         start = time.perf_counter()
-        pipeline = detect.MaskDetector(classifier, crop_settings(args))
+        pipeline = MaskDetector(classifier, crop_settings(args))
         print(f"model: {model_path} (classes {', '.join(classifier.class_names)}; {classifier.image_size} px); "
               f"detector loaded in {time.perf_counter() - start:.1f} s; face verifier "
               f"{'off' if args.no_verifier else 'on'}")
         truth, sizes = load_truth(args.detection), photo_sizes(args.detection)
         photos = sorted(truth)[: args.limit or None]
-        result, crowd = accuracy(pipeline, args, photos, truth, sizes)
+        tally, crowd, seconds = accuracy(pipeline, args, photos, truth, sizes)
+        result = tally.as_dict()
         report(result, classifier.class_names, args.min_size)
         report_ceiling(result, classifier.class_names)
+        model_classes = {benchmark_label(name) for name in classifier.class_names}
+        rows = [{"part": "accuracy", "model": model_path, "verifier": not args.no_verifier, **tally.rates(label),
+                 "a_class_of_the_model": label in model_classes} for label in CLASSES if tally.counted[label]]
+        rows.append({"part": "accuracy", "model": model_path, "verifier": not args.no_verifier, "label": "all",
+                     "photos": len(photos), "s_per_photo": seconds})
         rgb = load_photo(args.detection / "images" / crowd, *sizes[crowd])
         CROWD.parent.mkdir(parents=True, exist_ok=True)
-        detect.save_image(detect.annotate(rgb, pipeline.image(rgb), classifier.class_names), CROWD)
+        save_image(annotate(rgb, pipeline.image(rgb), classifier.class_names), CROWD)
         print(f"annotated crowd photo ({crowd}, {len(truth[crowd])} labelled faces): {CROWD}")
         if not args.skip_video:
-            speed(pipeline, args, photos, sizes)
+            rows += speed(pipeline, args, photos, sizes)
+        json_path, csv_path = write_results(args.out, rows)
+        print(f"results: {json_path}, {csv_path}")
         return runtime.EXIT_OK
 
     return runtime.run_cli(body, "bench_detect: interrupted")

@@ -1,4 +1,4 @@
-"""Training speed of our tf.data pipeline against the tutorial way, and accuracy on faces cut from real photos.
+"""Training speed of our tf.data pipeline against the tutorial way, accuracy on real faces, sweep trials/hour.
 
 1. Speed (the default): the default configuration (``maskdetect.data.make_dataset``: decode and resize
    once, cache, shuffle, batch, ``light`` augmentation in the pipeline, prefetch; the ``small`` network at
@@ -23,22 +23,39 @@
    side are skipped and counted) is cut with the pipeline's geometry (``facecrops.crop_face(rgb, box, 0.2,
    256)``), passed through the same JPEG (quality 95) the face stage writes, decoded and resized exactly as
    ``make_dataset`` does (``artifact.classifier_input``: ``tf.image.resize`` with antialias, rounded to uint8),
-   and classified by the saved model. Prints accuracy per class and overall, and the confusion matrix.
+   and classified by the saved model, each face's class decided by the model's decision weights as detection
+   decides. Prints accuracy per class and overall, and the confusion matrix.
 
        .venv/bin/python -m benchmarks.bench_train --evaluate logs/runs/<run>/model.keras
        .venv/bin/python -m benchmarks.bench_train --evaluate logs/runs/<run>/model.keras \\
            --detection /work/shared/data/detection --limit 50
+
+3. Sweep throughput (``--sweep``): trials/hour with ``auto_train.py --jobs 1`` against ``--jobs 2``. Both sides
+   sweep the same grid (4 trials: batch size 32 and 64, kernel size 3 and 5, the ``small`` network at
+   --image-size, 64 px unless given, --epochs each, no early stop in 3 epochs) on the same crops, each into a
+   fresh log folder, one after the other; ``--repeats N`` alternates them N times and keeps each side's best.
+   ``--jobs 1`` gives its one trial all the cores (TensorFlow threads = cores); ``--jobs 2`` gives each of its two
+   trials half of them. Trials/hour counts completed trials over the whole sweep's wall time, start-up of each
+   child (TensorFlow import, crop check) included, as a user experiences it. ``--per-class N`` sweeps a copy of
+   the first N crops of each class.
+
+       .venv/bin/python -m benchmarks.bench_train --sweep --data processed_data
+       .venv/bin/python -m benchmarks.bench_train --sweep --data processed_data --per-class 600 --epochs 2
+
+Each mode's result lines are written to --out as results.json and results.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,14 +64,25 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_DETECTION, MIN_FACE, REPO, has_detection_set, load_photo
-from maskdetect import artifact, data, facecrops, runtime, train
+from benchmarks.common import (
+    DEFAULT_DETECTION,
+    MIN_FACE,
+    REPO,
+    add_out_argument,
+    has_detection_set,
+    load_photo,
+    write_results,
+)
+from maskdetect import artifact, data, decisions, facecrops, images, records, runlog, runtime, sweep, train
+
+NAME = "bench_train"
 
 EVALUATED_LABELS = ("mask", "without_mask")
 CROP_MARGIN = 0.2
 CROP_SIZE = 256
 CROP_QUALITY = 95  # facecrops.atomic_write_image's JPEG quality
 SIDES = ("baseline", "ours")
+SWEEP_IMAGE_SIZE = 64  # the sweep's grid: the small network at 64 px unless --image-size says otherwise
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default="processed_data", help="folder of <class>/ crops (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs on each side (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default %(default)s)")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="(default %(default)s)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help=f"(default {defaults.image_size}; with --sweep, {SWEEP_IMAGE_SIZE})")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="(default %(default)s)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run baseline and ours this many times, alternating; the best of each is compared "
@@ -74,13 +103,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="folder with boxes.csv and images/ (default %(default)s)")
     parser.add_argument("--limit", type=int, default=0,
                         help="--evaluate: only the first N photos (sorted by name); 0: all (default)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead of the speed test: sweep trials/hour with --jobs 1 against --jobs 2")
+    parser.add_argument("--per-class", type=int, default=0,
+                        help="--sweep: use only the first N crops of each class (default: all)")
+    add_out_argument(parser, NAME)
     # internal: one side of the speed test, run in a child process
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--crops", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or args.repeats < 1 or args.limit < 0:
-        parser.error("--epochs, --batch-size and --repeats must be at least 1, --limit at least 0")
+    if args.image_size is None:
+        args.image_size = SWEEP_IMAGE_SIZE if args.sweep else defaults.image_size
+    if args.epochs < 1 or args.batch_size < 1 or args.repeats < 1 or args.limit < 0 or args.per_class < 0:
+        parser.error("--epochs, --batch-size and --repeats must be at least 1, --limit and --per-class at least 0")
+    if args.sweep and args.evaluate:
+        parser.error("--sweep and --evaluate are two modes: one at a time")
     if not 32 <= args.image_size <= 512:
         parser.error("--image-size must be between 32 and 512")
     if args.side and not (args.crops and args.result):
@@ -278,7 +316,16 @@ def speed(args: argparse.Namespace) -> int:
           f"{number(steady, '.2f')}{'' if math.isnan(steady) else 'x'} after epoch 1, "
           f"{ours['end_to_end'] / base['end_to_end']:.2f}x end-to-end "
           f"(loading included), {ours['input'] / base['input']:.2f}x input alone; peak RSS ratio {memory:.2f}")
+    rows = [{"mode": "speed", **best[side], "images_per_s": rates(best[side])} for side in SIDES]
+    rows.append({"mode": "speed", "side": "ours/baseline", "train": ours["train"] / base["train"],
+                 "steady": steady, "end_to_end": ours["end_to_end"] / base["end_to_end"],
+                 "input": ours["input"] / base["input"], "peak_rss": memory})
+    report_written(write_results(args.out, rows))
     return runtime.EXIT_OK
+
+
+def report_written(paths: tuple[Path, Path]) -> None:
+    print(f"results: {paths[0]}, {paths[1]}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,24 +393,101 @@ def generalisation(args: argparse.Namespace) -> int:
         raise ValueError("no face left to evaluate")
     probabilities = artifact.predict_probabilities(model, np.stack(pixels))
     seconds = time.perf_counter() - start
-    truth_array, predicted = np.asarray(truth), probabilities.argmax(axis=1)
+    # decided as detection decides: by the model's decision weights (plain argmax for a model without them)
+    truth_array = np.asarray(truth)
+    predicted = decisions.decide(probabilities, decisions.decision_weights(meta))
     print(f"model: {args.evaluate} (classes {', '.join(class_names)}; {image_size} px)")
     print(f"photos: {len(photos)} of {len(faces_by_photo)} in {args.detection}; faces evaluated: {len(truth)} in "
           f"{seconds:.1f} s; skipped: " + ", ".join(f"{count} {why}" for why, count in skipped.items() if count))
     evaluated = [index for index, name in enumerate(class_names) if name in EVALUATED_LABELS]
+    rows = []
     for index in evaluated:
         chosen = truth_array == index
         if chosen.any():
             correct = int((predicted[chosen] == index).sum())
             print(f"accuracy {class_names[index]:14s} {correct / chosen.sum():.4f} ({correct}/{int(chosen.sum())})")
+            rows.append({"mode": "evaluate", "model": args.evaluate, "label": class_names[index], "faces":
+                         int(chosen.sum()), "correct": correct, "accuracy": correct / chosen.sum()})
     correct = int((predicted == truth_array).sum())
     print(f"accuracy {'overall':14s} {correct / len(truth_array):.4f} ({correct}/{len(truth_array)})")
+    rows.append({"mode": "evaluate", "model": args.evaluate, "label": "overall", "faces": len(truth_array),
+                 "correct": correct, "accuracy": correct / len(truth_array), "skipped": skipped})
     matrix = metrics.confusion_matrix(truth_array, predicted, labels=list(range(len(class_names))))
     width = max(14, *(len(name) + 2 for name in class_names))
     print("confusion matrix (rows: true label, columns: predicted):")
     print(" " * width + "".join(f"{name:>{width}}" for name in class_names))
     for index in evaluated:
         print(f"{class_names[index]:<{width}}" + "".join(f"{count:>{width}}" for count in matrix[index]))
+    report_written(write_results(args.out, rows))
+    return runtime.EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 3: sweep throughput, auto_train.py --jobs 1 against --jobs 2.
+
+
+def subset(data_folder: Path, per_class: int, target: Path) -> Path:
+    """The first ``per_class`` crops of each class, copied (with faces.csv, for the grouped split)."""
+    for folder in images.class_dirs(data_folder):
+        (target / folder.name).mkdir(parents=True)
+        for path in sorted(folder.iterdir())[:per_class]:
+            if path.is_file():
+                shutil.copy2(path, target / folder.name / path.name)
+    manifest = data_folder / "faces.csv"
+    if manifest.is_file():
+        rows = [row for row in records.read_rows(manifest)
+                if (target / Path(row.get("crop", "")).parent.name / Path(row.get("crop", "")).name).is_file()]
+        for row in rows:
+            row["crop"] = str((target / Path(row["crop"]).parent.name / Path(row["crop"]).name).resolve())
+        if rows:
+            records.append_rows(target / "faces.csv", list(rows[0]), rows)
+    return target
+
+
+def one_sweep(data_folder: Path, jobs: int, grid: list[str], scratch: Path) -> tuple[float, int, list[dict]]:
+    """Seconds, completed trials and their log rows of one ``auto_train.py --jobs jobs`` sweep of ``grid``."""
+    logs = scratch / f"logs_jobs{jobs}_{time.monotonic_ns()}"
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = sweep.main(["--data", str(data_folder), "--logs", str(logs), "--jobs", str(jobs), *grid])
+    seconds = time.perf_counter() - start
+    rows = records.read_rows(logs / runlog.LOG_NAME)
+    completed = [row for row in rows if row.get("status") in runlog.COMPLETED]
+    if code != 0 or len(completed) != len(rows):
+        raise SystemExit(f"the --jobs {jobs} sweep failed (exit {code}); see {logs}")
+    return seconds, len(completed), completed
+
+
+def sweep_speed(args: argparse.Namespace) -> int:
+    grid = ["--model", "small", "--epochs", str(args.epochs), "--image-size", str(args.image_size),
+            "--batch-size", "32", "64", "--kernel-size", "3", "5"]
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as scratch_text:
+        scratch = Path(scratch_text)
+        crops_folder = subset(Path(args.data), args.per_class, scratch / "crops") if args.per_class else Path(args.data)
+        crops = sum(1 for folder in images.class_dirs(crops_folder) for path in folder.iterdir() if path.is_file())
+        best: dict[int, tuple[float, int, list[dict]]] = {}
+        for repeat in range(args.repeats):
+            for jobs in (1, 2):
+                result = one_sweep(crops_folder, jobs, grid, scratch)
+                print(f"[repeat {repeat + 1}] --jobs {jobs}: {result[1]} trials in {result[0]:.1f} s = "
+                      f"{result[1] / result[0] * 3600:.1f} trials/hour", flush=True)
+                if jobs not in best or result[0] < best[jobs][0]:
+                    best[jobs] = result
+    print(f"grid: {' '.join(grid)}; {crops} crops; {runtime.default_jobs()} cores")
+    rows = []
+    for jobs, (seconds, trials, log_rows) in best.items():
+        mean_train = sum(float(row["train_seconds"]) for row in log_rows) / len(log_rows)
+        accuracy = ", ".join(f"{float(row['val_accuracy']):.4f}" for row in log_rows)
+        print(f"--jobs {jobs}: {trials} trials in {seconds:6.1f} s = {trials / seconds * 3600:6.1f} trials/hour "
+              f"(fit {mean_train:.1f} s per trial on average; validation accuracy {accuracy})")
+        rows.append({"mode": "sweep", "jobs": jobs, "trials": trials, "seconds": seconds,
+                     "trials_per_hour": trials / seconds * 3600, "mean_fit_seconds": mean_train,
+                     "val_accuracy": [float(row["val_accuracy"]) for row in log_rows], "crops": crops,
+                     "grid": " ".join(grid)})
+    ratio = best[1][0] / best[2][0]
+    print(f"--jobs 2 against --jobs 1: {ratio:.2f}x the trials/hour")
+    rows.append({"mode": "sweep", "jobs": "2 against 1", "trials_per_hour_ratio": ratio})
+    report_written(write_results(args.out, rows))
     return runtime.EXIT_OK
 
 
@@ -374,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_side(args)
     if args.evaluate:
         return runtime.run_cli(lambda: generalisation(args), "bench_train: interrupted")
+    if args.sweep:
+        return runtime.run_cli(lambda: sweep_speed(args), "bench_train: interrupted")
     return runtime.run_cli(lambda: speed(args), "bench_train: interrupted")
 
 

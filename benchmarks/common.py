@@ -1,7 +1,9 @@
-"""What the benchmarks share: where the repository and the shared data set are, and the labelled detection set
-(``boxes.csv`` + ``images/``): its boxes, its photos decoded as the pipeline decodes them, the faces counted
-and matched, the faces the face stage finds in it, and how a detector's kept boxes are scored against its labels
-(``Detections``, ``score``: bench_detection's and bench_second_stage's recall per class and size, and boxes kept).
+"""What the benchmarks and the experiments share: where the repository and the shared data set are; the labelled
+detection set (``boxes.csv`` + ``images/``): its boxes, its photos decoded as the pipeline decodes them, the faces
+counted and matched, the faces the face stage finds in it; how a detector's kept boxes are scored against its
+labels (``Detections``, ``score``: bench_face_stage's recall per class and size, and boxes kept); the one
+end-to-end scorer (``EndToEnd``: each found face decided by the model's decision weights, faces found and called
+right per class); and where a benchmark writes its results (``--out``: ``results.json`` and ``results.csv``).
 
 The benchmarks are a package: run each from the repository root as ``python -m benchmarks.bench_NAME``.
 """
@@ -10,16 +12,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import math
 import os
 import time
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from maskdetect.face.boxes import iou as box_iou
 
-from maskdetect import images
+from maskdetect import classes, decisions, images
+from maskdetect.face.boxes import iou as box_iou
 
 REPO = Path(__file__).resolve().parents[1]
 # The optional shared real-photo data set, where the tests look for it too (tests/helpers.py).
@@ -35,7 +40,8 @@ MIN_FACE = 32
 MATCH_IOU = 0.4
 # Face-size buckets (short side, px) that recall is given for.
 BUCKETS = ((0, 20, "<20"), (20, 32, "20-32"), (32, 64, "32-64"), (64, 128, "64-128"), (128, 10**9, ">=128"))
-# The detection photos are split into folds by a hash of their names (bench_domain trains on one, tests on the other).
+# The detection photos are split into folds by a hash of their names (experiments.domain_gap trains on one, tests
+# on the other).
 FOLDS = 2
 
 
@@ -97,11 +103,12 @@ def collect(detection: Path, class_names: list[str], limit: int = 0, min_size: i
     ``found``, its crops of the labelled faces it finds, and ``labelled``, crops cut from the labelled boxes
     of every counted face, each with ``labels`` and ``folds`` (:func:`fold_of` its photo); ``counted``, the
     labelled faces counted per (label, fold). Labels that are not in ``class_names`` are left out."""
-    from maskdetect import detect, facecrops
+    from maskdetect import facecrops
+    from maskdetect.inference import MaskDetector
 
     truth, sizes = load_truth(detection), photo_sizes(detection)
     photos = sorted(truth)[: limit or None]
-    finder = detect.MaskDetector(None)  # the face stage's detector and crops, no classifier
+    finder = MaskDetector(None)  # the face stage's detector and crops, no classifier
     found = {"crops": [], "labels": [], "folds": []}
     labelled = {"crops": [], "labels": [], "folds": []}
     counted = Counter()
@@ -248,3 +255,175 @@ def score(det: Detections, truth: dict[str, list[tuple[str, np.ndarray]]], min_s
         "_unmatched": unmatched,
         "_missed": missed,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: found faces decided as the model decides, counted per labelled class
+
+
+def benchmark_label(class_name: str) -> str:
+    """A model's class in the labels' words (``mask``, ``without_mask``, ``incorrect_mask``), so a model trained
+    on ``with_mask`` or ``mask_weared_incorrect`` folders is scored against the labels it means."""
+    if classes.wears_mask(class_name):
+        return "mask"
+    if classes.no_mask(class_name):
+        return "without_mask"
+    if classes.mask_worn_wrong(class_name):
+        return "incorrect_mask"
+    return class_name
+
+
+class EndToEnd:
+    """What a user gets, per labelled class: the labelled faces counted, those the face stage found, and those
+    found AND called right, each found face's class decided by the model's decision weights
+    (``maskdetect.decisions.decide``, as ``Classifier.decide`` and detection decide; None: plain argmax).
+
+    Faces come in photo by photo (:meth:`add_photo`: the labels, the boxes kept and the classifier's probabilities
+    of each box, matched by :func:`matches`) or already matched (:meth:`add_found`: the labels and probabilities
+    of the found faces, and the faces counted). Tallies of several models (one per fold, say) add up with
+    :meth:`merge`. Predictions are in the labels' words (:func:`benchmark_label`).
+
+    Attributes:
+        counted, found, correct: Counters per label.
+        confusion: label -> Counter of the predicted labels of its found faces.
+        scored: (label, predicted label, the predicted class's probability) of each found face.
+    """
+
+    def __init__(self, class_names: Sequence[str], weights: Sequence[float] | None = None) -> None:
+        self.class_names = [str(name) for name in class_names]
+        self.labels = np.asarray([benchmark_label(name) for name in self.class_names])
+        self.weights = None if weights is None else [float(weight) for weight in weights]
+        self.counted: Counter = Counter()
+        self.found: Counter = Counter()
+        self.correct: Counter = Counter()
+        self.confusion: dict[str, Counter] = defaultdict(Counter)
+        self.scored: list[tuple[str, str, float]] = []
+
+    @classmethod
+    def of(cls, classifier) -> EndToEnd:
+        """A tally for a ``maskdetect.artifact.Classifier``: its class names and decision weights."""
+        return cls(classifier.class_names, classifier.decision_weights)
+
+    def decide(self, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The label (in the labels' words) each row of ``probabilities`` (n, classes) is called, by the decision
+        weights, and the probability of the class chosen."""
+        probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(self.class_names))
+        chosen = decisions.decide(probabilities, self.weights)
+        return self.labels[chosen], probabilities[np.arange(len(chosen)), chosen]
+
+    def add_photo(self, labels: list[tuple[str, np.ndarray]], boxes, probabilities: np.ndarray,
+                  min_size: int = MIN_FACE, iou: float = MATCH_IOU) -> None:
+        """One photo: its labelled faces (label, box), the boxes kept in it and the classifier's probabilities of
+        each box (n, classes). A labelled face of ``min_size`` px or more is counted, found when a box overlaps it
+        at ``iou`` or more, and called what its best-overlapping box is called."""
+        predicted, chosen = self.decide(probabilities)
+        for label, _, best in matches(labels, boxes, min_size, iou):
+            self.counted[label] += 1
+            if best is not None:
+                self._found(label, str(predicted[best]), float(chosen[best]))
+
+    def add_found(self, labels: Sequence[str], probabilities: np.ndarray,
+                  counted: Mapping[str, int] | None = None) -> None:
+        """Faces already matched to a label: their labels and the classifier's probabilities (n, classes); and the
+        labelled faces counted, found or not, per label (their sum may come from :attr:`counted` elsewhere)."""
+        labels = np.asarray(labels, dtype=str)
+        predicted, chosen = self.decide(probabilities)
+        if len(labels) != len(predicted):
+            raise ValueError(f"{len(labels)} labels for {len(predicted)} rows of probabilities")
+        self.counted.update(counted or {})
+        for label in dict.fromkeys(labels.tolist()):
+            mine = labels == label
+            called = predicted[mine]
+            self.found[label] += int(mine.sum())
+            self.correct[label] += int((called == label).sum())
+            self.confusion[label].update(called.tolist())
+        self.scored += list(zip(labels.tolist(), predicted.tolist(), chosen.tolist(), strict=True))
+
+    def _found(self, label: str, predicted: str, probability: float) -> None:
+        self.found[label] += 1
+        self.correct[label] += predicted == label
+        self.confusion[label][predicted] += 1
+        self.scored.append((label, predicted, probability))
+
+    def merge(self, other: EndToEnd) -> EndToEnd:
+        """This tally with ``other``'s faces added (another model's decisions count as they were made)."""
+        self.counted.update(other.counted)
+        self.found.update(other.found)
+        self.correct.update(other.correct)
+        for label, called in other.confusion.items():
+            self.confusion[label].update(called)
+        self.scored += other.scored
+        return self
+
+    def rates(self, label: str) -> dict:
+        """For ``label``: faces counted, found and called right; the face stage's recall (found / counted), end to
+        end (right / counted), the gap between them in points, and the classifier on found faces (right / found);
+        NaN where nothing was counted or found."""
+        counted, found, correct = self.counted[label], self.found[label], self.correct[label]
+        recall = found / counted if counted else math.nan
+        end_to_end = correct / counted if counted else math.nan
+        return {"label": label, "counted": counted, "found": found, "correct": correct, "recall": recall,
+                "end_to_end": end_to_end, "gap_points": (recall - end_to_end) * 100,
+                "on_found": correct / found if found else math.nan}
+
+    def as_dict(self) -> dict:
+        """The tally as a plain dict: ``counted``, ``found``, ``correct``, ``confusion``, ``scored``."""
+        return {"counted": self.counted, "found": self.found, "correct": self.correct, "confusion": self.confusion,
+                "scored": self.scored}
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: what a benchmark prints, also written as results.json and results.csv
+
+
+def default_out(name: str) -> Path:
+    """Where benchmark ``name`` writes its results unless told otherwise (``logs/`` is git-ignored)."""
+    return REPO / "logs" / "benchmarks" / name
+
+
+def add_out_argument(parser: argparse.ArgumentParser, name: str, what: str = "") -> None:
+    """``--out FOLDER``: where the benchmark writes results.json and results.csv (and ``what`` else)."""
+    parser.add_argument("--out", type=Path, default=default_out(name),
+                        help=f"folder for results.json and results.csv{what} (default %(default)s)")
+
+
+def _plain(value):
+    """``value`` with numpy scalars and arrays as Python's, NaN and infinities as None, keys as strings."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _flat(row: Mapping, prefix: str = "") -> dict:
+    """A row's nested dicts as dotted columns; lists as JSON text."""
+    flat = {}
+    for key, value in row.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+def write_results(out: Path, rows: Sequence[Mapping]) -> tuple[Path, Path]:
+    """The result lines of a run into ``out`` (created): ``results.json``, the rows as a JSON list (NaN as null),
+    and ``results.csv``, a line per row, nested values as dotted columns (``recall.mask``). Returns both paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    plain = [_plain(row) for row in rows]
+    json_path, csv_path = out / "results.json", out / "results.csv"
+    json_path.write_text(json.dumps(plain, indent=2) + "\n")
+    flat = [_flat(row) for row in plain]
+    columns = list(dict.fromkeys(column for row in flat for column in row))
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(flat)
+    return json_path, csv_path

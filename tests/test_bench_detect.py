@@ -1,11 +1,10 @@
-"""bench_detect's threshold ceiling: the figure that tells a threshold problem from a model problem."""
+"""bench_detect's threshold ceiling: the figure that tells a threshold problem from a model problem; and the shared
+end-to-end scorer it counts with (benchmarks.common.EndToEnd), which decides as the model decides."""
 
 from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
-from maskdetect.face import from_crop_settings
-from maskdetect.face.settings import DetectorSettings
 
 from benchmarks.bench_detect import (
     benchmark_label,
@@ -15,6 +14,9 @@ from benchmarks.bench_detect import (
     report_ceiling,
     threshold_ceiling,
 )
+from benchmarks.common import EndToEnd
+from maskdetect.face import from_crop_settings
+from maskdetect.face.settings import DetectorSettings
 
 
 def test_separable_scores_reach_every_face_even_when_0_5_would_not():
@@ -90,3 +92,28 @@ def test_no_verifier_runs_the_face_stage_without_its_verifier(tmp_path):
     without = from_crop_settings(crop_settings(parse_args(["--detection", str(tmp_path), "--no-verifier"])))
     assert default.verifier_threshold == DetectorSettings().verifier_threshold
     assert without.verifier_threshold is None
+
+
+def test_the_scorer_decides_found_faces_by_the_model_s_decision_weights():
+    # two labelled faces on one photo and a 20 px one (not counted); the box on the unmasked face has
+    # P(without_mask) 0.3: plain argmax calls it masked, a threshold of 0.2 (weights 0.2, 0.8) unmasked
+    labels = [("mask", np.array([0, 0, 100, 100.0])), ("without_mask", np.array([200, 0, 300, 100.0])),
+              ("without_mask", np.array([400, 0, 420, 20.0]))]
+    boxes = [(0, 0, 100, 100), (205, 0, 300, 100), (400, 0, 420, 20)]
+    probabilities = np.array([[0.9, 0.1], [0.7, 0.3], [0.1, 0.9]])
+    argmax, weighted = EndToEnd(["with_mask", "without_mask"]), EndToEnd(["with_mask", "without_mask"], [0.2, 0.8])
+    for tally in (argmax, weighted):
+        tally.add_photo(labels, boxes, probabilities)
+        assert tally.counted == Counter(mask=1, without_mask=1) and tally.found == tally.counted
+    assert argmax.correct == Counter(mask=1) and argmax.confusion["without_mask"] == Counter(mask=1)
+    assert weighted.correct == Counter(mask=1, without_mask=1)
+    assert weighted.scored == [("mask", "mask", 0.9), ("without_mask", "without_mask", 0.3)]
+    rates = weighted.rates("without_mask")
+    assert (rates["recall"], rates["end_to_end"], rates["on_found"]) == (1.0, 1.0, 1.0)
+    # faces already matched add up the same way, and tallies of two models merge
+    found = EndToEnd(["mask", "without_mask"], [0.2, 0.8])
+    found.add_found(["mask", "without_mask"], probabilities[:2], {"mask": 1, "without_mask": 2})
+    assert found.correct == Counter(mask=1, without_mask=1) and found.rates("without_mask")["recall"] == 0.5
+    merged = found.merge(argmax)
+    assert merged.counted == Counter(mask=2, without_mask=3) and merged.correct == Counter(mask=2, without_mask=1)
+    assert merged.as_dict()["confusion"]["without_mask"] == Counter(without_mask=1, mask=1)

@@ -1,11 +1,11 @@
-"""The benchmarks are a package run as ``python -m benchmarks.bench_NAME``: each starts, imports the project the
-normal way (no sys.path edits, no benchmark importing another but through benchmarks.common), and what they share
-(benchmarks.common: the detection set read, matched and searched for faces) works on real photos."""
+"""The benchmarks and the experiments are packages run as ``python -m benchmarks.bench_NAME`` and
+``python -m experiments.NAME``: each starts, imports the project the normal way (no sys.path edits, no module
+importing another but through benchmarks.common), and what they share (benchmarks.common: the detection set read,
+matched and searched for faces, the end-to-end scorer, the results written) works on real photos."""
 
 from __future__ import annotations
 
 import ast
-import copy
 import csv
 import dataclasses
 import importlib
@@ -20,15 +20,21 @@ from PIL import Image
 from benchmarks import common
 
 BENCHMARKS = sorted(path.stem for path in (REPO / "benchmarks").glob("bench_*.py"))
+EXPERIMENTS = sorted(path.stem for path in (REPO / "experiments").glob("*.py") if path.stem != "__init__")
+# every runnable module: (package, name)
+MODULES = [("benchmarks", name) for name in BENCHMARKS] + [("experiments", name) for name in EXPERIMENTS]
 
 
 def test_there_are_benchmarks():
-    assert len(BENCHMARKS) >= 8 and "bench_detect" in BENCHMARKS
+    assert {"bench_face_stage", "bench_detect", "bench_data", "bench_train"} <= set(BENCHMARKS)
+    assert "bench_detect" in BENCHMARKS
+    assert {"decision_rules", "domain_gap", "street_recipes"} <= set(EXPERIMENTS)
+    assert (REPO / "experiments" / "README.md").is_file()
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
-def test_each_benchmark_imports_the_package_and_only_common(name):
-    tree = ast.parse((REPO / "benchmarks" / f"{name}.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize(("package", "name"), MODULES)
+def test_each_benchmark_imports_the_package_and_only_common(package, name):
+    tree = ast.parse((REPO / package / f"{name}.py").read_text(encoding="utf-8"))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -42,11 +48,12 @@ def test_each_benchmark_imports_the_package_and_only_common(name):
     assert not {module for module in imported if module.startswith("bench_")}, "imports another benchmark"
     assert {module for module in imported if module.startswith("benchmarks.")} <= {"benchmarks.common"} | {
         f"benchmarks.common.{attribute}" for attribute in dir(common)}
+    assert not {module for module in imported if module.startswith("experiments")}, "imports an experiment"
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
-def test_each_benchmark_starts(name, capsys):
-    module = importlib.import_module(f"benchmarks.{name}")
+@pytest.mark.parametrize(("package", "name"), MODULES)
+def test_each_benchmark_starts(package, name, capsys):
+    module = importlib.import_module(f"{package}.{name}")
     with pytest.raises(SystemExit) as exit_:
         module.main(["--help"])
     assert exit_.value.code == 0
@@ -59,6 +66,16 @@ def test_the_documented_command_runs_from_the_repository_root():
                               text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert "--detection" in finished.stdout and "bench_detect" in finished.stdout
+
+
+def test_every_module_starts_as_documented_in_one_process_each():
+    """``python -m PACKAGE.NAME --help`` from the repository root, for every benchmark and experiment (a few
+    seconds: nothing heavy is imported before it runs)."""
+    for package, name in MODULES:
+        finished = subprocess.run([PYTHON, "-m", f"{package}.{name}", "--help"], cwd=REPO, capture_output=True,
+                                  text=True, timeout=300)
+        assert finished.returncode == 0, f"{package}.{name}: {finished.stderr}"
+        assert finished.stdout.startswith("usage:") and name in finished.stdout
 
 
 def write_detection_set(root):
@@ -143,20 +160,24 @@ def test_bench_train_speed_runs_both_sides_in_child_processes(tmp_path, monkeypa
 
     crops = make_crop_dataset(tmp_path / "crops", per_class=12, size=48)
     monkeypatch.chdir(tmp_path)  # the children find the benchmarks package from anywhere
-    assert bench_train.main(["--data", str(crops), "--epochs", "1", "--image-size", "32", "--batch-size", "8"]) == 0
+    assert bench_train.main(["--data", str(crops), "--epochs", "1", "--image-size", "32", "--batch-size", "8",
+                             "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "baseline" in out and "ours" in out and "speed-up: ours/baseline" in out
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [row["side"] for row in rows] == ["baseline", "ours", "ours/baseline"]
 
 
-def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tmp_path, capsys):
+def test_bench_face_stage_scores_the_defaults_at_other_thresholds_from_one_run(tmp_path, capsys):
     """Two labelled real photos: the defaults, the stage before the face finder and the threshold curve are
-    scored, and every unmatched box and missed face has a contact sheet."""
-    from benchmarks import bench_detection
+    scored and written as results.json and results.csv, and every unmatched box and missed face has a contact
+    sheet."""
+    from benchmarks import bench_face_stage
 
     data = write_detection_set(tmp_path / "detection")
     out = tmp_path / "out"
-    assert bench_detection.main(["--data", str(data), "--no-plain", "--thresholds", "0.1", "0.9",
-                                 "--verifier-threshold", "0.95", "--without-verifier", "--out", str(out)]) == 0
+    assert bench_face_stage.main(["--data", str(data), "--no-plain", "--thresholds", "0.1", "0.9",
+                                  "--verifier-threshold", "0.95", "--without-verifier", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     for name in ("maskdetect defaults (second stage at 0.4, verifier at 0.95)",
                  "the defaults with the second stage at 0.1", "the defaults with the second stage at 0.9",
@@ -166,9 +187,12 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
         assert f"== {name}" in printed
     assert "defaults against the defaults without the verifier: mask recall " in printed
     # the baseline is the stage before the face finder, so before the verifier too
-    baseline = bench_detection.baseline_detector(bench_detection.parse_args(["--data", str(data)]))
+    baseline = bench_face_stage.baseline_detector(bench_face_stage.parse_args(["--data", str(data)]))
     assert baseline.settings.verifier_threshold is None and "facefinder" not in baseline.settings.source_names()
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "results.json").read_text())
+    table = list(csv.DictReader((out / "results.csv").open()))
+    assert [row["name"] for row in table] == [row["name"] for row in summary]
+    assert [int(row["kept"]) for row in table] == [row["kept"] for row in summary]
     kept = [row["kept"] for row in summary]
     # a stricter threshold never keeps more boxes; the MTCNN faces are kept at every threshold
     assert kept[3] >= kept[0] >= kept[4] >= summary[4]["by_detector"].get("mtcnn", {"kept": 0})["kept"]
@@ -179,8 +203,8 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
     assert len(added) == summary[0]["unmatched"] - summary[2]["unmatched"]
     assert f"unmatched boxes the verifier adds: {len(added)}" in printed
     new = ("a.jpg", [50, 50, 60, 60], 0.97, "s")
-    assert bench_detection.verifier_added([("a.jpg", [0, 0, 10, 10], 0.99, "s"), new],
-                                          [("a.jpg", [0, 0, 10, 11], 0.5, "s")]) == [new]
+    assert bench_face_stage.verifier_added([("a.jpg", [0, 0, 10, 10], 0.99, "s"), new],
+                                           [("a.jpg", [0, 0, 10, 11], 0.5, "s")]) == [new]
     # why each missed face was missed, one row each, with its class; a line per class
     missed = list(csv.DictReader((out / "missed.csv").open()))
     counts = ", ".join(f"{sum(row['label'] == name for row in missed)} {name}" for name in common.CLASSES)
@@ -195,15 +219,15 @@ def test_bench_detection_scores_the_defaults_at_other_thresholds_from_one_run(tm
 def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     """On the real astronaut photo, with the real face stage: a label that the kept face overlaps at IoU 0.29 is
     boxed off; one on the weak proposal group above her head is below the threshold, or vetoed by the verifier when
-    the threshold is under its probability (suppressed with no veto); one on the empty corner was not proposed."""
+    the threshold is under its probability (suppressed with no veto); one on the empty corner was not proposed.
+    The judge is a keep rule: the detector's own, at another threshold or without its veto."""
+    from benchmarks import bench_face_stage
     from maskdetect.face.detector import FaceDetector
-
-    from benchmarks import bench_detection
 
     data = write_detection_set(tmp_path / "detection")
     detector = FaceDetector(num_threads=1)
     rgb = np.asarray(picture("astronaut"))
-    kept = bench_detection.Detections("kept")
+    kept = bench_face_stage.Detections("kept")
     kept.add("bare.jpg", [(f.x1, f.y1, f.x2, f.y2, f.confidence, f.detector) for f in detector.detect(rgb)], 0.0)
     (face,) = kept.boxes["bare.jpg"]
     groups = detector.proposal_groups(rgb)
@@ -214,29 +238,29 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     shifted = face + np.array([50, 0, 50, 0])
     missed = [("bare.jpg", shifted, "without_mask"), ("bare.jpg", np.asarray(group_box, float), "mask"),
               ("bare.jpg", np.array([440.0, 440.0, 500.0, 500.0]), "mask")]
-    rows = bench_detection.why_missed(detector, kept, missed, data, 0.4, 0.4)
+    at = dataclasses.replace(detector.rule, second_stage_threshold=0.4)
+    rows = bench_face_stage.why_missed(detector, kept, missed, data, 0.4, at)
     assert [row["reason"] for row in rows] == ["boxed off", "below threshold", "not proposed"]
     assert 0.2 <= rows[0]["kept_iou"] < 0.4 and rows[0]["kept_by"] == "mtcnn" and rows[1]["kept_by"] == ""
     assert rows[1]["group_probability"] == round(probability, 3)
     assert [row["label"] for row in rows] == ["without_mask", "mask", "mask"]
-    assert bench_detection.why_line(rows, 0.4).startswith("1 boxed off, 1 with a proposal group on them under 0.4")
+    assert bench_face_stage.why_line(rows, 0.4).startswith("1 boxed off, 1 with a proposal group on them under 0.4")
     # under a threshold below its probability, the verifier vetoes it (no view sees a face in her hair)...
-    vetoed = bench_detection.why_missed(detector, kept, missed[1:2], data, 0.4, probability / 2)
+    lower = dataclasses.replace(detector.rule, second_stage_threshold=probability / 2)
+    vetoed = bench_face_stage.why_missed(detector, kept, missed[1:2], data, 0.4, lower)
     assert vetoed[0]["reason"] == "vetoed"
     # ...and with no veto, it would be kept but for the likelier face it overlaps
-    no_veto = copy.copy(detector)
-    no_veto.settings = dataclasses.replace(detector.settings, verifier_veto=None)
-    suppressed = bench_detection.why_missed(no_veto, kept, missed[1:2], data, 0.4, probability / 2)
+    no_veto = dataclasses.replace(lower, verifier_veto=None)
+    suppressed = bench_face_stage.why_missed(detector, kept, missed[1:2], data, 0.4, no_veto)
     assert suppressed[0]["reason"] == "suppressed"
 
 
 def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(tmp_path, capsys):
-    """On a real crowd photo of the detection set: the boxes that bench_second_stage replays from the cached
-    proposal groups are those FaceDetector.detect keeps, with no verifier, at the default threshold and at a lower
-    one, and with a higher veto; the command reuses its cache."""
+    """On a real crowd photo of the detection set: the boxes that bench_face_stage --replay replays from the cached
+    proposal groups (a keep rule, no network) are those FaceDetector.detect keeps, with no verifier, at the default
+    threshold and at a lower one, and with a higher veto; the command reuses its cache and writes its rows."""
+    from benchmarks import bench_face_stage
     from maskdetect.face import DetectorSettings, FaceDetector, faceverifier
-
-    from benchmarks import bench_second_stage
 
     detection = shared_data("detection")
     crowd = "6d23852cb67ebb6dd0d289969c028d3f.jpg"  # 105 labelled faces, masked and not, many small
@@ -246,15 +270,15 @@ def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(t
     lines = (detection / "boxes.csv").read_text().splitlines()
     (data / "boxes.csv").write_text("\n".join([lines[0], *(line for line in lines if line.startswith(crowd))]))
     detector = FaceDetector(num_threads=1, verifier_threshold=None)
-    key = bench_second_stage.stage_key(detector, [crowd], data)
-    cache = bench_second_stage.build_cache(detector, [crowd], data, key)
-    views = bench_second_stage.view_scores(faceverifier.FaceVerifier.load(faceverifier.SHIPPED_MODEL), cache, data)
+    key = bench_face_stage.stage_key(detector, [crowd], data)
+    cache = bench_face_stage.build_cache(detector, [crowd], data, key)
+    views = bench_face_stage.view_scores(faceverifier.FaceVerifier.load(faceverifier.SHIPPED_MODEL), cache, data)
     rgb = common.load_photo(data / "images" / crowd, *common.photo_sizes(data)[crowd])
     kept, default, veto = {}, DetectorSettings().verifier_threshold, DetectorSettings().verifier_veto
     # the live stage looks at the other views only where they can change its decision, the replay at all of them
     for threshold, veto_at in ((None, veto), (default, veto), (0.5, veto), (default, 0.95)):
-        replayed = bench_second_stage.replay(detector, cache, views, bench_second_stage.VIEWS["min"], threshold, "",
-                                             veto_at)
+        rule = bench_face_stage.replay_rule(detector.settings, threshold, veto_at)
+        replayed = bench_face_stage.replay(cache, views, bench_face_stage.VIEWS["min"], rule, "")
         live = FaceDetector(num_threads=1, verifier_threshold=threshold, verifier_veto=veto_at).detect(rgb)
         assert replayed.source[crowd] == [face.detector for face in live]
         assert np.allclose(replayed.boxes[crowd], [[face.x1, face.y1, face.x2, face.y2] for face in live])
@@ -263,13 +287,20 @@ def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(t
     # the verifier adds faces here; a veto of 0.95 drops the group the fusion keeps at 0.40 (views 0.01-0.95)
     assert kept[None, veto] <= kept[default, veto] <= kept[0.5, veto] and kept[None, veto] < kept[0.5, veto]
     assert kept[default, 0.95] < kept[default, veto]
-    arguments = ["--data", str(data), "--cache", str(tmp_path / "cache.json"), "--thresholds", str(default),
-                 "--views", "min", "median"]
-    assert bench_second_stage.main(arguments) == 0 and bench_second_stage.main(arguments) == 0
-    (tmp_path / "broken.json").write_text('{"key": ')  # a run killed while writing, by hand or by an older version
-    assert bench_second_stage.read_cache(tmp_path / "broken.json") is None
+    arguments = ["--replay", "--data", str(data), "--cache", str(tmp_path / "cache.json"), "--verifier-thresholds",
+                 str(default), "--views", "min", "median", "--out", str(tmp_path / "out")]
+    assert bench_face_stage.main(arguments) == 0 and bench_face_stage.main(arguments) == 0
+    (tmp_path / "broken.json").write_text('{"key": ')  # a run killed while writing it
+    assert bench_face_stage.read_cache(tmp_path / "broken.json") is None
     printed = capsys.readouterr().out
     assert printed.count("running the face stage on 1 photos") == 1 and "proposal groups from" in printed
     assert "broken.json cannot be read" in printed
     assert f"min >= {default:g} (default)" in printed and f"median >= {default:g}" in printed
     assert "added: mask " in printed
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [row["name"] for row in rows] == ["no verifier", f"min >= {default:g} (default)", f"median >= {default:g}"]
+    assert rows[1]["verifier_threshold"] == default and "added" in rows[1]
+    # a flag of the other mode is a usage error, not ignored
+    with pytest.raises(SystemExit) as exit_:
+        bench_face_stage.parse_args(["--data", str(data), "--vetoes", "0.01"])
+    assert exit_.value.code == 2

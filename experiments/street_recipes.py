@@ -10,18 +10,19 @@ here is trained on:
               with three classes); wild3: the same faces three times over (oversampled).
 
 The face stage runs once over the detection photos (cached in ``<work>/found_*.npz``); every row's classifier
-is then scored on the same found faces. Printed per row and class, for labelled faces whose short side is
-at least --min-size px: the face stage's recall, end to end (found AND called right), the classifier on
-found faces, the ROC AUC of P(without_mask) between found mask and without_mask faces (how well the model
-ranks, whatever the threshold), and the training minutes. Targets (issue 13, for the default training):
-unmasked end to end within 4 points of the face stage's recall, masked within 2.
+is then scored on the same found faces by the benchmarks' end-to-end scorer (``benchmarks.common.EndToEnd``),
+once as the model decides (its decision weights) and once by plain argmax. Printed per row and class, for
+labelled faces whose short side is at least --min-size px: the face stage's recall, end to end (found AND
+called right), the classifier on found faces, the ROC AUC of P(without_mask) between found mask and
+without_mask faces (how well the model ranks, whatever the threshold), and the training minutes. Targets for
+the default training: unmasked end to end within 4 points of the face stage's recall, masked within 2.
 
 Rows already scored are kept in ``<work>/results.json``: a rerun with the same --work trains only the rows
-it lacks, so the benchmark can be run a row at a time (``--rows``).
+it lacks, so the experiment can be run a row at a time (``--rows``).
 
-    .venv/bin/python -m benchmarks.bench_street --faces /tmp/fd/processed_data --work /tmp/bench_street
-    .venv/bin/python -m benchmarks.bench_street --faces F --work W --rows wild/mobilenetv2 --train-flags '--epochs 3'
-    .venv/bin/python -m benchmarks.bench_street --faces F --work W --rows faces+wild/mobilenetv2-128px --seed 1
+    .venv/bin/python -m experiments.street_recipes --faces /tmp/fd/processed_data --work /tmp/street_recipes
+    .venv/bin/python -m experiments.street_recipes --faces F --work W --rows wild/mobilenetv2 --train-flags '--epochs 3'
+    .venv/bin/python -m experiments.street_recipes --faces F --work W --rows faces+wild/mobilenetv2-128px --seed 1
 """
 
 from __future__ import annotations
@@ -42,16 +43,19 @@ from benchmarks.common import (
     MATCH_IOU,
     MIN_FACE,
     REPO,
+    EndToEnd,
+    benchmark_label,
     found_faces,
     require_detection_set,
 )
-from maskdetect import annotations, detect, facecrops, images, records, runlog, runtime
+from maskdetect import annotations, facecrops, images, records, runlog, runtime
+from maskdetect.artifact import load_classifier
 
 TWO = ("mask", "without_mask")
 THREE = ("incorrect_mask", "mask", "without_mask")
 # ImageNet MobileNetV2 alpha 0.35 at 96 px, 12 epochs at most (3 on the frozen trunk, then fine-tuning)
 MOBILENET = ("--model", "mobilenetv2", "--image-size", "96", "--epochs", "12")
-# the small network as it was the default: 64 px, 30 epochs at most
+# the small network from scratch: 64 px, 30 epochs at most
 SMALL = ("--model", "small", "--image-size", "64", "--epochs", "30")
 # name: (sources, classes, train_a_model.py flags beyond the common ones)
 ROWS = {
@@ -130,14 +134,14 @@ def build_data(folder: Path, sources: dict[str, Path], classes: tuple[str, ...])
 def train_row(name: str, data: Path, flags: tuple[str, ...], args: argparse.Namespace) -> dict:
     logs = args.work / "logs"
     command = [sys.executable, str(REPO / "train_a_model.py"), "--data", str(data), "--logs", str(logs),
-               "--notes", f"bench_street {name}", "--seed", str(args.seed), *flags, *args.train_flags.split()]
+               "--notes", f"street_recipes {name}", "--seed", str(args.seed), *flags, *args.train_flags.split()]
     print(f"\n== {name}: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     finished = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     (args.work / f"train_{name.replace('/', '_').replace(' ', '_')}.log").write_text(finished.stdout)
     if finished.returncode != 0:
         raise RuntimeError(f"{name}: train_a_model.py failed:\n{finished.stdout[-2000:]}")
-    row = [row for row in records.read_rows(logs / runlog.LOG_NAME) if row["notes"] == f"bench_street {name}"][-1]
+    row = [row for row in records.read_rows(logs / runlog.LOG_NAME) if row["notes"] == f"street_recipes {name}"][-1]
     print(finished.stdout.strip().splitlines()[-1])
     return {"model": row["model_path"], "minutes": round((time.perf_counter() - started) / 60, 1),
             "train_minutes": round(float(row["train_seconds"]) / 60, 1), "val_accuracy": row["val_accuracy"],
@@ -148,21 +152,19 @@ def score(model: str, found: dict) -> dict:
     """Per class: faces found, and of them called right; predictions on every found face; the AUC."""
     from sklearn import metrics
 
-    classifier = detect.load_classifier(model)
+    classifier = load_classifier(model)
     crops, labels = found["crops"], found["labels"]
     probabilities = np.concatenate([classifier.probabilities(crops[start:start + 128])
                                     for start in range(0, len(crops), 128)])
     names = classifier.class_names
     result = {"classes": names, "decision_weights": classifier.decision_weights}
     # as the model decides (its decision weights from street faces), and by plain argmax
-    for key, chosen in (("per_class", classifier.decide(probabilities)), ("per_class_argmax",
-                                                                          probabilities.argmax(axis=1))):
-        predicted = np.asarray(names)[chosen]
-        result[key] = {}
-        for label in THREE:
-            of_label = labels == label
-            called = {name: int((predicted[of_label] == name).sum()) for name in names}
-            result[key][label] = {"found": int(of_label.sum()), "right": called.get(label, 0), "called": called}
+    for key, weights in (("per_class", classifier.decision_weights), ("per_class_argmax", None)):
+        tally = EndToEnd(names, weights)
+        tally.add_found(labels, probabilities)
+        result[key] = {label: {"found": tally.found[label], "right": tally.correct[label],
+                               "called": {name: tally.confusion[label][benchmark_label(name)] for name in names}}
+                       for label in THREE}
     both = np.isin(labels, TWO)
     result["auc"] = float(metrics.roc_auc_score(labels[both] == "without_mask",
                                                 probabilities[both, names.index("without_mask")]))
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{row_name} min{args.wild_min_face}" if other_size else row_name
             name += f" seed{args.seed}" if args.seed != 42 else ""
             if name in results and not args.again:
-                if "per_class_argmax" not in results[name]:  # scored by an older version of this benchmark
+                if "per_class_argmax" not in results[name]:  # a row scored without its argmax figures
                     results[name].update(score(results[name]["model"], found))
                     results_path.write_text(json.dumps(results, indent=2))
                 continue
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{results[name]['val_accuracy']}")
         return runtime.EXIT_OK
 
-    return runtime.run_cli(body, "bench_street: interrupted; finished rows are kept in results.json")
+    return runtime.run_cli(body, "street_recipes: interrupted; finished rows are kept in results.json")
 
 
 if __name__ == "__main__":

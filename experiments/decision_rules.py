@@ -2,22 +2,24 @@
 
 A two-class model's decision is a threshold on P(without_mask), fitted after training on the validation
 split's street faces (``maskdetect.decisions.calibrate``). For each model (the ``model.keras`` files of
-``train_a_model.py`` runs, or every model in a ``bench_street`` results.json), this benchmark rebuilds the
-run's split from its ``config.json``, scores its validation street faces, and fits each rule:
+``train_a_model.py`` runs, or every two-class model in a ``street_recipes`` results.json), this experiment
+rebuilds the run's split from its ``config.json``, scores its validation street faces, and fits each rule
+(``maskdetect.decisions.RULES``):
 
   discriminant        linear discriminant on the log-odds (the default);
-  masked kept         the lowest threshold that keeps 98 % of masked faces right (the previous default);
-  balanced accuracy   the best balanced accuracy (the rule before that).
+  masked kept         the lowest threshold that keeps 98 % of masked faces right;
+  balanced accuracy   the best balanced accuracy.
 
 Each fitted threshold then decides the faces the face stage finds in the labelled street photos of the
-detection set (nothing here trains on them): masked and unmasked faces right, end to end and on found.
-To see how much of that is the luck of the validation faces, each rule is refitted on bootstrap resamples
-of them (--draws); printed are the mean and spread of the recalls on found faces and the share of draws
-that meet both street targets (issue 13: masked end to end within 2 points of the face stage's recall,
-unmasked within 4).
+detection set (nothing here trains on them), through the benchmarks' end-to-end scorer
+(``benchmarks.common.EndToEnd``): masked and unmasked faces right, end to end and on found. To see how much of
+that is the luck of the validation faces, each rule is refitted on bootstrap resamples of them (--draws);
+printed are the mean and spread of the recalls on found faces and the share of draws that meet both street
+targets (masked end to end within 2 points of the face stage's recall, unmasked within 4).
 
-    .venv/bin/python -m benchmarks.bench_decisions --results /tmp/bench_street/results.json --work /tmp/bench_street
-    .venv/bin/python -m benchmarks.bench_decisions --models logs/runs/*/model.keras --work /tmp/bench_decisions
+    .venv/bin/python -m experiments.decision_rules --results /tmp/street_recipes/results.json \\
+        --work /tmp/street_recipes
+    .venv/bin/python -m experiments.decision_rules --models logs/runs/*/model.keras --work /tmp/decision_rules
 """
 
 from __future__ import annotations
@@ -30,11 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_DETECTION, MATCH_IOU, MIN_FACE, found_faces, require_detection_set
+from benchmarks.common import (
+    DEFAULT_DETECTION,
+    MATCH_IOU,
+    MIN_FACE,
+    EndToEnd,
+    found_faces,
+    require_detection_set,
+)
 from maskdetect import data, decisions, facecrops, runtime
 
 TWO = ["mask", "without_mask"]
-# the street targets (issue 13), as the largest gap in points between the face stage's recall and end to end
+# the street targets, as the largest gap in points between the face stage's recall and end to end
 TARGET_GAP = {"mask": 2.0, "without_mask": 4.0}
 
 
@@ -42,9 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--models", nargs="+", type=Path, help="model.keras files of train_a_model.py runs")
-    source.add_argument("--results", type=Path, help="a bench_street results.json: its two-class models")
+    source.add_argument("--results", type=Path, help="a street_recipes results.json: its two-class models")
     parser.add_argument("--work", type=Path, required=True, help="where the face stage's finds are cached "
-                        "(a bench_street --work folder reuses its cache)")
+                        "(a street_recipes --work folder reuses its cache)")
     parser.add_argument("--detection", type=Path, default=DEFAULT_DETECTION,
                         help="labelled street photos: boxes.csv + images/ (default %(default)s)")
     parser.add_argument("--draws", type=int, default=300, help="bootstrap resamples of the validation faces")
@@ -80,9 +89,11 @@ def validation_street_faces(model: Path) -> tuple[np.ndarray, np.ndarray]:
     return pixels, crops.labels[street]
 
 
-def recalls_on_found(weights, probabilities: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    chosen = decisions.decide(probabilities, weights)
-    return np.array([(chosen[truth == k] == k).mean() for k in range(len(TWO))])
+def recalls_on_found(weights, probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The share of the found faces of each class of TWO called right when ``weights`` decide."""
+    tally = EndToEnd(TWO, weights)
+    tally.add_found(labels, probabilities)
+    return np.array([tally.rates(name)["on_found"] for name in TWO])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
         found = found_faces(args.detection, args.work, 0, MIN_FACE, MATCH_IOU)
         both = np.isin(found["labels"], TWO)
-        crops, truth = found["crops"][both], (found["labels"][both] == "without_mask").astype(int)
+        crops, labels_found = found["crops"][both], found["labels"][both]
+        truth = (labels_found == "without_mask").astype(int)
         counted = np.array([found["counted"][name] for name in TWO])
         stage_recall = np.bincount(truth, minlength=2) / counted
         needed = stage_recall - np.array([TARGET_GAP[name] for name in TWO]) / 100  # end to end
@@ -123,14 +135,14 @@ def main(argv: list[str] | None = None) -> int:
                 if fitted["weights"] is None:
                     print(f"{'':48s} {rule:18s} {fitted['why']}")
                     continue
-                on_found = recalls_on_found(fitted["weights"], found_probabilities, truth)
+                on_found = recalls_on_found(fitted["weights"], found_probabilities, labels_found)
                 end_to_end = on_found * stage_recall
                 drawn = []
                 for _ in range(args.draws):
                     sample = rng.integers(0, len(labels), len(labels))
                     refit = decisions.calibrate(labels[sample], validation[sample], TWO, rule=rule)
                     if refit["weights"] is not None:
-                        drawn.append(recalls_on_found(refit["weights"], found_probabilities, truth))
+                        drawn.append(recalls_on_found(refit["weights"], found_probabilities, labels_found))
                 drawn = np.array(drawn)
                 met = ((drawn * stage_recall) >= needed).all(axis=1).mean()
                 weights = fitted["weights"]
@@ -140,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"±{drawn[:, 1].std():.1%}, {met:.0%}")
         return runtime.EXIT_OK
 
-    return runtime.run_cli(body, "bench_decisions: interrupted")
+    return runtime.run_cli(body, "decision_rules: interrupted")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Where end-to-end accuracy is lost: the training set's faces versus faces like those the model is used on.
 
-bench_detect.py measures the classifier on the faces MTCNN finds in the labelled detection photos. This
-benchmark asks why it loses what it loses, by training the project's own classifier (``train.run``, the same
-hyperparameters every time) on three data sets, in one run, and testing each on held-out photos:
+benchmarks/bench_detect.py measures the classifier on the faces the face stage finds in the labelled detection
+photos. This experiment asks why it loses what it loses, by training the project's own classifier
+(``train.run``, the same hyperparameters every time) on three data sets, in one run, and testing each on
+held-out photos:
 
   training            --data alone (the user's crops, e.g. the processed faces_dataset);
   training+in-domain  --data plus the labelled faces of the other half of the detection photos, cropped from
@@ -12,13 +13,16 @@ hyperparameters every time) on three data sets, in one run, and testing each on 
 The detection photos are split into two folds by a hash of their names; a model never sees a face of the
 photos it is tested on. Each model is tested on the faces the face stage finds in the held-out fold (matched
 to a labelled face at IoU >= --iou, short side >= --min-size px, as bench_detect counts them); the two folds'
-counts are summed. Printed per class: the classifier's accuracy on found faces, end-to-end (found and right,
-over all labelled faces) and the gap to the face stage's recall; and ROC AUC, which says how well the scores
-separate the classes whatever the decision threshold. The data sets are hard links to the crops without
-faces.csv, so each model's own validation split (it only drives early stopping here) is by crop, not photo.
+counts are summed. Each found face is called by the benchmarks' end-to-end scorer
+(``benchmarks.common.EndToEnd``) with its model's decision weights; these models have none (their validation
+splits hold no street faces of known kind), so that is the largest probability. Printed per class: the
+classifier's accuracy on found faces, end-to-end (found and right, over all labelled faces) and the gap to the
+face stage's recall; and ROC AUC, which says how well the scores separate the classes whatever the decision
+threshold. The data sets are hard links to the crops without faces.csv, so each model's own validation split
+(it only drives early stopping here) is by crop, not photo.
 
-    .venv/bin/python -m benchmarks.bench_domain --data processed_data
-    .venv/bin/python -m benchmarks.bench_domain --data processed_data --epochs 5 --limit 200   # a quick look
+    .venv/bin/python -m experiments.domain_gap --data processed_data
+    .venv/bin/python -m experiments.domain_gap --data processed_data --epochs 5 --limit 200   # a quick look
 """
 
 from __future__ import annotations
@@ -34,8 +38,18 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_DETECTION, FOLDS, MATCH_IOU, MIN_FACE, REPO, collect, require_detection_set
-from maskdetect import detect, facecrops, images, runtime, train
+from benchmarks.common import (
+    DEFAULT_DETECTION,
+    FOLDS,
+    MATCH_IOU,
+    MIN_FACE,
+    REPO,
+    EndToEnd,
+    collect,
+    require_detection_set,
+)
+from maskdetect import facecrops, images, runtime, train
+from maskdetect.artifact import load_classifier
 
 SOURCES = ("training", "training+in-domain", "in-domain")
 
@@ -88,7 +102,7 @@ def build_data(folder: Path, training: Path | None, labelled: dict, fold: int | 
 def train_settings(args: argparse.Namespace, data: Path, work: Path) -> train.Settings:
     return train.Settings(model=args.model, epochs=args.epochs, image_size=args.image_size,
                           augmentation=args.augmentation, seed=args.seed, data=str(data), logs=str(work / "logs"),
-                          notes=f"bench_domain {data.name}")
+                          notes=f"domain_gap {data.name}")
 
 
 def train_model(args: argparse.Namespace, data: Path, work: Path) -> Path:
@@ -99,35 +113,41 @@ def train_model(args: argparse.Namespace, data: Path, work: Path) -> Path:
     return Path(row["model_path"])
 
 
-def score(model_path: Path, found: dict, fold: int) -> tuple[np.ndarray, np.ndarray]:
-    """The labels and the model's class probabilities of the faces found in ``fold``."""
-    classifier = detect.load_classifier(model_path)
+def score(model_path: Path, found: dict, counted: Counter, fold: int) -> tuple[EndToEnd, np.ndarray, np.ndarray]:
+    """The model on the faces found in ``fold``: their end-to-end tally (each decided by the model's decision
+    weights; the labelled faces of the fold counted, from ``counted`` per (label, fold)), their labels and the
+    model's class probabilities."""
+    classifier = load_classifier(model_path)
     chosen = np.flatnonzero(found["folds"] == fold)
     probabilities = np.concatenate([classifier.probabilities(found["crops"][chosen[start:start + 128]])
-                                    for start in range(0, len(chosen), 128)] or [np.zeros((0, 2))])
-    return found["labels"][chosen], probabilities
+                                    for start in range(0, len(chosen), 128)]
+                                   or [np.zeros((0, len(classifier.class_names)))])
+    labels = found["labels"][chosen]
+    tally = EndToEnd.of(classifier)
+    tally.add_found(labels, probabilities, {label: count for (label, of), count in counted.items() if of == fold})
+    return tally, labels, probabilities
 
 
-def report(results: dict, counted: Counter, class_names: list[str]) -> None:
+def report(results: dict, class_names: list[str]) -> None:
     from sklearn import metrics
 
     print("\nheld-out found faces, both folds summed (end-to-end = found and right / labelled faces):")
     print(f"  {'trained on':20s} {'class':14s} {'classifier':>10s} {'end-to-end':>10s} {'recall':>7s} "
           f"{'gap':>7s}   ROC AUC")
     for source in SOURCES:
-        labels = np.concatenate([labels for labels, _ in results[source]])
-        probabilities = np.concatenate([probs for _, probs in results[source]])
-        predicted = np.asarray(class_names)[probabilities.argmax(axis=1)]
+        tally = EndToEnd(class_names)
+        for fold_tally, _, _ in results[source]:
+            tally.merge(fold_tally)
+        labels = np.concatenate([labels for _, labels, _ in results[source]])
+        probabilities = np.concatenate([probs for _, _, probs in results[source]])
         if len(class_names) == 2:
             auc = metrics.roc_auc_score(labels == class_names[1], probabilities[:, 1])
         else:
             auc = metrics.roc_auc_score(labels, probabilities, multi_class="ovr", labels=class_names)
         for position, name in enumerate(class_names):
-            total = sum(count for (label, _), count in counted.items() if label == name)
-            of_class = labels == name
-            right = int((predicted[of_class] == name).sum())
-            recall, end_to_end = of_class.sum() / max(total, 1), right / max(total, 1)
-            print(f"  {source if position == 0 else '':20s} {name:14s} {right / max(of_class.sum(), 1):10.1%} "
+            total, found, right = tally.counted[name], tally.found[name], tally.correct[name]
+            recall, end_to_end = found / max(total, 1), right / max(total, 1)
+            print(f"  {source if position == 0 else '':20s} {name:14s} {right / max(found, 1):10.1%} "
                   f"{end_to_end:10.1%} {recall:7.1%} {100 * (recall - end_to_end):5.1f} pt"
                   + (f"   {auc:.4f}" if position == 0 else ""))
 
@@ -140,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         class_names = [path.name for path in images.class_dirs(args.data)]
         if not class_names:
             raise ValueError(f"{args.data} has no class folders of crops")
-        work = args.work or Path(tempfile.mkdtemp(prefix="bench_domain_"))
+        work = args.work or Path(tempfile.mkdtemp(prefix="domain_gap_"))
         try:
             cache = collect(args.detection, class_names, args.limit, args.min_size, args.iou)
             found, labelled = cache["found"], cache["labelled"]
@@ -152,18 +172,18 @@ def main(argv: list[str] | None = None) -> int:
             print("training:", flush=True)
             alone = train_model(args, build_data(work / "training", args.data, labelled, None, class_names), work)
             for fold in range(FOLDS):
-                results["training"].append(score(alone, found, fold))
+                results["training"].append(score(alone, found, cache["counted"], fold))
                 for source, training in (("training+in-domain", args.data), ("in-domain", None)):
                     data = build_data(work / f"{source.replace('+', '_')}_fold{fold}", training, labelled, fold,
                                       class_names)
-                    results[source].append(score(train_model(args, data, work), found, fold))
-            report(results, cache["counted"], class_names)
+                    results[source].append(score(train_model(args, data, work), found, cache["counted"], fold))
+            report(results, class_names)
         finally:
             if args.work is None:
                 shutil.rmtree(work, ignore_errors=True)
         return runtime.EXIT_OK
 
-    return runtime.run_cli(body, "bench_domain: interrupted")
+    return runtime.run_cli(body, "domain_gap: interrupted")
 
 
 if __name__ == "__main__":
