@@ -22,6 +22,8 @@ from PIL import Image
 
 from maskdetect import annotations, data, facecrops, faces, images, records
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 # The photos of the fixture and their labelled faces (label, x1, y1, x2, y2 in the photo's pixels). Box
 # centres and sides are whole numbers, so YOLO's normalised boxes come back to the same square crops.
 PHOTOS = {"street.jpg": ("astronaut", "JPEG"), "cat.png": ("chelsea", "PNG"), "coffee.jpg": ("coffee", "JPEG")}

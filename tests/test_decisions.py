@@ -8,6 +8,8 @@ import pytest
 
 from maskdetect import decisions
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 TWO = ["mask", "without_mask"]
 
 

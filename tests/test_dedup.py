@@ -13,6 +13,8 @@ from PIL import Image, ImageOps
 
 from maskdetect import dedup, images, moves, organize, records
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 
 def _save(image: Image.Image, path: Path, image_format: str = "JPEG", **options) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ from helpers import make_labelled_folder
 
 from maskdetect import evaluate
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 
 class GreenMeansMask:
     """A stand-in for artifact.Classifier: calls a face masked when a twentieth of its crop is pure green."""

@@ -7,6 +7,8 @@ import pytest
 
 from maskdetect.facecrops import CropSettings, crop_face, square_region
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 
 def test_square_is_centred_and_grown_by_the_margin():
     assert square_region((40, 50, 60, 90), 0.25, 200, 200) == (20, 40, 80, 100)

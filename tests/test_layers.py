@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import REPO
+
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
 
 PACKAGE = REPO / "maskdetect"
 # Every module of the package by its dotted name below maskdetect ("face.detector"); a subpackage's __init__ is

@@ -12,6 +12,8 @@ from helpers import build_messy_tree, distinct_pictures, encoded, tree_digest
 
 from maskdetect import images, moves, organize, records
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 
 @pytest.fixture
 def messy(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:

@@ -11,6 +11,8 @@ from PIL import Image
 
 from maskdetect import plots
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 CLASSES = ["mask", "without_mask"]
 
 

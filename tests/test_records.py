@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import multiprocessing
 
+import pytest
+
 from maskdetect import records
+
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
 
 FIELDS = ["writer", "number", "text"]
 

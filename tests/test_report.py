@@ -15,6 +15,8 @@ from PIL import ImageDraw
 
 from maskdetect import facecrops, moves, plots, records, report, runlog
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 CLASSES = ["mask", "without_mask"]
 
 

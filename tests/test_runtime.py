@@ -12,6 +12,8 @@ import pytest
 
 from maskdetect import runtime
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 _initialised: list[int] = []
 
 

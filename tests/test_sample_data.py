@@ -19,6 +19,8 @@ from PIL import Image
 
 from maskdetect import archives, sample_data
 
+pytestmark = pytest.mark.unit  # no TensorFlow: see conftest.py
+
 CLASSES = {"mask": 3, "without_mask": 2}
 
 
