@@ -168,6 +168,7 @@ def test_bench_train_speed_runs_both_sides_in_child_processes(tmp_path, monkeypa
     assert [row["side"] for row in rows] == ["baseline", "ours", "ours/baseline"]
 
 
+@pytest.mark.slow  # the whole benchmark on a few photos, ~10 s; why_missed runs in the quick tier
 def test_bench_face_stage_scores_the_defaults_at_other_thresholds_from_one_run(tmp_path, capsys):
     """Two labelled real photos: the defaults, the stage before the face finder and the threshold curve are
     scored and written as results.json and results.csv, and every unmatched box and missed face has a contact
@@ -255,6 +256,7 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     assert suppressed[0]["reason"] == "suppressed"
 
 
+@pytest.mark.slow  # the face stage at four settings on a 105-face photo, ~35 s
 def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(tmp_path, capsys):
     """On a real crowd photo of the detection set: the boxes that bench_face_stage --replay replays from the cached
     proposal groups (a keep rule, no network) are those FaceDetector.detect keeps, with no verifier, at the default

@@ -72,6 +72,7 @@ def imagenet_weights(keras_home):
         pytest.skip("the shared MobileNetV2 ImageNet weights are absent (the finder's trunk starts from Keras's file)")
 
 
+@pytest.mark.slow  # a real training, ~50 s; the quick tier checks the trainer's targets, augmentation and flags
 def test_a_short_real_training_saves_a_finder_that_finds_the_face_it_was_shown(tmp_path, imagenet_weights):
     """Three labelled photos (the astronaut masked and bare, a coffee cup), side 128, ImageNet trunk from the
     Keras cache: the command trains, saves, and the loaded finder puts its best boxes on the labelled faces. Its

@@ -214,6 +214,7 @@ def test_a_trial_killed_after_the_driver_asked_it_to_stop_is_interrupted_not_fai
     assert died["status"] == "failed" and "out of memory?" in died["error"], died
 
 
+@pytest.mark.slow  # a sweep of real trainings; test_trials checks the stopping rule
 def test_median_stopping_prunes_a_hopeless_trial(crops, tmp_path):
     settings = train.Settings(model="small", data=str(crops), logs=str(tmp_path / "logs"), epochs=5, image_size=32,
                               batch_size=16,

@@ -23,7 +23,8 @@ def crops(tmp_path_factory) -> Path:
     return make_crop_dataset(tmp_path_factory.mktemp("crops") / "processed_data", per_class=24)
 
 
-@pytest.mark.parametrize("network", ["small", "deep", pytest.param("mobilenetv2", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("network", ["small", pytest.param("deep", marks=pytest.mark.slow),
+                                     pytest.param("mobilenetv2", marks=pytest.mark.slow)])
 def test_tiny_run_saves_a_model_that_reloads_and_predicts(crops, tmp_path, network, capsys):
     logs = tmp_path / "logs"
     # mobilenetv2 from scratch here; its ImageNet start is tested offline in test_weights.py
@@ -51,6 +52,7 @@ def test_tiny_run_saves_a_model_that_reloads_and_predicts(crops, tmp_path, netwo
     assert np.all((probabilities >= 0) & (probabilities <= 1)) and np.allclose(probabilities.sum(axis=1), 1)
 
 
+@pytest.mark.slow  # another training; the tiny runs cover the path
 def test_three_classes_use_softmax(tmp_path):
     root = make_crop_dataset(tmp_path / "data", per_class=14, classes=("a", "b", "c"))
     assert train.main(["--data", str(root), "--logs", str(tmp_path / "logs"), *TINY]) == 0
@@ -134,6 +136,7 @@ def test_bad_data_is_one_line(tmp_path, capsys):
         assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
 
 
+@pytest.mark.slow  # another training
 def test_an_unreadable_crop_is_skipped_and_counted(tmp_path, capsys):
     root = make_crop_dataset(tmp_path / "data", per_class=12)
     (root / "mask" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
@@ -183,6 +186,7 @@ def test_an_error_raised_while_ctrl_c_unwinds_logs_the_run_as_interrupted(crops,
     assert records.read_rows(tmp_path / "logs" / runlog.LOG_NAME)[1]["status"] == "failed"
 
 
+@pytest.mark.slow  # another training; test_runlog checks the log's columns
 def test_an_older_log_without_new_columns_still_gets_the_row(crops, tmp_path):
     logs = tmp_path / "logs"
     old_columns = [column for column in runlog.LOG_FIELDS if column not in ("weights", "sweep_id")]
@@ -204,6 +208,7 @@ def test_rank_on_scores_the_run_on_labelled_photos(crops, tmp_path, capsys):
     assert row["rank_on"] == str(labelled.resolve()) and 0 <= float(row["rank_on_accuracy"]) <= 1
 
 
+@pytest.mark.slow  # a longer training; the tiny run covers the path
 def test_a_hundred_crops_give_a_model_that_works(tmp_path):
     # With batch-norm momentum 0.99 (Keras's default) a few dozen training steps leave the running statistics
     # near their initial values: the saved model called every crop one class and early stopping kept it.
