@@ -1,4 +1,4 @@
-"""Face-stage recall, boxes on no label and speed: the defaults against the stage before the face finder; --replay.
+"""Face-stage recall, boxes on no label and speed against the stage before the face finder; --ablation; --replay.
 
 Data: a folder with ``boxes.csv`` (image, width, height, label, xmin, ymin, xmax, ymax; labels
 mask / without_mask / incorrect_mask) and ``images/``. A ground-truth face counts as found when a
@@ -24,6 +24,11 @@ suppress it, so keeping the boxes of at least a probability gives exactly what t
 Timing is detection only (decoding excluded), by default on one thread (TensorFlow, OpenCV,
 TFLite, OMP), photos in sorted-name order.
 
+Ablation (``--ablation``, :mod:`benchmarks.ablation`): the defaults, then the stage with one proposal source,
+BlazeFace pass, the zoomed-in looks or part of the verifier removed at a time, each scored and timed on the same
+photos in one run; a variant that changes the fusion's features gets fusion weights refitted on the held-out
+photos of --fit-data (wild/), never on the photos scored.
+
 Replaying (``--replay``). The slow part of the face stage (MTCNN, the proposal sources, the zoomed-in looks, the
 fusion) runs once per photo and is cached in --cache; the keep/veto decision (``KeepRule.keep``) is then replayed
 on the cached proposal groups in seconds at other verifier thresholds (--verifier-thresholds), ways of combining
@@ -47,6 +52,7 @@ it a default.
     .venv/bin/python -m benchmarks.bench_face_stage --replay --verifier my_verifier.keras
     .venv/bin/python -m benchmarks.bench_face_stage --replay --verifier-thresholds 0.8 0.9 0.98 --views min median
     .venv/bin/python -m benchmarks.bench_face_stage --replay --vetoes 0 0.001 0.01
+    .venv/bin/python -m benchmarks.bench_face_stage --ablation --limit 200     # each part's worth, ~25 min
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import ablation
 from benchmarks.common import (
     BUCKETS,
     CLASSES,
@@ -93,6 +100,7 @@ CACHE_VERSION = 1
 VIEWS = {"min": lambda views: views.min(axis=0), "median": lambda views: np.median(views, axis=0),
          "mean": lambda views: views.mean(axis=0), "first": lambda views: views[0]}
 # Flags that only one mode reads (argparse dests).
+ABLATION_ONLY = ("fit_data", "variants")
 REPLAY_ONLY = ("cache", "verifier", "verifier_thresholds", "views", "vetoes", "unplaced")
 MEASURE_ONLY = ("first_stage", "verifier_threshold", "without_verifier", "no_plain", "no_baseline", "baseline_fusion",
                 "baseline_sources", "baseline_threshold", "thresholds", "sheet_max")
@@ -127,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     measure.add_argument("--thresholds", type=float, nargs="+", default=[], metavar="P",
                          help="also score the defaults at these second-stage thresholds")
     measure.add_argument("--sheet-max", type=int, default=600, help="most crops on the contact sheet")
+    ablation.add_arguments(parser.add_argument_group("--ablation: what each part of the stage is worth"))
     replaying = parser.add_argument_group("--replay: the keep/veto decision replayed on cached proposal groups")
     replaying.add_argument("--replay", action="store_true", help="replay instead of measuring")
     replaying.add_argument("--cache", type=Path,
@@ -145,11 +154,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     replaying.add_argument("--unplaced", action="store_true",
                            help="score each group only where it is, not also moved down (faceverifier.PLACEMENTS)")
     args = parser.parse_args(argv)
-    wrong_mode = [dest for dest in (MEASURE_ONLY if args.replay else REPLAY_ONLY)
-                  if getattr(args, dest) != parser.get_default(dest)]
+    if args.replay and args.ablation:
+        parser.error("--replay and --ablation are two modes: choose one")
+    mode = "--replay" if args.replay else "--ablation" if args.ablation else "the measuring mode"
+    other_modes = {"--replay": REPLAY_ONLY, "--ablation": ABLATION_ONLY, "the measuring mode": MEASURE_ONLY}
+    wrong_mode = [dest for other, dests in other_modes.items() if other != mode for dest in dests
+                  if dest not in other_modes[mode] and getattr(args, dest) != parser.get_default(dest)]
     if wrong_mode:
         flags = ", ".join("--" + dest.replace("_", "-") for dest in wrong_mode)
-        parser.error(f"{flags}: {'not' if args.replay else 'only'} with --replay")
+        parser.error(f"{flags}: not in {mode}")
     if args.limit < 0 or args.threads < 1 or args.min_size < 0 or not 0 < args.iou <= 1:
         parser.error("--limit >= 0, --threads >= 1, --min-size >= 0 and 0 < --iou <= 1")
     if not all(0 < threshold <= 1 for threshold in [*args.thresholds, *args.verifier_thresholds]):
@@ -164,7 +177,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if path is not None and not path.is_file():
             parser.error(f"{flag} {path} is not a file")
     if args.out is None:
-        args.out = default_out(NAME) / "replay" if args.replay else default_out(NAME)
+        args.out = default_out(NAME) / ("replay" if args.replay else "ablation" if args.ablation else "")
     return args
 
 
@@ -222,6 +235,13 @@ def baseline_detector(args: argparse.Namespace) -> FaceDetector:
     return FaceDetector(num_threads=args.threads, fusion=str(args.baseline_fusion),
                         proposal_sources=tuple(args.baseline_sources), second_stage_threshold=args.baseline_threshold,
                         verifier_threshold=None)
+
+
+def face_rows(detector: FaceDetector):
+    """A function of a photo that gives ``detector``'s faces as rows (x1, y1, x2, y2, confidence, detector)."""
+    def run(rgb):
+        return [(f.x1, f.y1, f.x2, f.y2, f.confidence, f.detector) for f in detector.detect(rgb)]
+    return run
 
 
 def run_detector(name: str, detect, photos: list[str], data: Path,
@@ -335,30 +355,25 @@ def measure(args: argparse.Namespace) -> int:
                         second_stage_threshold=min([default_threshold, *args.thresholds]), **verifying)
     print(f"defaults: {ours.settings} (loaded in {time.perf_counter() - t0:.1f} s)")
 
-    def detect_ours(detector):
-        def run(rgb):
-            return [(f.x1, f.y1, f.x2, f.y2, f.confidence, f.detector) for f in detector.detect(rgb)]
-        return run
-
-    defaults = run_detector("maskdetect defaults", detect_ours(ours), photos, args.data, truth)
+    defaults = run_detector("maskdetect defaults", face_rows(ours), photos, args.data, truth)
     verifier = "" if ours.settings.verifier_threshold is None else f", verifier at {ours.settings.verifier_threshold:g}"
     at_default = defaults.filtered(f"maskdetect defaults (second stage at {default_threshold}{verifier})",
                                    default_threshold, "second_stage")
     results.append(score(at_default, truth, args.min_size, args.iou))
     if not args.no_baseline:
         det = run_detector(f"baseline: {'+'.join(args.baseline_sources)}, {args.baseline_fusion.name}, "
-                           f"threshold {args.baseline_threshold}, no verifier", detect_ours(baseline_detector(args)),
+                           f"threshold {args.baseline_threshold}, no verifier", face_rows(baseline_detector(args)),
                            photos, args.data, truth)
         results.append(score(det, truth, args.min_size, args.iou))
     if args.without_verifier:
         unverified = FaceDetector(num_threads=args.threads, fusion=args.fusion, verifier_threshold=None,
                                   second_stage_threshold=default_threshold)
         det = run_detector(f"the defaults without the face verifier (second stage at {default_threshold})",
-                           detect_ours(unverified), photos, args.data, truth)
+                           face_rows(unverified), photos, args.data, truth)
         results.append(score(det, truth, args.min_size, args.iou))
     if args.first_stage:
         first = FaceDetector(second_stage=False)
-        det = run_detector("maskdetect second_stage=False", detect_ours(first), photos, args.data, truth)
+        det = run_detector("maskdetect second_stage=False", face_rows(first), photos, args.data, truth)
         results.append(score(det, truth, args.min_size, args.iou))
     if not args.no_plain:
         from mtcnn import MTCNN
@@ -612,7 +627,19 @@ def run_replay(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
+    if args.ablation:
+        return run_ablation(args)
     return run_replay(args) if args.replay else measure(args)
+
+
+def run_ablation(args: argparse.Namespace) -> int:
+    """The ablation mode (:mod:`benchmarks.ablation`): every variant scored, printed and written to --out."""
+    results = ablation.run(args, run_detector, face_rows)
+    print(ablation.table(results))
+    json_path, csv_path = write_results(args.out, [{k: v for k, v in r.items() if not k.startswith("_")}
+                                                   for r in results])
+    print(f"details: {json_path}, {csv_path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 from helpers import ASTRONAUT_FACE, GREEN_MASK, PYTHON, REPO, make_crop_dataset, picture, shared_data
 from PIL import Image
 
-from benchmarks import common
+from benchmarks import ablation, common
 
 BENCHMARKS = sorted(path.stem for path in (REPO / "benchmarks").glob("bench_*.py"))
 EXPERIMENTS = sorted(path.stem for path in (REPO / "experiments").glob("*.py") if path.stem != "__init__")
@@ -46,7 +46,12 @@ def test_each_benchmark_imports_the_package_and_only_common(package, name):
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             assert (node.value.id, node.attr) != ("sys", "path"), "sys.path is not edited"
     assert not {module for module in imported if module.startswith("bench_")}, "imports another benchmark"
-    assert {module for module in imported if module.startswith("benchmarks.")} <= {"benchmarks.common"} | {
+    # what benchmarks share is in their helper modules (common, ablation), never in another benchmark
+    helpers = {f"benchmarks.{path.stem}" for path in (REPO / "benchmarks").glob("*.py")
+               if not path.stem.startswith("bench_") and path.stem != "__init__"}
+    assert {module.rsplit(".", 1)[0] if module.count(".") > 1 else module
+            for module in imported if module.startswith("benchmarks.")} <= helpers | {"benchmarks"}
+    assert {module for module in imported if module.startswith("benchmarks.common.")} <= {
         f"benchmarks.common.{attribute}" for attribute in dir(common)}
     assert not {module for module in imported if module.startswith("experiments")}, "imports an experiment"
 
@@ -166,6 +171,59 @@ def test_bench_train_speed_runs_both_sides_in_child_processes(tmp_path, monkeypa
     assert "baseline" in out and "ours" in out and "speed-up: ours/baseline" in out
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [row["side"] for row in rows] == ["baseline", "ours", "ours/baseline"]
+
+
+def test_the_modes_of_the_face_stage_benchmark_take_only_their_own_flags(capsys):
+    from benchmarks import bench_face_stage
+
+    for argv, message in ((["--ablation", "--replay"], "two modes"), (["--fit-data", "x"], "not in the measuring mode"),
+                          (["--ablation", "--vetoes", "0.1"], "not in --ablation"),
+                          (["--replay", "--variants", "ssd"], "not in --replay")):
+        with pytest.raises(SystemExit) as exit_:
+            bench_face_stage.parse_args(argv)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err, argv
+    names = [name for name, _, _ in ablation.VARIANTS]
+    assert names[0] == "defaults" and len(set(names)) == len(names)
+    # every variant is a valid setting of the stage, and the refitted ones change a fusion feature
+    from maskdetect.face import DetectorSettings
+
+    for name, overrides, refitted in ablation.VARIANTS:
+        settings = DetectorSettings(**overrides)
+        assert refitted == (name == "defaults, fusion refitted" or bool(
+            {"proposal_sources", "blazeface_passes", "zoom"} & set(overrides))), name
+        assert settings != DetectorSettings() or not overrides, name
+
+
+@pytest.mark.slow  # the face stage twice on two photos, a fusion refitted on eight
+def test_the_ablation_scores_each_variant_and_refits_the_fusion_without_the_part_it_removes(tmp_path, capsys):
+    """On real photos: the variants that keep the fusion are scored as the stage with their settings scores; a
+    fusion refitted without the ssd source weighs no ssd feature and its detector runs without it."""
+    from benchmarks import bench_face_stage
+    from maskdetect import annotations
+    from maskdetect.face import FaceDetector, load_fusion
+
+    data = write_detection_set(tmp_path / "detection")
+    out = tmp_path / "out"
+    assert bench_face_stage.main(["--ablation", "--data", str(data), "--variants", "first view", "without the verifier",
+                                  "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in results] == ["defaults", "verifier on its first view only", "without the verifier"]
+    assert results[2]["settings"] == {"verifier_threshold": None} and "without the verifier" in printed
+    truth = common.load_truth(data)
+    direct = common.Detections("direct")
+    detector = FaceDetector(num_threads=1, verifier_threshold=None)
+    for photo in sorted(truth):
+        rgb = common.load_photo(data / "images" / photo, *common.photo_sizes(data)[photo])
+        direct.add(photo, bench_face_stage.face_rows(detector)(rgb), 0.0)
+    assert common.score(direct, truth, common.MIN_FACE, common.MATCH_IOU)["found"] == results[2]["found"]
+    wild = annotations.read(shared_data("wild"))
+    labels = annotations.Labels(wild.photos[:8])
+    overrides = dict(next(o for n, o, _ in ablation.VARIANTS if n == "without the ssd source"))
+    path = ablation.refit(overrides, labels, 1, tmp_path, "without the ssd source")
+    table = load_fusion(path)
+    assert "ssd" not in table["sources"] and not any(name.startswith("ssd") for name in table["weights"])
+    assert "ssd" not in FaceDetector(num_threads=1, fusion=path, **overrides).settings.source_names()
 
 
 @pytest.mark.slow  # the whole benchmark on a few photos, ~10 s; why_missed runs in the quick tier

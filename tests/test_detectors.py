@@ -420,3 +420,27 @@ def test_the_face_finder_boxes_whole_masked_faces_where_mtcnn_boxes_the_eyes(def
     before = np.array([box_of(face) for face in mtcnn_only.detect(rgb)])
     after = np.array([box_of(face) for face in default_detector.detect(rgb) if face.detector == FaceKind.MTCNN])
     assert iou(labelled, before).max() < 0.4 <= iou(labelled, after).max()
+
+
+def test_the_stage_runs_without_its_zoomed_looks_with_fewer_blazeface_passes_or_one_verifier_view(
+        astronaut: np.ndarray) -> None:
+    """The parts an ablation or a faster preset leaves out: the zoomed-in features stay 0, the blazeface source
+    proposes in the passes asked for, in order, and a verifier on one view scores the same first view."""
+    lean = FaceDetector(num_threads=1, zoom=False, blazeface_passes=("mirror",), verifier_views=1)
+    groups = lean.proposal_groups(astronaut)
+    assert groups and all(features["zoomed_full_range"] == features["zoomed_short_range"] == 0.0
+                          for _, features in groups)
+    assert all(features["blazeface_passes"] <= 1 for _, features in groups)
+    source = next(source for source in lean._sources if source.name == "blazeface")
+    assert len(source.propose(astronaut, [])) == 1
+    full = FaceDetector(num_threads=1)
+    boxes = np.array([box for box, _ in groups])
+    _, lowest, highest = lean.verify(astronaut, boxes)
+    _, lowest_all, _ = full.verify(astronaut, boxes)
+    assert np.array_equal(lowest, highest) and (lowest >= lowest_all - 1e-6).all()
+    assert [face.int_box() for face in lean.detect(astronaut) if face.detector == FaceKind.MTCNN] == \
+        [face.int_box() for face in full.detect(astronaut) if face.detector == FaceKind.MTCNN]
+    for wrong in ({"verifier_views": 2}, {"zoom": 1}, {"blazeface_passes": ()}, {"blazeface_passes": ("tile",)},
+                  {"blazeface_passes": ("photo", "photo")}, {"blazeface_passes": "photo"}):
+        with pytest.raises(ValueError, match=next(iter(wrong))):
+            DetectorSettings(**wrong)

@@ -82,8 +82,9 @@ class FaceDetector:
         self._sources: list[ProposalSource] = [PROPOSAL_SOURCES[name](settings) for name in source_names]
         self._zoom_full_range = self._zoom_short_range = self._verifier = None
         if self._sources:
-            self._zoom_full_range = BlazeFaceModel(FULL_RANGE, settings.num_threads)
-            self._zoom_short_range = BlazeFaceModel(SHORT_RANGE, settings.num_threads)
+            if settings.zoom:
+                self._zoom_full_range = BlazeFaceModel(FULL_RANGE, settings.num_threads)
+                self._zoom_short_range = BlazeFaceModel(SHORT_RANGE, settings.num_threads)
             if settings.verifier_threshold is not None:
                 self._verifier = verifier.load_verifier(settings.verifier_model)
 
@@ -170,7 +171,8 @@ class FaceDetector:
         verifier's best placement, and the lowest and highest of its views there (NaN with no verifier)."""
         if self._verifier is not None:
             image = check_image(image)
-        return verifier.verify(self._verifier, self.rule, image, boxes, probabilities)
+        return verifier.verify(self._verifier, self.rule, image, boxes, probabilities,
+                               every_view=self.settings.verifier_views > 1)
 
     def _mtcnn_and_proposals(self, rgb: np.ndarray) -> tuple[list[Face], list[Face], np.ndarray]:
         """Every MTCNN face (any confidence, highest first), the kept ones with their boxes refined by the

@@ -210,7 +210,7 @@ def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> d
                          f"of them faces: too few of both kinds to fit the fusion weights; label more photos")
     # fusion_fit.fit adds the groups and faces counted to the description
     fitted = fusion_fit.fit(names, features, targets_,
-                        fitted_on=f"{used} labelled photos held out of the finder's training")
+                            fitted_on=f"{used} labelled photos held out of the finder's training")
     fusion_fit.save(fitted, output / "fusion.json")
     table = fusion_fit.threshold_table(names, features, targets_)
     fusion_fit.write_threshold_table(table, output / "thresholds.csv")

@@ -130,9 +130,12 @@ def features(group: ProposalGroup, sources: Sequence[ProposalSource], zoomed_ful
     return result
 
 
-def zoom(rgb: np.ndarray, box: np.ndarray, model: BlazeFaceModel, context: float) -> tuple[float, np.ndarray | None]:
+def zoom(rgb: np.ndarray, box: np.ndarray, model: BlazeFaceModel | None,
+         context: float) -> tuple[float, np.ndarray | None]:
     """Best score (and its box) of ``model`` on a square crop of ``context`` times ``box``'s long side, among
-    the boxes that match ``box``; (0, None) when none does."""
+    the boxes that match ``box``; (0, None) when none does, or when there is no model."""
+    if model is None:
+        return 0.0, None
     crop, left, top = images.square_crop(rgb, box, context)
     found = model(crop, _ZOOM_MIN_SCORE)
     if not len(found):
@@ -147,11 +150,11 @@ def zoom(rgb: np.ndarray, box: np.ndarray, model: BlazeFaceModel, context: float
 
 
 def gated_groups(rgb: np.ndarray, kept_boxes: np.ndarray, proposals: np.ndarray, sources: Sequence[ProposalSource],
-                 zoom_full_range: BlazeFaceModel, zoom_short_range: BlazeFaceModel) -> list[Group]:
+                 zoom_full_range: BlazeFaceModel | None, zoom_short_range: BlazeFaceModel | None) -> list[Group]:
     """Box (not clipped) and features of each proposal group that some source's gate lets through.
 
     The box is the mean of the group's box (that of its first source in the sources' order) and the zoomed-in
-    boxes that match it.
+    boxes that match it; with no zoom models (None), the group's box, and zoomed-in scores of 0.
     """
     pool = proposal_pool(proposals, kept_boxes)
     if not len(pool):

@@ -15,6 +15,9 @@ from maskdetect.face.proposals import PROPOSAL_SOURCES
 if TYPE_CHECKING:
     from maskdetect.facecrops import CropSettings
 
+# The blazeface source's passes, in the order it runs them: the photo, its mirror image, 2 x 2 overlapping tiles.
+BLAZEFACE_PASSES = ("photo", "mirror", "tiles")
+
 
 @dataclass(frozen=True)
 class DetectorSettings:
@@ -50,6 +53,13 @@ class DetectorSettings:
         ``maskdetect/face/weights/faceverifier.keras``.
     verifier_veto: a group the fusion keeps with a probability under 0.5 is dropped when none of the verifier's
         views (at its best placement) gives it this much; None vetoes nothing. With no verifier, nothing is vetoed.
+    verifier_views: how many of the verifier's views a box is scored on: 3 (the crop, its mirror image and a
+        wider crop; a box's score is the lowest, its veto the highest) or 1 (the crop alone).
+    zoom: look again at each gated proposal group, zoomed in, with BlazeFace full-range and short-range (two fusion
+        features); False leaves those features 0, for fusion weights fitted without them.
+    blazeface_passes: the ``blazeface`` source's passes over the photo, any of ``BLAZEFACE_PASSES`` (the photo, its
+        mirror image, 2 x 2 overlapping tiles); the number that propose a group is a fusion feature, so fusion
+        weights are fitted for one choice.
 
     Raises:
         ValueError: a setting out of its range, or an unregistered proposal source (one line).
@@ -70,6 +80,9 @@ class DetectorSettings:
     verifier_threshold: float | None = 0.98
     verifier_model: str | None = None
     verifier_veto: float | None = 0.001
+    verifier_views: int = 3
+    zoom: bool = True
+    blazeface_passes: tuple[str, ...] = ("photo", "mirror", "tiles")
 
     def __post_init__(self) -> None:
         def require_probability(name: str, value: Any) -> None:
@@ -104,6 +117,16 @@ class DetectorSettings:
             require_probability("verifier_threshold", self.verifier_threshold)
         if self.verifier_veto is not None:
             require_probability("verifier_veto", self.verifier_veto)
+        if self.verifier_views not in (1, 3) or isinstance(self.verifier_views, bool):
+            raise ValueError(f"verifier_views must be 1 or 3, got {self.verifier_views!r}")
+        if not isinstance(self.zoom, bool):
+            raise ValueError(f"zoom must be True or False, got {self.zoom!r}")
+        passes = self.blazeface_passes
+        if isinstance(passes, str) or not isinstance(passes, (tuple, list)) or not passes \
+                or not set(passes) <= set(BLAZEFACE_PASSES) or len(set(passes)) != len(passes):
+            raise ValueError(f"blazeface_passes must name one or more of {list(BLAZEFACE_PASSES)} once each, "
+                             f"got {passes!r}")
+        object.__setattr__(self, "blazeface_passes", tuple(passes))
         if self.verifier_model is not None and not isinstance(self.verifier_model, (str, os.PathLike)):
             raise ValueError(f"verifier_model must be None or a file path, got {self.verifier_model!r}")
         if self.proposal_sources is not None:

@@ -45,7 +45,8 @@ def load_verifier(path: str | Path | None) -> Verifier:
 
 
 def verify(verifier: Verifier | None, rule: KeepRule, rgb: np.ndarray, boxes: np.ndarray,
-           probabilities: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           probabilities: np.ndarray | None = None,
+           every_view: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The boxes at the verifier's best placement, and the lowest and the highest of its views there: a face is
     added on the lowest, vetoed on the highest.
 
@@ -57,6 +58,7 @@ def verify(verifier: Verifier | None, rule: KeepRule, rgb: np.ndarray, boxes: np
         probabilities: the groups' fused probabilities; with them, only the boxes whose other views can change
             what ``rule`` keeps are looked at on them (:meth:`KeepRule.needs_other_views`), elsewhere the lowest
             and highest are the first view's score, for the very same decision.
+        every_view: False scores every box on the first view alone (``DetectorSettings.verifier_views`` 1).
 
     Returns:
         (placed boxes (n, 4), lowest (n,), highest (n,)).
@@ -65,7 +67,10 @@ def verify(verifier: Verifier | None, rule: KeepRule, rgb: np.ndarray, boxes: np
     if verifier is None:
         return boxes, np.full(len(boxes), np.nan), np.full(len(boxes), np.nan)
     look_again = None
-    if probabilities is not None:
+    if not every_view:
+        def look_again(first: np.ndarray) -> np.ndarray:
+            return np.zeros(len(first), bool)
+    elif probabilities is not None:
         probabilities = np.asarray(probabilities, np.float64).reshape(-1)
 
         def look_again(first: np.ndarray) -> np.ndarray:

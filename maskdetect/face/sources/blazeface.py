@@ -24,7 +24,7 @@ _TILE_SHARE = 0.6
 
 @register_proposal_source
 class BlazeFaceSource:
-    """MediaPipe BlazeFace full-range, in three passes: the photo, its mirror image and tiles.
+    """MediaPipe BlazeFace full-range, by default in three passes: the photo, its mirror image and tiles.
 
     BlazeFace sees masked faces that the other detectors miss but fires on one pass and not the
     next; the number of passes that agree is evidence too. The 2 x 2 overlapping tiles let it see
@@ -36,13 +36,24 @@ class BlazeFaceSource:
 
     def __init__(self, settings: DetectorSettings) -> None:
         self._model = BlazeFaceModel(FULL_RANGE, settings.num_threads)
+        self._passes = settings.blazeface_passes
 
     def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
-        """Three passes (whole photo, mirror image, tiles), each thinned by non-maximum suppression."""
-        height, width = image.shape[:2]
-        whole = self._model(image, _MIN_SCORE)
+        """A list per pass of ``DetectorSettings.blazeface_passes`` (by default the whole photo, its mirror image
+        and tiles, in that order), each thinned by non-maximum suppression."""
+        looks = {"photo": self._photo, "mirror": self._mirror, "tiles": self._tiles}
+        return [faces_from_rows(nms(looks[name](image), _NMS_IOU), self.name) for name in self._passes]
+
+    def _photo(self, image: np.ndarray) -> np.ndarray:
+        return self._model(image, _MIN_SCORE)
+
+    def _mirror(self, image: np.ndarray) -> np.ndarray:
         mirror = self._model(np.ascontiguousarray(image[:, ::-1]), _MIN_SCORE)
-        mirror[:, [0, 2]] = width - mirror[:, [2, 0]]
+        mirror[:, [0, 2]] = image.shape[1] - mirror[:, [2, 0]]
+        return mirror
+
+    def _tiles(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
         tiles = []
         tile_height, tile_width = int(height * _TILE_SHARE), int(width * _TILE_SHARE)
         if tile_height >= 2 and tile_width >= 2:
@@ -52,6 +63,5 @@ class BlazeFaceSource:
                     found[:, [0, 2]] += left
                     found[:, [1, 3]] += top
                     tiles.append(found)
-        tiled = np.concatenate(tiles) if tiles else np.empty((0, 5))
-        return [faces_from_rows(nms(rows, _NMS_IOU), self.name) for rows in (whole, mirror, tiled)]
+        return np.concatenate(tiles) if tiles else np.empty((0, 5))
 
