@@ -24,6 +24,7 @@ VARIANTS: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("defaults", {}, False),
     ("defaults, fusion refitted", {}, True),
     ("without the ssd source", {"proposal_sources": ("blazeface", "mtcnn_below_threshold", "facefinder")}, True),
+    ("the ssd source at 300 px, as trained", {"ssd_size": 300}, True),
     ("without the blazeface source", {"proposal_sources": ("ssd", "mtcnn_below_threshold", "facefinder")}, True),
     ("without mtcnn_below_threshold", {"proposal_sources": ("ssd", "blazeface", "facefinder")}, True),
     ("without the facefinder source", {"proposal_sources": ("ssd", "blazeface", "mtcnn_below_threshold")}, True),

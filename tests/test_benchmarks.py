@@ -190,7 +190,7 @@ def test_the_modes_of_the_face_stage_benchmark_take_only_their_own_flags(capsys)
     for name, overrides, refitted in ablation.VARIANTS:
         settings = DetectorSettings(**overrides)
         assert refitted == (name == "defaults, fusion refitted" or bool(
-            {"proposal_sources", "blazeface_passes", "zoom"} & set(overrides))), name
+            {"proposal_sources", "blazeface_passes", "zoom", "ssd_size"} & set(overrides))), name
         assert settings != DetectorSettings() or not overrides, name
 
 
