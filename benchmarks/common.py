@@ -331,13 +331,8 @@ class EndToEnd:
         if len(labels) != len(predicted):
             raise ValueError(f"{len(labels)} labels for {len(predicted)} rows of probabilities")
         self.counted.update(counted or {})
-        for label in dict.fromkeys(labels.tolist()):
-            mine = labels == label
-            called = predicted[mine]
-            self.found[label] += int(mine.sum())
-            self.correct[label] += int((called == label).sum())
-            self.confusion[label].update(called.tolist())
-        self.scored += list(zip(labels.tolist(), predicted.tolist(), chosen.tolist(), strict=True))
+        for label, called, probability in zip(labels.tolist(), predicted.tolist(), chosen.tolist(), strict=True):
+            self._found(label, called, probability)
 
     def _found(self, label: str, predicted: str, probability: float) -> None:
         self.found[label] += 1
