@@ -37,7 +37,7 @@ class ProposalSource(Protocol):
     # reaches that source's gate; the others' low scores still count in the fusion.
     gate: float
     # Optional (a class attribute, absent or None by default): its proposals of this score or more
-    # refine the kept MTCNN boxes that lie mostly inside them (FaceDetector._refined).
+    # refine the kept MTCNN boxes that lie mostly inside them (maskdetect.face.groups.refined).
 
     def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> Sequence[Sequence[Face]]:
         """Faces this source sees in ``image`` (RGB uint8), one list per pass over the photo.
