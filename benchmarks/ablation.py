@@ -11,6 +11,7 @@ the part's. Variants of the verifier change no feature and keep the shipped weig
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import tempfile
 import time
@@ -18,22 +19,54 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import DEFAULT_WILD, load_truth, score
+from maskdetect.face.settings import PRESET_FUSION, PRESETS, WEIGHTS_DIR
 
 # name, the settings that differ from the defaults, whether the fusion is refitted for it
 VARIANTS: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("defaults", {}, False),
     ("defaults, fusion refitted", {}, True),
     ("without the ssd source", {"proposal_sources": ("blazeface", "mtcnn_below_threshold", "facefinder")}, True),
-    ("the ssd source at 300 px, as trained", {"ssd_size": 300}, True),
+    ("the ssd source at 640 px", {"ssd_size": 640}, True),
     ("without the blazeface source", {"proposal_sources": ("ssd", "mtcnn_below_threshold", "facefinder")}, True),
     ("without mtcnn_below_threshold", {"proposal_sources": ("ssd", "blazeface", "facefinder")}, True),
     ("without the facefinder source", {"proposal_sources": ("ssd", "blazeface", "mtcnn_below_threshold")}, True),
-    ("blazeface without its mirror pass", {"blazeface_passes": ("photo", "tiles")}, True),
-    ("blazeface without its tiles pass", {"blazeface_passes": ("photo", "mirror")}, True),
+    ("blazeface without its mirror pass", {"blazeface_passes": ("photo",)}, True),
+    ("blazeface with a tiles pass too", {"blazeface_passes": ("photo", "mirror", "tiles")}, True),
     ("without the zoomed-in looks", {"zoom": False}, True),
     ("verifier on its first view only", {"verifier_views": 1}, False),
     ("without the verifier", {"verifier_threshold": None}, False),
 )
+
+BEFORE_PRESETS = Path(__file__).resolve().parent / "fusion_before_presets.json"
+_FAST = {"first_stage": False, "zoom": False, "verifier_threshold": None, "blazeface_passes": ("photo",)}
+# Candidates for the face stage's presets (``--candidates``), after the stage's defaults before the presets (the
+# baseline): the accurate preset keeps MTCNN first; the fast one does without MTCNN, the zoomed-in looks and the
+# verifier. Each gets its own fusion, as a preset ships its own: the presets' shipped ones, refitted for the others.
+CANDIDATES: tuple[tuple[str, dict[str, Any], bool], ...] = (
+    ("before the presets (ssd at 640 px, tiles)", {"ssd_size": 640, "blazeface_passes": ("photo", "mirror", "tiles"),
+                                                   "fusion": str(BEFORE_PRESETS)}, False),
+    ("accurate preset (the defaults)", {}, False),
+    ("accurate, fusion refitted", {}, True),
+    ("accurate, 1 verifier view", {"verifier_views": 1}, False),
+    ("fast preset", {**PRESETS["fast"], "fusion": str(WEIGHTS_DIR / PRESET_FUSION["fast"])}, False),
+    ("fast: facefinder, blazeface", {**_FAST, "proposal_sources": ("blazeface", "facefinder")}, True),
+    ("fast: facefinder, blazeface, ssd", {**_FAST, "proposal_sources": ("ssd", "blazeface", "facefinder")}, True),
+    ("fast: facefinder, zoom", {**_FAST, "proposal_sources": ("facefinder",), "zoom": True}, True),
+    ("fast: mtcnn, facefinder", {**_FAST, "first_stage": True, "proposal_sources": ("facefinder",)}, True),
+    ("fast: mtcnn at 480 px, facefinder",
+     {**_FAST, "first_stage": True, "detect_size": 480, "proposal_sources": ("facefinder",)}, True),
+    ("fast: mtcnn at 480 px, facefinder, mtcnn_below_threshold",
+     {**_FAST, "first_stage": True, "detect_size": 480, "proposal_sources": ("mtcnn_below_threshold", "facefinder")},
+     True),
+    ("fast: facefinder, blazeface, zoom", {**_FAST, "proposal_sources": ("blazeface", "facefinder"), "zoom": True},
+     True),
+    ("fast: facefinder, blazeface, verifier 1 view",
+     {**_FAST, "proposal_sources": ("blazeface", "facefinder"), "verifier_threshold": 0.98, "verifier_views": 1},
+     True),
+)
+# --choose scores on this share of the photos held out of the face finder's training (``annotations.held_out``,
+# 20 %): the other half fits the fusion.
+CHOICE_SHARE = 0.1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +77,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "fusion for each variant (default: %(default)s); never the photos scored")
     parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                         help="with --ablation: only the variants whose names contain one of these words")
+    parser.add_argument("--candidates", action="store_true",
+                        help="with --ablation: the candidates for the accurate and fast presets instead of the "
+                        "one-part-removed variants")
+    parser.add_argument("--choose", action="store_true",
+                        help="with --ablation: score on half of --fit-data's held-out photos and refit on the other "
+                        "half, instead of scoring on --data: for choosing, so that --data stays unseen")
+
+
+def choice_folder(fit_data: Path, folder: Path) -> Path:
+    """A --data folder (``boxes.csv``, ``images/``) of the photos of ``fit_data`` that --choose scores on: those held
+    out of the face finder's training whose name hash is in the upper half of the held-out share."""
+    from maskdetect.annotations import held_out
+
+    with open(fit_data / "boxes.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [row for row in reader if held_out(row["image"], 2 * CHOICE_SHARE)
+                and not held_out(row["image"], CHOICE_SHARE)]
+        fields = reader.fieldnames
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "boxes.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "images").symlink_to((fit_data / "images").resolve())
+    return folder
 
 
 def refit(overrides: dict[str, Any], labels, threads: int, folder: Path, name: str) -> str:
@@ -73,18 +131,25 @@ def run(args: argparse.Namespace, run_detector, face_rows) -> list[dict]:
     from maskdetect.face import FaceDetector
     from maskdetect.face.facefinder_train import held_out
 
+    scratch_folder = tempfile.TemporaryDirectory()
+    if args.choose:
+        args.data = choice_folder(args.fit_data, Path(scratch_folder.name) / "choice")
     truth = load_truth(args.data)
     photos = sorted(truth)[: args.limit or None]
-    chosen = [variant for variant in VARIANTS
-              if variant[0] == "defaults" or not args.variants
+    every = CANDIDATES if args.candidates else VARIANTS
+    chosen = [variant for variant in every
+              if variant is every[0] or not args.variants
               or any(word in variant[0] for word in args.variants)]
     labels = None
     if any(refitted for *_, refitted in chosen):
         read = annotations.read(args.fit_data)
-        labels = annotations.Labels([photo for photo in read.photos if held_out(photo.image.name, 0.2)])
-        print(f"fusion refits on {len(labels.photos)} held-out photos of {args.fit_data}")
+        # never fitted on a photo it is scored on (with --choose the two share a folder)
+        labels = annotations.Labels([photo for photo in read.photos if held_out(photo.image.name, 2 * CHOICE_SHARE)
+                                     and photo.image.name not in truth])
+        print(f"fusion refits on {len(labels.photos)} held-out photos of {args.fit_data}; "
+              f"scored on {len(photos)} photos of {args.data}")
     results = []
-    with tempfile.TemporaryDirectory() as scratch:
+    with scratch_folder as scratch:
         for name, overrides, refitted in chosen:
             start = time.perf_counter()
             settings = dict(overrides)

@@ -21,6 +21,7 @@ shrunk to the detect size, crops from the full resolution, one detector process 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import shutil
 import sys
@@ -43,6 +44,7 @@ from benchmarks.common import (
     write_results,
 )
 from maskdetect import dedup, facecrops, faces, images, records, runtime
+from maskdetect.face.settings import from_crop_settings
 
 NAME = "bench_data"
 STAGES = ("dedup", "faces")
@@ -71,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     faces_flags.add_argument("--limit", type=int, default=120, help="photos to use, the first N by name "
                              "(default %(default)s)")
     faces_flags.add_argument("--no-second-stage", action="store_true", help="MTCNN alone on both sides")
+    faces_flags.add_argument("--face-stage", choices=facecrops.FACE_STAGES, default="accurate",
+                             help="the face-stage preset on both sides (default %(default)s)")
+    faces_flags.add_argument("--scaling", action="store_true",
+                             help="ours with 1 process, then with --jobs, instead of against the baseline: how close "
+                             "--jobs processes come to --jobs times the photos per second")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.generated < 0 or args.limit < 1 or args.distance < 0:
         parser.error("--jobs >= 1, --generated >= 0, --limit >= 1, --distance >= 0")
@@ -215,12 +222,11 @@ def steady_rate(stamps: list[float]) -> float:
 
 
 def faces_baseline(photos: list[Path], settings: facecrops.CropSettings, output: Path) -> tuple[float, float, dict]:
-    from maskdetect.face import DetectorSettings, FaceDetector
+    from maskdetect.face import FaceDetector
 
     start = time.perf_counter()
     with runtime.native_stderr_silenced():
-        detector = FaceDetector(DetectorSettings(threshold=settings.threshold, detect_size=None,
-                                                 second_stage=settings.second_stage))
+        detector = FaceDetector(dataclasses.replace(from_crop_settings(settings), detect_size=None))
     found, stamps = {}, []
     for path in photos:
         rgb = images.load_rgb(path)
@@ -256,13 +262,32 @@ def describe(name: str, seconds: float, steady: float, count: int, scores: dict)
             f"({steady:5.2f} after start-up); recall (>= {MIN_FACE} px): {parts}")
 
 
+def scaling(args: argparse.Namespace, photos: list[Path], truth: dict, settings: facecrops.CropSettings) -> list[dict]:
+    """Ours with one process and with --jobs, on the same photos: photos/s after start-up and their ratio."""
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for jobs in (1, args.jobs):
+            seconds, steady, found = faces_ours(photos, settings, Path(work) / f"jobs{jobs}", jobs)
+            print(describe(f"{jobs} jobs", seconds, steady, len(photos), recall(found, truth)))
+            rows.append({"stage": "faces", "face_stage": settings.face_stage, "photos": len(photos), "jobs": jobs,
+                         "seconds": seconds, "photos_per_s": len(photos) / seconds, "steady_photos_per_s": steady})
+    ratio = rows[1]["steady_photos_per_s"] / rows[0]["steady_photos_per_s"]
+    print(f"{args.jobs} processes give {ratio:.2f}x the photos/s of one after start-up "
+          f"({ratio / args.jobs:.0%} of linear)")
+    rows.append({"stage": "faces", "face_stage": settings.face_stage, "jobs": f"{args.jobs} against 1",
+                 "steady_speed_up": ratio})
+    return rows
+
+
 def run_faces(args: argparse.Namespace) -> list[dict]:
     if not has_detection_set(args.detection):
         print(f"[faces] skipped: {args.detection} has no boxes.csv and images/")
         return []
     truth = load_truth(args.detection)
     photos = [args.detection / "images" / name for name in sorted(truth)[: args.limit]]
-    settings = facecrops.CropSettings(second_stage=not args.no_second_stage)
+    settings = facecrops.CropSettings(second_stage=not args.no_second_stage, face_stage=args.face_stage)
+    if args.scaling:
+        return scaling(args, photos, truth, settings)
     with tempfile.TemporaryDirectory() as work:
         base_seconds, base_steady, base_found = faces_baseline(photos, settings, Path(work) / "baseline")
         our_seconds, our_steady, our_found = faces_ours(photos, settings, Path(work) / "ours", args.jobs)
@@ -270,10 +295,11 @@ def run_faces(args: argparse.Namespace) -> list[dict]:
     print(describe("baseline", base_seconds, base_steady, len(photos), base_recall)
           + " [1 process, full resolution]")
     print(describe("ours", our_seconds, our_steady, len(photos), our_recall)
-          + f" [{args.jobs} processes, detect at {settings.detect_size} px]")
+          + f" [{args.jobs} processes, detect at {from_crop_settings(settings).detect_size} px]")
     print(f"speed-up: {base_seconds / our_seconds:.2f}x with model loading, "
           f"{our_steady / base_steady:.2f}x after start-up")
-    return [{"stage": "faces", "photos": len(photos), "jobs": args.jobs, "detect_size": settings.detect_size,
+    return [{"stage": "faces", "photos": len(photos), "jobs": args.jobs,
+             "detect_size": from_crop_settings(settings).detect_size,
              "seconds": our_seconds, "photos_per_s": len(photos) / our_seconds, "steady_photos_per_s": our_steady,
              "recall": {label: hit / total for label, (hit, total) in our_recall.items()},
              "baseline_seconds": base_seconds, "baseline_photos_per_s": len(photos) / base_seconds,

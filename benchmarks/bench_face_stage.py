@@ -100,7 +100,7 @@ CACHE_VERSION = 1
 VIEWS = {"min": lambda views: views.min(axis=0), "median": lambda views: np.median(views, axis=0),
          "mean": lambda views: views.mean(axis=0), "first": lambda views: views[0]}
 # Flags that only one mode reads (argparse dests).
-ABLATION_ONLY = ("fit_data", "variants")
+ABLATION_ONLY = ("fit_data", "variants", "candidates", "choose")
 REPLAY_ONLY = ("cache", "verifier", "verifier_thresholds", "views", "vetoes", "unplaced")
 MEASURE_ONLY = ("first_stage", "verifier_threshold", "without_verifier", "no_plain", "no_baseline", "baseline_fusion",
                 "baseline_sources", "baseline_threshold", "thresholds", "sheet_max")

@@ -32,6 +32,7 @@ from pathlib import Path
 from maskdetect import export, runtime
 from maskdetect.artifact import load_classifier
 from maskdetect.face import settings as face_settings
+from maskdetect.facecrops import FACE_STAGES
 from maskdetect.inference import MaskDetector, best_model
 from maskdetect.inference.media import VIDEO_EXTENSIONS, Item, plan_inputs
 from maskdetect.inference.pipeline import CROP
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"also write the model as {' or '.join(export.FORMATS)}, to run without this code")
     parser.add_argument("--export-path", type=Path,
                         help="where --export writes (default: beside the model: model.tflite, model_savedmodel/)")
+    parser.add_argument("--face-stage", choices=FACE_STAGES, default=None,
+                        help=f"{face_settings.FACE_STAGE_HELP} (default: accurate on photos, fast on video and "
+                        "webcams)")
     parser.add_argument("--face-detector", metavar="DIR",
                         help="a face detector you trained with train_face_detector.py (default: the shipped one)")
     parser.add_argument("--second-stage-threshold", type=float, default=None, metavar="P",
@@ -111,7 +115,11 @@ def _main(args) -> int:
     # checked before any model loads
     settings = dataclasses.replace(CROP, face_detector=args.face_detector,
                                    second_stage_threshold=args.second_stage_threshold,
-                                   verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier)
+                                   verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier,
+                                   face_stage=args.face_stage or "accurate")
+    video_settings = dataclasses.replace(settings, face_stage=args.face_stage or "fast")
+    for chosen in (settings, video_settings):
+        face_settings.from_crop_settings(chosen)  # a preset the --face-detector folder has no fusion for
     items, problems = plan_inputs(args.inputs)
     if args.inputs and not items:
         raise ValueError("; ".join(problems) if problems else "nothing to process")
@@ -131,7 +139,7 @@ def _main(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
     output = args.output or args.logs / "detect" / time.strftime("%Y%m%d-%H%M%S")
     _refuse_to_overwrite_sources(items, output)
-    pipeline = MaskDetector(classifier, settings)
+    pipeline = MaskDetector(classifier, settings, video_settings)
     summary = process(pipeline, items, output, args.every, args.show, args.max_frames, problems)
     totals = summary["totals"]
     per_class = ", ".join(f"{name} {count}" for name, count in totals["faces_per_class"].items())

@@ -62,6 +62,8 @@ REJECTED_RECORD = "rejected.csv"
 
 FACE_DETECTOR_FILES = ("facefinder.keras", "fusion.json")  # what train_face_detector.py writes
 FACE_VERIFIER_FILE = "faceverifier.keras"  # and, unless told not to, this
+# The face stage's presets (maskdetect.face.settings.PRESETS; this layer loads no detector, so names only).
+FACE_STAGES = ("accurate", "fast")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ class CropSettings:
     margin: float = 0.2
     threshold: float = 0.9
     review_threshold: float = 0.7
-    detect_size: int = 640
+    # The long side photos are shrunk to for MTCNN; None: the face-stage preset's (640 accurate, 480 fast).
+    detect_size: int | None = None
     second_stage: bool = True
     pad_retry: bool = True
     # A folder of train_face_detector.py (facefinder.keras + fusion.json); None: the shipped face finder.
@@ -85,6 +88,8 @@ class CropSettings:
     verifier_threshold: float | None = None
     # False: no face verifier (--no-verifier).
     verifier: bool = True
+    # The face stage's preset (maskdetect.face.settings.PRESETS): "accurate" or "fast".
+    face_stage: str = "accurate"
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 4096:
@@ -103,7 +108,12 @@ class CropSettings:
             raise ValueError(f"--verifier-threshold must be in (0, 1], not {self.verifier_threshold}")
         if self.verifier_threshold is not None and not self.verifier:
             raise ValueError("--verifier-threshold and --no-verifier do not go together")
-        if self.detect_size < 64:
+        if self.face_stage not in FACE_STAGES:
+            raise ValueError(f"--face-stage must be one of {', '.join(FACE_STAGES)}, not {self.face_stage!r}")
+        if self.face_stage == "fast" and not self.second_stage:
+            raise ValueError("--no-second-stage leaves the fast face stage nothing to find faces with: "
+                             "use --face-stage accurate")
+        if self.detect_size is not None and self.detect_size < 64:
             raise ValueError(f"--detect-size must be at least 64 pixels, not {self.detect_size}")
         if self.face_detector is not None:
             folder = Path(self.face_detector)

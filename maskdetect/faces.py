@@ -24,7 +24,7 @@ import numpy as np
 from maskdetect import annotations, facecrops, images, records, review, runtime, suspects
 from maskdetect.face import retry
 from maskdetect.face import settings as face_settings
-from maskdetect.facecrops import CropSettings
+from maskdetect.facecrops import FACE_STAGES, CropSettings
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +183,13 @@ def build_parser():
     parser.add_argument("--size", type=int, default=defaults.size, help="crop side in pixels (default %(default)s)")
     parser.add_argument("--detect-size", type=int, default=defaults.detect_size,
                         help="photos are shrunk to this long side for detection; crops come from the "
-                        "full resolution (default %(default)s)")
+                        "full resolution (default: the face stage's, 640 accurate, 480 fast)")
     parser.add_argument("--no-second-stage", action="store_true",
                         help="MTCNN only: do not add the masked faces it misses")
     parser.add_argument("--no-pad-retry", action="store_true",
                         help="do not retry small photos inside a border when no face is found")
+    parser.add_argument("--face-stage", choices=FACE_STAGES, default=defaults.face_stage,
+                        help=f"{face_settings.FACE_STAGE_HELP} (default %(default)s)")
     parser.add_argument("--face-detector", metavar="DIR",
                         help="a face detector you trained with train_face_detector.py (default: the shipped one)")
     parser.add_argument("--second-stage-threshold", type=float, default=None, metavar="P",
@@ -242,8 +244,9 @@ def _main(args) -> int:
         size=args.size, margin=args.margin, threshold=args.threshold, review_threshold=args.review_threshold,
         detect_size=args.detect_size, second_stage=not args.no_second_stage, pad_retry=not args.no_pad_retry,
         face_detector=args.face_detector, second_stage_threshold=args.second_stage_threshold,
-        verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier,
+        verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier, face_stage=args.face_stage,
     )
+    face_settings.from_crop_settings(settings)  # a preset the --face-detector folder has no fusion for: now, once
     if args.jobs < 1:
         raise ValueError("--jobs must be at least 1")
     if args.label_map and not args.annotations:

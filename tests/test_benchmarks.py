@@ -280,11 +280,13 @@ def test_why_a_face_was_missed_on_a_real_photo(tmp_path):
     boxed off; one on the weak proposal group above her head is below the threshold, or vetoed by the verifier when
     the threshold is under its probability (suppressed with no veto); one on the empty corner was not proposed.
     The judge is a keep rule: the detector's own, at another threshold or without its veto."""
-    from benchmarks import bench_face_stage
+    from benchmarks import ablation, bench_face_stage
     from maskdetect.face.detector import FaceDetector
 
     data = write_detection_set(tmp_path / "detection")
-    detector = FaceDetector(num_threads=1)
+    # the stage before its presets, which proposes a weak group above her head (the defaults propose none there)
+    detector = FaceDetector(num_threads=1, ssd_size=640, blazeface_passes=("photo", "mirror", "tiles"),
+                            fusion=str(ablation.BEFORE_PRESETS))
     rgb = np.asarray(picture("astronaut"))
     kept = bench_face_stage.Detections("kept")
     kept.add("bare.jpg", [(f.x1, f.y1, f.x2, f.y2, f.confidence, f.detector) for f in detector.detect(rgb)], 0.0)

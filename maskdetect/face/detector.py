@@ -78,7 +78,7 @@ class FaceDetector:
         from maskdetect.face.mtcnn import Mtcnn
 
         self._cv2 = cv2
-        self._mtcnn = Mtcnn()
+        self._mtcnn = Mtcnn() if settings.first_stage else None
         self._sources: list[ProposalSource] = [PROPOSAL_SOURCES[name](settings) for name in source_names]
         self._zoom_full_range = self._zoom_short_range = self._verifier = None
         if self._sources:
@@ -178,7 +178,7 @@ class FaceDetector:
         """Every MTCNN face (any confidence, highest first), the kept ones with their boxes refined by the
         proposals, and the proposal sources' proposals (rows, see :func:`maskdetect.face.groups.proposal_rows`);
         the sources see MTCNN's faces, so they run after it."""
-        mtcnn_faces = self._mtcnn.detect(rgb, self.settings, self._cv2)
+        mtcnn_faces = [] if self._mtcnn is None else self._mtcnn.detect(rgb, self.settings, self._cv2)
         proposals = groups.proposal_rows(self._sources, rgb, mtcnn_faces)
         kept = [face for face in mtcnn_faces if face.confidence >= self.settings.threshold]
         return mtcnn_faces, groups.refined(kept, proposals, self._sources), proposals

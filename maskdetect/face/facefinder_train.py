@@ -22,6 +22,7 @@ import numpy as np
 
 from maskdetect.annotations import held_out
 from maskdetect.face.facefinder import DEFAULT_SIDE, STRIDE, build_model, letterbox, loss, save, targets
+from maskdetect.face.settings import PRESET_FUSION
 
 logger = logging.getLogger(__name__)
 
@@ -196,25 +197,30 @@ def train(labelled_photos: Sequence, output: Path, epochs: int = 40, batch_size:
 
 def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> dict:
     """Fit the face stage's fusion weights, with the new finder as one of its sources, on the labelled photos
-    the finder did not train on (on its own training photos its scores would be overconfident), into
-    ``output``/fusion.json; and what each second-stage threshold would keep of their groups (cross-validated),
-    into ``output``/thresholds.csv."""
+    the finder did not train on (on its own training photos its scores would be overconfident), one file per
+    preset (``output``/fusion.json for accurate, fusion_fast.json for fast); and what each second-stage threshold
+    would keep of their groups (cross-validated), into ``output``/thresholds.csv (thresholds_fast.csv)."""
     from maskdetect import annotations
     from maskdetect.face import fusion_fit
 
     held = annotations.Labels([photo for photo in labels.photos if held_out(photo.image.name, holdout)])
-    detector = fusion_fit.collecting_detector(face_model=str(output / "facefinder.keras"))
-    names, features, targets_, used = fusion_fit.collect(held, detector, progress=progress)
-    if not targets_.sum() or targets_.all():
-        raise ValueError(f"the {used} held-out photos gave {len(targets_)} proposal groups, {int(targets_.sum())} "
-                         f"of them faces: too few of both kinds to fit the fusion weights; label more photos")
-    # fusion_fit.fit adds the groups and faces counted to the description
-    fitted = fusion_fit.fit(names, features, targets_,
-                            fitted_on=f"{used} labelled photos held out of the finder's training")
-    fusion_fit.save(fitted, output / "fusion.json")
-    table = fusion_fit.threshold_table(names, features, targets_)
-    fusion_fit.write_threshold_table(table, output / "thresholds.csv")
-    return {"groups": len(targets_), "faces": int(targets_.sum()), "photos": used, "thresholds": table}
+    result: dict = {}
+    for preset, name in PRESET_FUSION.items():
+        detector = fusion_fit.collecting_detector(preset=preset, face_model=str(output / "facefinder.keras"))
+        names, features, targets_, used = fusion_fit.collect(held, detector, progress=progress)
+        if not targets_.sum() or targets_.all():
+            raise ValueError(f"the {used} held-out photos gave {len(targets_)} proposal groups, "
+                             f"{int(targets_.sum())} of them faces: too few of both kinds to fit the fusion weights; "
+                             f"label more photos")
+        # fusion_fit.fit adds the groups and faces counted to the description
+        fitted = fusion_fit.fit(names, features, targets_,
+                                fitted_on=f"{used} labelled photos held out of the finder's training ({preset})")
+        fusion_fit.save(fitted, output / name)
+        table = fusion_fit.threshold_table(names, features, targets_)
+        fusion_fit.write_threshold_table(table, output / name.replace("fusion", "thresholds").replace(".json", ".csv"))
+        if not result:  # the accurate preset's, the one the trade-off is printed for
+            result = {"groups": len(targets_), "faces": int(targets_.sum()), "photos": used, "thresholds": table}
+    return result
 
 
 def train_verifier(labels, output: Path, holdout: float, epochs: int, weights: str | None, seed: int,

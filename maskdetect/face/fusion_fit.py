@@ -38,7 +38,7 @@ from maskdetect.face.boxes import iou
 from maskdetect.face.detector import FaceDetector
 from maskdetect.face.fusion import check_fusion, fusion_features, load_fusion
 from maskdetect.face.proposals import PASSES_SUFFIX, ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE
-from maskdetect.face.settings import DetectorSettings
+from maskdetect.face.settings import PRESETS, DetectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -264,17 +264,24 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     return load_fusion(path)
 
 
-def collecting_detector(sources: Sequence[str] | None = None, **settings: Any) -> FaceDetector:
-    """A detector for :func:`collect`: it needs no fitted weights, but a detector checks that every
-    source it runs has one, so it gets a table of zeros for its sources' features."""
-    source_names = DetectorSettings(proposal_sources=sources).source_names()
+def collecting_detector(sources: Sequence[str] | None = None, preset: str = "accurate",
+                        **settings: Any) -> FaceDetector:
+    """A detector for :func:`collect`, as the face stage's ``preset`` runs (``sources`` and ``settings`` on top):
+    it needs no fitted weights, but a detector checks that every source it runs has one, so it gets a table of
+    zeros for its sources' features."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown face-stage preset {preset!r}; known: {', '.join(PRESETS)}")
+    settings = {**PRESETS[preset], **settings}
+    if sources is not None:
+        settings["proposal_sources"] = tuple(sources)
+    source_names = DetectorSettings(proposal_sources=settings.get("proposal_sources")).source_names()
     with tempfile.TemporaryDirectory() as folder:
         neutral = Path(folder) / "neutral.json"
         save({"weights": dict.fromkeys(fusion_features(source_names), 0.0), "bias": 0.0,
               "sources": list(source_names), "fitted_on": "nothing (collecting features)"}, neutral)
         # the verifier only decides which groups are kept; collecting needs every group, so it is not loaded
         settings.setdefault("verifier_threshold", None)
-        return FaceDetector(proposal_sources=sources, fusion=str(neutral), **settings)
+        return FaceDetector(fusion=str(neutral), **settings)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -288,8 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="labelled photos: VOC folders, CSV files or YOLO folders (see maskdetect.annotations)")
     parser.add_argument("--output", required=True, type=Path, help="the fusion weights file to write")
     parser.add_argument("--limit", type=int, default=0, help="only the first N labelled photos; 0: all")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="accurate",
+                        help="the face-stage preset the weights are for (default %(default)s)")
     parser.add_argument("--sources", nargs="+", default=None,
-                        help="proposal sources to run (default: every registered one)")
+                        help="proposal sources to run (default: the preset's)")
+    parser.add_argument("--holdout", type=float, default=0.0, metavar="SHARE",
+                        help="only the photos train_face_detector.py holds out of the face finder's training with "
+                        "this --holdout (fit on photos the finder never saw); 0: every photo (default)")
     parser.add_argument("--match-iou", type=float, default=MATCH_IOU,
                         help=f"IoU with a labelled face for a group to count as a face (default {MATCH_IOU})")
     parser.add_argument("--fitted-on", default="",
@@ -299,18 +311,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime.configure_logging()
 
     def body() -> int:
-        if args.limit < 0 or not 0 < args.match_iou <= 1:
-            raise ValueError("--limit must be >= 0 and --match-iou in (0, 1]")
+        if args.limit < 0 or not 0 < args.match_iou <= 1 or not 0 <= args.holdout < 1:
+            raise ValueError("--limit must be >= 0, --match-iou in (0, 1] and --holdout in [0, 1)")
         labels = annotations.Labels()
         for path in args.annotations:
             labels.extend(annotations.read(path))
+        if args.holdout:
+            labels.photos = [photo for photo in labels.photos if annotations.held_out(photo.image.name, args.holdout)]
         if args.limit:
             labels.photos = labels.photos[:args.limit]
         if not labels.photos:
             raise ValueError(f"no labelled photos in {' '.join(map(str, args.annotations))}")
-        detector = collecting_detector(args.sources)
+        detector = collecting_detector(args.sources, args.preset)
         names, X, y, used = collect(labels, detector, args.match_iou, progress=not args.quiet)
         where = args.fitted_on or ", ".join(str(path) for path in args.annotations)
+        if args.holdout:
+            where = f"{where}, held out of the face finder's training (--holdout {args.holdout:g})"
         save(fit(names, X, y, fitted_on=f"{used} photos of {where}"), args.output)
         table = threshold_table(names, X, y)
         table_path = args.output.with_name(f"{args.output.stem}_thresholds.csv")

@@ -15,8 +15,9 @@ from maskdetect.face.proposals import PROPOSAL_SOURCES
 if TYPE_CHECKING:
     from maskdetect.facecrops import CropSettings
 
-# The blazeface source's passes, in the order it runs them: the photo, its mirror image, 2 x 2 overlapping tiles.
+# The blazeface source's passes, in the order it can run them: the photo, its mirror image, 2 x 2 overlapping tiles.
 BLAZEFACE_PASSES = ("photo", "mirror", "tiles")
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class DetectorSettings:
     detect_size: long side, in pixels, that the photo is shrunk to before MTCNN runs (never
         enlarged); None runs MTCNN at full resolution. Boxes are always returned in the input
         image's coordinates.
+    first_stage: run MTCNN first and keep its faces of ``threshold`` or more; False leaves every face to the second
+        stage (its sources, fusion and verifier), which is much faster and finds fewer faces.
     second_stage: add faces that MTCNN misses (the proposal sources, fusion and verifier).
     second_stage_threshold: fused probability needed to keep a second-stage face. Lower finds more
         faces and keeps more boxes that are not faces.
@@ -70,9 +73,10 @@ class DetectorSettings:
     min_face_size: int = 20
     scale_factor: float = 0.709
     detect_size: int | None = 640
+    first_stage: bool = True
     second_stage: bool = True
     second_stage_threshold: float = 0.4
-    ssd_size: int = 640
+    ssd_size: int = 300
     num_threads: int | None = None
     proposal_sources: tuple[str, ...] | None = None
     fusion: str | None = None
@@ -82,7 +86,7 @@ class DetectorSettings:
     verifier_veto: float | None = 0.001
     verifier_views: int = 3
     zoom: bool = True
-    blazeface_passes: tuple[str, ...] = ("photo", "mirror", "tiles")
+    blazeface_passes: tuple[str, ...] = ("photo", "mirror")
 
     def __post_init__(self) -> None:
         def require_probability(name: str, value: Any) -> None:
@@ -109,6 +113,10 @@ class DetectorSettings:
             raise ValueError(f"ssd_size must be an integer >= 64, got {self.ssd_size!r}")
         if not isinstance(self.second_stage, bool):
             raise ValueError(f"second_stage must be True or False, got {self.second_stage!r}")
+        if not isinstance(self.first_stage, bool):
+            raise ValueError(f"first_stage must be True or False, got {self.first_stage!r}")
+        if not self.first_stage and not self.second_stage:
+            raise ValueError("first_stage and second_stage are both off: the face stage would find nothing")
         if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
             raise ValueError(f"num_threads must be None or a positive integer, got {self.num_threads!r}")
         if self.face_model is not None and not isinstance(self.face_model, (str, os.PathLike)):
@@ -154,6 +162,32 @@ class DetectorSettings:
 
 
 
+# The face stage's presets: the settings each changes from the defaults, and the name of its fusion weights file
+# (in the shipped weights folder, and in a face-detector folder that train_face_detector.py wrote).
+# accurate: MTCNN first, then every proposal source, the zoomed-in looks and the verifier: the defaults.
+# fast: MTCNN on the photo shrunk to 480 px, then the face finder alone as the second stage, its boxes turned into
+# probabilities by the fusion: no other source, no zoomed-in looks, no verifier.
+PRESETS: dict[str, dict[str, Any]] = {
+    "accurate": {},
+    "fast": {"detect_size": 480, "proposal_sources": ("facefinder",), "zoom": False, "verifier_threshold": None},
+}
+PRESET_FUSION = {"accurate": "fusion.json", "fast": "fusion_fast.json"}
+
+
+def preset_settings(name: str, **overrides: Any) -> DetectorSettings:
+    """The settings of the face stage's preset ``name`` (see ``PRESETS``), with its shipped fusion weights, and
+    ``overrides`` (DetectorSettings fields) on top.
+
+    Raises:
+        ValueError: an unknown preset or setting (one line).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown face-stage preset {name!r}; known: {', '.join(PRESETS)}")
+    settings: dict[str, Any] = {**PRESETS[name], "fusion": str(WEIGHTS_DIR / PRESET_FUSION[name])}
+    settings.update(overrides)
+    return DetectorSettings(**settings)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -175,8 +209,11 @@ def from_crop_settings(crop: CropSettings, threads: int | None = None) -> Detect
     trained: dict[str, Any] = {}
     if crop.face_detector is not None:  # a user's own face finder, with the fusion weights fitted for it
         folder = Path(crop.face_detector)
-        face_model, fusion = (str(folder / name) for name in facecrops.FACE_DETECTOR_FILES)
-        trained = {"face_model": face_model, "fusion": fusion}
+        fusion = folder / PRESET_FUSION[crop.face_stage]
+        if not fusion.is_file():
+            raise ValueError(f"--face-detector {folder} has no {fusion.name} for the {crop.face_stage} face stage: "
+                             f"retrain it with train_face_detector.py, or use --face-stage accurate")
+        trained = {"face_model": str(folder / facecrops.FACE_DETECTOR_FILES[0]), "fusion": str(fusion)}
         # its own verifier when it has one (--verifier-epochs 0 trains none: then the shipped one, if asked for)
         verifier = folder / facecrops.FACE_VERIFIER_FILE
         if verifier.is_file():
@@ -187,8 +224,10 @@ def from_crop_settings(crop: CropSettings, threads: int | None = None) -> Detect
         trained["verifier_threshold"] = None
     elif crop.verifier_threshold is not None:
         trained["verifier_threshold"] = crop.verifier_threshold
-    return DetectorSettings(threshold=crop.threshold, detect_size=crop.detect_size,
-                            second_stage=crop.second_stage, num_threads=threads, **trained)
+    if crop.detect_size is not None:
+        trained["detect_size"] = crop.detect_size
+    return preset_settings(crop.face_stage, threshold=crop.threshold, second_stage=crop.second_stage,
+                           num_threads=threads, **trained)
 
 
 def second_stage_threshold_help() -> str:
@@ -205,5 +244,8 @@ def verifier_threshold_help() -> str:
             "finds more masked faces and keeps more boxes that are not faces (default "
             f"{DetectorSettings().verifier_threshold:g})")
 
+
+FACE_STAGE_HELP = ("accurate: MTCNN, then the other detectors, the zoomed-in looks and the face verifier (the most "
+                   "faces); fast: MTCNN on a smaller photo and the face finder alone, about 3x faster, fewer faces")
 
 NO_VERIFIER_HELP = "keep only the faces the fusion keeps: no face verifier (fewer masked faces, fewer false boxes)"

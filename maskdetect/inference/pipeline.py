@@ -82,7 +82,7 @@ class Detection:
     carried: bool = False
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=2)  # one for photos, one for video (two presets)
 def _face_detector(settings):
     """The face detector for ``settings``, built once per process.
 
@@ -113,27 +113,47 @@ class MaskDetector:
 
     Args:
         classifier: the trained model, or None to find and cut faces only.
-        settings: the face stage's settings; its margin and size are replaced by the classifier's.
+        settings: the face stage's settings for photos; its margin and size are replaced by the classifier's.
+        video_settings: those for video frames (e.g. another ``face_stage`` preset); None: ``settings``.
 
     Attributes:
         classifier: as given.
-        settings: the settings faces are found and cut with.
-        detector: the shared face detector for those settings.
+        settings: the settings faces are found and cut with in photos.
+        video_settings: and in video frames.
+        detector: the shared face detector for photos (loaded when first used; models take seconds to load).
     """
 
-    def __init__(self, classifier: Classifier | None, settings: CropSettings = CROP) -> None:
+    def __init__(self, classifier: Classifier | None, settings: CropSettings = CROP,
+                 video_settings: CropSettings | None = None) -> None:
         self.classifier = classifier
+        if video_settings is None:
+            video_settings = settings
         if classifier is not None:
-            settings = dataclasses.replace(settings, margin=classifier.crop_margin, size=classifier.crop_size)
+            settings, video_settings = (dataclasses.replace(chosen, margin=classifier.crop_margin,
+                                                            size=classifier.crop_size)
+                                        for chosen in (settings, video_settings))
         self.settings = settings
-        self.detector = _face_detector(from_crop_settings(settings))
+        self.video_settings = video_settings
+        # checked now, loaded when first used
+        self._detector_settings = {False: from_crop_settings(settings), True: from_crop_settings(video_settings)}
 
-    def faces(self, rgb: np.ndarray) -> list:
+    @property
+    def detector(self):
+        """The face detector for photos (``maskdetect.face.FaceDetector``), shared by every MaskDetector with the
+        same settings."""
+        return _face_detector(self._detector_settings[False])
+
+    def faces(self, rgb: np.ndarray, video: bool = False) -> list:
         """The faces of ``rgb`` (H x W x 3 uint8) the face stage would keep, as ``maskdetect.face.Face``.
+
+        Args:
+            rgb: the photo or frame.
+            video: a video frame: found with ``video_settings``.
 
         Faces the face stage keeps only for review (low confidence) are left out.
         """
-        found, _ = detect_faces(self.detector, rgb, self.settings)
+        settings = self.video_settings if video else self.settings
+        found, _ = detect_faces(_face_detector(self._detector_settings[video]), rgb, settings)
         return [face for face in found if not face.low_confidence]
 
     def crops(self, rgb: np.ndarray, found: Sequence) -> tuple[list[np.ndarray], list]:

@@ -140,7 +140,7 @@ def run_video(pipeline: MaskDetector, capture, item: Item, output: Path, every: 
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             fresh = tally.frames % every == 0
             if fresh:
-                carried = pipeline.faces(rgb)
+                carried = pipeline.faces(rgb, video=True)
             detections = pipeline.classify(rgb, carried, carried=not fresh)
             annotated = annotate(rgb, detections, pipeline.classifier.class_names)
             if writer is None:
@@ -263,20 +263,26 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
 def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict], output: Path, every: int | None,
              seconds: float) -> dict:
     class_names = pipeline.classifier.class_names
-    used = from_crop_settings(pipeline.settings)
     counts: Counter = Counter()
     for tally in tallies:
         counts.update(tally.counts)
+
+    def detector_settings(settings) -> dict:
+        used = from_crop_settings(settings)
+        return {"face_stage": settings.face_stage,
+                **{key: getattr(settings, key) for key in ("threshold", "second_stage", "pad_retry", "margin", "size",
+                                                           "face_detector")},
+                # the values used, defaults included (None: no verifier, so no veto either)
+                **{key: getattr(used, key) for key in ("detect_size", "second_stage_threshold", "verifier_threshold")},
+                "verifier_veto": used.verifier_veto if used.verifier_threshold is not None else None}
+
     return {
         "model": str(pipeline.classifier.path), "class_names": class_names,
         "image_size": pipeline.classifier.image_size,
         "detect_every": every or DEFAULT_VIDEO_EVERY if any(t.kind != "image" for t in tallies) else 1,
-        "detector_settings": {**{key: getattr(pipeline.settings, key) for key in
-                                 ("threshold", "detect_size", "second_stage", "pad_retry", "margin", "size",
-                                  "face_detector")},
-                              # the values used, defaults included (None: no verifier, so no veto either)
-                              **{key: getattr(used, key) for key in ("second_stage_threshold", "verifier_threshold")},
-                              "verifier_veto": used.verifier_veto if used.verifier_threshold is not None else None},
+        # photos, and video and webcams, can be looked at with different face-stage presets
+        "detector_settings": detector_settings(pipeline.settings),
+        "video_detector_settings": detector_settings(pipeline.video_settings),
         # the model's crop geometry and where it came from (default: the model's metadata does not record it)
         "crop": {"margin": pipeline.settings.margin, "crop_size": pipeline.settings.size,
                  "source": pipeline.classifier.crop_source},
