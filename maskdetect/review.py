@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import html
 import logging
+import math
 import os
 import urllib.parse
 from collections import defaultdict
@@ -321,15 +322,25 @@ def _follow_in_manifest(output: Path, moved: dict[str, Path]) -> None:
 def apply_verdicts(output: Path, verdicts: dict[str, str], logs: Path | None = None) -> dict[str, int]:
     """Move rejected crops to ``<output>/_rejected/<class>/`` and accepted low-confidence crops into
     their class folder, and carry out the moves to another class (:func:`relabel`, journaled under ``logs``);
-    crops deleted by hand count as rejected. ``faces.csv`` is rewritten to match."""
+    crops deleted by hand count as rejected. ``faces.csv`` is rewritten to match. An accept whose crop's name is
+    taken in its class folder is refused (ValueError) before anything moves."""
+    manifest = output / facecrops.MANIFEST
+    rows = records.read_rows(manifest)
+    # Every refusal comes before the first move: a refused sheet leaves the folder as it was.
+    for row in rows:
+        crop = Path(row["crop"])
+        target = output / row["class"] / crop.name
+        if (verdicts.get(crop.name) == "accept" and row["kind"] == facecrops.LOW_CONFIDENCE and crop.exists()
+                and target.exists()):
+            raise ValueError(f"cannot accept {crop.name}: {target} exists; rename or remove it, then apply the "
+                             "verdicts again (nothing was moved)")
     moved = {"moved": 0, "gone": 0}
     if any(verdict.startswith(MOVE) for verdict in verdicts.values()):
         if logs is None:
             raise ValueError("moving crops to another class needs a logs folder for the journal")
         moved = relabel(output, verdicts, logs)
         verdicts = {name: verdict for name, verdict in verdicts.items() if not verdict.startswith(MOVE)}
-    manifest = output / facecrops.MANIFEST
-    rows = records.read_rows(manifest)
+        rows = records.read_rows(manifest)
     counts = {"rejected": 0, "accepted": 0, "missing": 0, "unknown": 0, **moved}
     known = {Path(row["crop"]).name for row in rows}
     for name in sorted(set(verdicts) - known):
@@ -353,8 +364,6 @@ def apply_verdicts(output: Path, verdicts: dict[str, str], logs: Path | None = N
             counts["rejected"] += 1
         elif verdict == "accept" and row["kind"] == facecrops.LOW_CONFIDENCE:
             target = output / row["class"] / crop.name
-            if target.exists():
-                raise ValueError(f"cannot accept {crop.name}: {target} exists")
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(crop, target)
             kept_rows.append({**row, "crop": str(target.resolve()), "kind": facecrops.AUTO})
@@ -378,10 +387,17 @@ def read_manual_boxes(path: Path) -> list[dict]:
             raise ValueError(f"{path} lacks the column(s) {sorted(missing)}; expected {MANUAL_BOX_FIELDS}")
         rows = []
         for number, row in enumerate(reader, 2):
+            # DictReader fills the cells a short row lacks with None
+            short = [key for key in MANUAL_BOX_FIELDS if row.get(key) is None]
+            if short:
+                raise ValueError(f"{path}:{number}: the row has no {', '.join(short)}; each row needs "
+                                 f"{', '.join(MANUAL_BOX_FIELDS)}")
             try:
                 box = [float(row[key]) for key in ("x1", "y1", "x2", "y2")]
             except ValueError as error:
                 raise ValueError(f"{path}:{number}: {error}") from None
+            if not all(math.isfinite(value) for value in box):
+                raise ValueError(f"{path}:{number}: the box {box} is not four finite numbers")
             if box[2] <= box[0] or box[3] <= box[1]:
                 raise ValueError(f"{path}:{number}: the box {box} is empty")
             rows.append({"source": row["source"], "class": row["class"], "box": box})

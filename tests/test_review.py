@@ -118,7 +118,12 @@ def test_a_manual_box_file_gives_each_drawn_box_as_numbers_with_its_source_and_c
     ([["a.jpg", "mask", 1, 2, 30, ""]], None, r"\.csv:2: could not convert"),
     ([["a.jpg", "mask", 30, 2, 30, 40]], None, r"\.csv:2: the box .* is empty"),
     ([["a.jpg", "mask", 1, 40, 30, 2]], None, r"\.csv:2: the box .* is empty"),
-], ids=["missing column", "not a number", "empty cell", "no width", "upside down"])
+    ([["a.jpg", "mask", 1, 2, 30]], None, r"\.csv:2: the row has no y2"),
+    ([["a.jpg"]], None, r"\.csv:2: the row has no class, x1, y1, x2, y2"),
+    ([["a.jpg", "mask", 1, 2, "nan", 40]], None, r"\.csv:2: the box .* is not four finite numbers"),
+    ([["a.jpg", "mask", "-inf", 2, "inf", 40]], None, r"\.csv:2: the box .* is not four finite numbers"),
+], ids=["missing column", "not a number", "empty cell", "no width", "upside down", "short row", "one cell", "nan",
+        "inf"])
 def test_a_manual_box_file_with_a_missing_column_a_non_number_or_an_empty_box_is_refused(tmp_path, rows, header, words):
     path = write_boxes(tmp_path / "boxes.csv", rows, header or review.MANUAL_BOX_FIELDS)
     with pytest.raises(ValueError, match=words):
@@ -159,6 +164,19 @@ def test_an_accepted_low_confidence_crop_joins_its_class_as_a_detected_face_acce
     assert (rows[low.name]["kind"], rows[low.name]["crop"]) == (facecrops.AUTO, str(accepted))
     assert rows[kept.name]["kind"] == facecrops.AUTO
     assert not (folder.output / facecrops.REJECTED_DIR).exists()
+
+
+def test_an_accept_whose_name_is_taken_is_refused_before_any_reject_accept_or_move_is_carried_out(folder):
+    low = folder.crops["astronaut2"]
+    taken = folder.output / "mask" / low.name
+    taken.write_bytes(b"the user's file")
+    before = {path: path.read_bytes() for path in folder.output.rglob("*") if path.is_file()}
+    verdicts = {folder.crops["astronaut0"].name: "reject", low.name: "accept",
+                folder.crops["astronaut1"].name: review.MOVE + "without_mask"}
+    with pytest.raises(ValueError, match=rf"cannot accept {low.name}: .*{taken.name} exists.*nothing was moved"):
+        review.apply_verdicts(folder.output, verdicts, folder.logs)
+    assert {path: path.read_bytes() for path in folder.output.rglob("*") if path.is_file()} == before
+    assert not moves.journal_path(folder.logs).exists()
 
 
 def test_a_crop_deleted_by_hand_is_recorded_as_rejected_whatever_the_verdicts(folder):
