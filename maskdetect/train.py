@@ -74,6 +74,9 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
     """
     if record is None:
         record = functools.partial(runlog.append_log, settings.logs)
+    # a log folder that cannot be written, or a log that is another file, is one line now, not after the training
+    runtime.check_writable(settings.logs, "--logs")
+    runlog.check_log(Path(settings.logs) / runlog.LOG_NAME)
     jobs = settings.jobs or runtime.default_jobs()
     crops = data.find_crops(settings.data, jobs)
     shares = (1 - settings.val_split - settings.test_split, settings.val_split, settings.test_split)

@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -218,7 +219,8 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
     Args:
         pipeline: the detector and classifier.
         items: what to process (:func:`~maskdetect.inference.media.plan_inputs`).
-        output: the output folder, created when absent.
+        output: the output folder, created when absent; one that holds a ``detections.csv`` is refused
+            (FileExistsError) before anything is written.
         every: on videos and webcams, detect faces every this many frames; None: ``DEFAULT_VIDEO_EVERY``.
         show: show the annotated frames in a window where there is a display.
         max_frames: stop each video or webcam after this many frames; 0: all.
@@ -232,7 +234,8 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
     tallies: list[Tally] = []
     failures = [{"source": "", "error": problem} for problem in problems]
     started = time.perf_counter()
-    with open(output / DETECTIONS, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    # "x": an earlier run's detections.csv (or a second run started into the same folder) is never overwritten
+    with open(output / DETECTIONS, "x", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.DictWriter(handle, fieldnames=DETECTION_FIELDS, lineterminator="\n")
         writer.writeheader()
 
@@ -256,7 +259,9 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
         finally:
             display.close()
             summary = _summary(pipeline, tallies, failures, output, every, time.perf_counter() - started)
-            (output / SUMMARY).write_text(json.dumps(summary, indent=2))
+            partial = output / f".{SUMMARY}.partial"  # whole or absent, never half-written
+            partial.write_text(json.dumps(summary, indent=2))
+            os.replace(partial, output / SUMMARY)
     return summary
 
 
