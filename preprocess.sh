@@ -89,6 +89,13 @@ if (( undo )); then
     exit $?
 fi
 
+# Every flag, those for process_faces.py included, is checked before step 1 renames anything.
+run_python -m maskdetect.organize "${common[@]}" "${organise_flags[@]}" --check
+run_python "$here/remove_duplicates.py" "${common[@]}" "${dedup_flags[@]}" --check
+if (( ! skip_faces && ! dry_run )); then
+    run_python "$here/process_faces.py" "--input=$input" "--output=$output" "--logs=$logs" "${faces_flags[@]}" --check
+fi
+
 echo "== 1/3 organise: $input"
 run_python -m maskdetect.organize "${common[@]}" "${organise_flags[@]}"
 
@@ -103,4 +110,4 @@ else
     echo "== 3/3 face crops: $input -> $output"
     run_python "$here/process_faces.py" "--input=$input" "--output=$output" "--logs=$logs" "${faces_flags[@]}"
 fi
-echo "preprocess: done; journal of every change in $logs/preprocess/renames.csv (undo: ./preprocess.sh --input $input --undo)"
+echo "preprocess: done; journal of every change in $logs/preprocess/renames.csv (undo: ./preprocess.sh --input $input --logs $logs --undo)"

@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="print the groups and change nothing")
     parser.add_argument("--delete", action="store_true", help="delete duplicates instead of setting them aside")
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
+    parser.add_argument("--check", action="store_true", help="check the flags and stop, changing nothing")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -245,7 +246,9 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 <= args.hash_distance <= 64:
         raise ValueError(f"--hash-distance must be between 0 and 64, not {args.hash_distance}")
     if args.jobs < 1:
-        raise ValueError("--jobs must be at least 1")
+        raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
+    if args.check:
+        return runtime.EXIT_OK
     root, class_dirs = _resolve_class_dirs(args)
     if not class_dirs:
         raise ValueError(f"no class folders in {root}")

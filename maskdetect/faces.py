@@ -224,6 +224,7 @@ def build_parser():
                         "(fetched into Keras's cache on first use) or a local copy (default %(default)s)")
     parser.add_argument("--undo-review", action="store_true",
                         help="put back the crops the review moved to another class")
+    parser.add_argument("--check", action="store_true", help="check the flags and stop, changing nothing")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -245,10 +246,13 @@ def _main(args) -> int:
         verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier,
     )
     if args.jobs < 1:
-        raise ValueError("--jobs must be at least 1")
+        raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
     if args.label_map and not args.annotations:
         # checked before anything runs, so a mistyped command changes nothing
         raise ValueError("--label-map is for --annotations")
+    annotations.parse_label_map(args.label_map)
+    if args.check:
+        return runtime.EXIT_OK
     output = args.output
     if args.apply_review:
         if not args.apply_review.is_file():
