@@ -17,7 +17,7 @@ usage: ./preprocess.sh [--input DIR] [--output DIR] [--logs DIR] [--dry-run] [--
   --delete             delete unusable files and duplicates instead of setting them aside
   --undo               restore the original names and everything set aside, then stop
   --min-size PX        set aside images whose shorter side is below PX (default 32)
-  --max-pixels N       set aside images with more than N pixels (default 89478485)
+  --max-pixels N       set aside images with more than N pixels, never decoding them (default 89478485)
   --hash-distance BITS near-duplicate threshold, 0 = exact copies only (default 4)
   --jobs N             processes to use (default: all cores)
   --skip-faces         stop after duplicate removal
@@ -60,8 +60,11 @@ while [[ $# -gt 0 ]]; do
         --delete) delete=1; shift ;;
         --undo) undo=1; shift ;;
         --skip-faces) skip_faces=1; shift ;;
-        --min-size|--max-pixels) need_value "$@"; organise_flags+=("$1=$2"); shift 2 ;;
-        --min-size=*|--max-pixels=*) organise_flags+=("$1"); shift ;;
+        --min-size) need_value "$@"; organise_flags+=("$1=$2"); shift 2 ;;
+        --min-size=*) organise_flags+=("$1"); shift ;;
+        # every step that decodes photos takes the same limit
+        --max-pixels) need_value "$@"; organise_flags+=("$1=$2"); dedup_flags+=("$1=$2"); faces_flags+=("$1=$2"); shift 2 ;;
+        --max-pixels=*) organise_flags+=("$1"); dedup_flags+=("$1"); faces_flags+=("$1"); shift ;;
         --hash-distance) need_value "$@"; dedup_flags+=("$1=$2"); shift 2 ;;
         --hash-distance=*) dedup_flags+=("$1"); shift ;;
         --jobs) need_value "$@"; organise_flags+=("$1=$2"); dedup_flags+=("$1=$2"); faces_flags+=("$1=$2"); shift 2 ;;

@@ -387,7 +387,7 @@ def crop(labels: Labels, output: Path, settings: facecrops.CropSettings, label_m
         seen.add(sha256)
         base = {"source": str(photo.image.resolve()), "source_sha256": sha256, "class": facecrops.ANNOTATED}
         try:
-            rgb = images.load_rgb(photo.image)
+            rgb = images.load_rgb(photo.image, settings.max_pixels)
         except images.DECODE_ERRORS as error:
             log.warning("%s: cannot be read (%s)", photo.image, error)
             counts["unreadable"] += 1

@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import export, runtime
+from maskdetect import export, images, runtime
 from maskdetect.artifact import load_classifier
 from maskdetect.face import settings as face_settings
 from maskdetect.inference import MaskDetector, best_model
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
                         help=face_settings.verifier_threshold_help())
     parser.add_argument("--no-verifier", action="store_true", help=face_settings.NO_VERIFIER_HELP)
+    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, help=images.MAX_PIXELS_HELP)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -111,7 +112,8 @@ def _main(args) -> int:
     # checked before any model loads
     settings = dataclasses.replace(CROP, face_detector=args.face_detector,
                                    second_stage_threshold=args.second_stage_threshold,
-                                   verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier)
+                                   verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier,
+                                   max_pixels=args.max_pixels)
     items, problems = plan_inputs(args.inputs)
     if args.inputs and not items:
         raise ValueError("; ".join(problems) if problems else "nothing to process")

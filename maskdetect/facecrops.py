@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdetect import records
+from maskdetect import images, records
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ class CropSettings:
     verifier_threshold: float | None = None
     # False: no face verifier (--no-verifier).
     verifier: bool = True
+    # Photos with more pixels are refused from their header, never decoded (--max-pixels).
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 4096:
@@ -103,6 +105,8 @@ class CropSettings:
             raise ValueError(f"--verifier-threshold must be in (0, 1], not {self.verifier_threshold}")
         if self.verifier_threshold is not None and not self.verifier:
             raise ValueError("--verifier-threshold and --no-verifier do not go together")
+        if self.max_pixels < 1:
+            raise ValueError(f"--max-pixels must be at least 1, not {self.max_pixels}")
         if self.detect_size < 64:
             raise ValueError(f"--detect-size must be at least 64 pixels, not {self.detect_size}")
         if self.face_detector is not None:

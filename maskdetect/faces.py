@@ -74,7 +74,7 @@ def process_source(task: tuple[str, str, str, str, CropSettings]) -> SourceResul
     result = SourceResult()
     base = {"source": str(source), "source_sha256": sha256, "class": class_name}
     try:
-        rgb = images.load_rgb(source)
+        rgb = images.load_rgb(source, settings.max_pixels)
     except images.DECODE_ERRORS as error:
         result.source = {**base, "status": "unreadable", "faces": 0, "low_confidence": 0, "detail": str(error)}
         return result
@@ -224,6 +224,7 @@ def build_parser():
                         "(fetched into Keras's cache on first use) or a local copy (default %(default)s)")
     parser.add_argument("--undo-review", action="store_true",
                         help="put back the crops the review moved to another class")
+    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, help=images.MAX_PIXELS_HELP)
     parser.add_argument("--check", action="store_true", help="check the flags and stop, changing nothing")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -243,7 +244,7 @@ def _main(args) -> int:
         size=args.size, margin=args.margin, threshold=args.threshold, review_threshold=args.review_threshold,
         detect_size=args.detect_size, second_stage=not args.no_second_stage, pad_retry=not args.no_pad_retry,
         face_detector=args.face_detector, second_stage_threshold=args.second_stage_threshold,
-        verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier,
+        verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier, max_pixels=args.max_pixels,
     )
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, not {args.jobs}")

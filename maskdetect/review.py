@@ -425,7 +425,11 @@ def crop_manual_boxes(output: Path, boxes: list[dict], settings: facecrops.CropS
         if not source.exists():
             log.warning("%s does not exist; its boxes are skipped", source)
             continue
-        rgb = images.load_rgb(source)
+        try:
+            rgb = images.load_rgb(source, settings.max_pixels)
+        except images.DECODE_ERRORS as error:
+            log.warning("%s cannot be read (%s); its boxes are skipped", source, error)
+            continue
         sha256 = images.sha256_file(source)
         rows = facecrops.save_faces(rgb, [_ManualFace(box) for box in source_boxes], source.resolve(), sha256,
                                 class_name, output, settings, lambda face: facecrops.MANUAL)

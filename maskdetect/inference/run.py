@@ -185,7 +185,7 @@ def run_image(pipeline: MaskDetector, item: Item, output: Path, writer_rows, dis
     """
     start = time.perf_counter()
     try:
-        rgb = images.load_rgb(item.source)
+        rgb = images.load_rgb(item.source, pipeline.settings.max_pixels)
     except images.DECODE_ERRORS as error:
         raise OSError(f"cannot read image {item.source}: {error}") from None
     detections = pipeline.image(rgb)
