@@ -129,3 +129,34 @@ def test_read_only_folders_are_one_line_and_nothing_moves(tmp_path, capsys):
         (root / "mask").chmod(0o755)
         logs.chmod(0o755)
     assert tree_digest(root) == before
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--seed", "-5"], f"--seed must be between 0 and {2**32 - 1}, not -5"),
+    (["--jobs", "0"], "--jobs must be at least 1, not 0"),
+    (["--epochs", "2", "--warmup-epochs", "3"], "--warmup-epochs 3 is more than --epochs 2, which counts both: lower "
+                                                "it or raise --epochs"),
+    (["--kernel-size", "5"], "--kernel-size is for --model small and deep only (mobilenetv2's kernels are 3)"),
+    (["--model", "small", "--alpha", "0.5"], "--alpha is for --model mobilenetv2 only"),
+], ids=["seed", "jobs", "warm-up", "kernel size on mobilenetv2", "alpha on small"])
+def test_a_training_flag_the_run_would_ignore_or_clamp_is_refused_naming_it(tmp_path, capsys, flags, line):
+    assert train.main(["--data", str(tmp_path / "absent"), "--logs", str(tmp_path / "logs"), *flags]) == 2
+    assert capsys.readouterr().err == f"error: {line}\n"
+    assert not (tmp_path / "logs").exists()
+
+
+def test_the_default_warm_up_fits_a_short_run():
+    assert train.Settings(epochs=2).warmup_epochs == 2 and train.Settings().warmup_epochs == 3
+
+
+def test_run_pipeline_help_prints_the_usage_and_starts_nothing(tmp_path):
+    # a copy of the script alone: were it to start, it would make .venv/ beside itself
+    script = tmp_path / "run_pipeline.sh"
+    script.write_bytes((REPO / "run_pipeline.sh").read_bytes())
+    script.chmod(0o755)
+    shown = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "MASKDETECT_SAMPLE_DATA" in shown.stdout and "set -euo" not in shown.stdout
+    refused = subprocess.run([str(script), "--epochs", "3"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "unknown argument '--epochs'" in refused.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run_pipeline.sh"]
