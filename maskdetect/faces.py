@@ -168,9 +168,12 @@ def build_parser():
         description="Find every face in the photos of each class and save it as a square crop; "
         "write review sheets; apply review verdicts and hand-drawn boxes.",
     )
-    parser.add_argument("--input", type=Path, default=Path("original_data"), help="photos, one folder per class")
-    parser.add_argument("--output", type=Path, default=Path("processed_data"), help="crops and manifest")
-    parser.add_argument("--logs", type=Path, default=Path("logs"), help="review sheets go to LOGS/review/")
+    parser.add_argument("--input", type=Path,
+                        default=Path("original_data"), help="photos, one folder per class (default %(default)s)")
+    parser.add_argument("--output", type=Path,
+                        default=Path("processed_data"), help="crops and manifest (default %(default)s)")
+    parser.add_argument("--logs", type=Path,
+                        default=Path("logs"), help="review sheets go to LOGS/review/ (default %(default)s)")
     parser.add_argument("--classes", nargs="+", help="only these class folders (default: all)")
     defaults = CropSettings()
     parser.add_argument("--threshold", type=float, default=defaults.threshold,

@@ -160,3 +160,10 @@ def test_run_pipeline_help_prints_the_usage_and_starts_nothing(tmp_path):
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "unknown argument '--epochs'" in refused.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run_pipeline.sh"]
+
+
+def test_process_faces_help_shows_its_folder_defaults(capsys):
+    with pytest.raises(SystemExit):
+        faces.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(f"(default {name})" in out for name in ("original_data", "processed_data", "logs"))
