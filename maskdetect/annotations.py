@@ -35,7 +35,7 @@ import math
 import xml.etree.ElementTree as ElementTree
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,12 +126,23 @@ def read(path: str | Path) -> Labels:
     raise ValueError(f"annotations {path}: no annotations/*.xml (VOC), labels/*.txt (YOLO), boxes.csv or *.xml in it")
 
 
-def _find_photo(name: str, candidates: Iterable[Path]) -> Path | None:
+def _find_photo(name: str, candidates: Sequence[Path], allowed: Sequence[Path]) -> tuple[Path | None, bool]:
+    """The photo ``name`` in the first of ``candidates`` that holds it, and whether a candidate was passed over
+    because it lies outside the ``allowed`` folders (an absolute name, ``..``, a link out): those are never read."""
+    refused = False
     for folder in candidates:
         photo = folder / name
-        if photo.is_file():
-            return photo
-    return None
+        if not images.inside(photo, allowed):
+            refused = True
+        elif photo.is_file():
+            return photo, refused
+    return None, refused
+
+
+def _outside(origin: object, name: str, root: Path) -> str:
+    """The one line for a photo a label file names outside its folder."""
+    return (f"{origin}: its photo {name} lies outside {root}, so it is not read (labelled photos are read only "
+            f"from the folder given); put the photo in {root / 'images'} and name it from there")
 
 
 def _drawn_size(width: str | None, height: str | None) -> tuple[int, int] | None:
@@ -163,10 +174,16 @@ def read_voc(xml_files: Sequence[Path], root: Path) -> Labels:
         name = (annotation.findtext("filename") or "").strip()
         written_path = (annotation.findtext("path") or "").strip()
         folders = [root / folder for folder in VOC_IMAGE_FOLDERS] + [xml_file.parent, root]
-        photo = _find_photo(name, folders) if name else None
+        photo, refused = _find_photo(name, folders, folders) if name else (None, False)
+        shown = name
         if photo is None and written_path:
             # LabelImg writes the absolute path it labelled; a relative one is read from the XML's folder
-            photo = _find_photo(written_path, [xml_file.parent])
+            photo, refused_path = _find_photo(written_path, [xml_file.parent], folders)
+            shown = name if refused else written_path
+            refused = refused or refused_path
+        if photo is None and refused:
+            labels.problems.append(_outside(xml_file, shown, root))
+            continue
         if photo is None:
             labels.problems.append(f"{xml_file}: its photo {name or written_path or '(no <filename>)'} is missing")
             continue
@@ -205,7 +222,12 @@ def read_csv(csv_file: Path) -> Labels:
                     labels.problems.append(f"{csv_file}:{number}: the box is not four numbers")
                     continue
                 if name not in by_photo:
-                    photo = _find_photo(name, (csv_file.parent / "images", csv_file.parent))
+                    folders = (csv_file.parent / "images", csv_file.parent)
+                    photo, refused = _find_photo(name, folders, folders)
+                    if photo is None and refused:
+                        labels.problems.append(_outside(f"{csv_file}:{number}", name, csv_file.parent))
+                        by_photo[name] = None
+                        continue
                     if photo is None:
                         labels.problems.append(f"{csv_file}:{number}: its photo {name} is missing")
                         by_photo[name] = None
@@ -254,7 +276,9 @@ def read_yolo(root: Path) -> Labels:
     by_stem: dict[str, Path] = {}
     if (root / "images").is_dir():
         for path in images.walk_files(root / "images"):
-            if path.suffix.lower() in images.IMAGE_EXTENSIONS:
+            if path.suffix.lower() in images.IMAGE_EXTENSIONS and not images.inside(path, [root / "images"]):
+                labels.problems.append(_outside(path, f"(a link to {path.resolve()})", root))
+            elif path.suffix.lower() in images.IMAGE_EXTENSIONS:
                 photos[(str(path.parent.relative_to(root / "images")), path.stem)] = path
                 by_stem.setdefault(path.stem, path)
     for text_file in sorted((root / "labels").rglob("*.txt")):

@@ -278,7 +278,8 @@ def _main(args) -> int:
     if args.manual_boxes:
         if not args.manual_boxes.is_file():
             raise ValueError(f"manual boxes file {args.manual_boxes} does not exist")
-        written = review.crop_manual_boxes(output, review.read_manual_boxes(args.manual_boxes), settings)
+        written = review.crop_manual_boxes(output, review.read_manual_boxes(args.manual_boxes), settings,
+                                           [args.input])
         print(f"process_faces: {written} hand-drawn faces cropped into {output}")
     if args.annotations:
         label_map = annotations.parse_label_map(args.label_map)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +101,13 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         image.close()
         raise ImageTooLarge(reason)
     return image
+
+
+def inside(path: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> bool:
+    """Whether ``path``, with ``..`` and links resolved, lies inside one of ``folders`` (resolved too): how a
+    path read from a file the user was given (a label file, a CSV of boxes) is kept to the folders meant."""
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(Path(folder).resolve()) for folder in folders)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -404,21 +404,57 @@ def test_whole_input_errors_are_one_line_exit_2_and_write_nothing(tmp_path, caps
 
 
 def test_a_voc_photo_found_only_by_its_path(tmp_path, capsys):
-    photos = save_photos(tmp_path / "elsewhere")
     xml_folder = tmp_path / "labelimg"
-    xml_folder.mkdir()
+    photos = save_photos(xml_folder / "pics")
     size = Image.open(photos["cat.png"]).size
     # LabelImg writes the absolute path; the file was renamed since, so <filename> finds nothing
     (xml_folder / "cat.xml").write_text(voc_xml("renamed.png", size, BOXES["cat.png"], str(photos["cat.png"])))
     (xml_folder / "street.xml").write_text(voc_xml("", Image.open(photos["street.jpg"]).size,
-                                                   BOXES["street.jpg"], "../elsewhere/street.jpg"))
+                                                   BOXES["street.jpg"], "pics/street.jpg"))
     output = tmp_path / "out"
     code, out, problems, _ = run_cli(capsys, "--annotations", xml_folder, "--output", output,
                                      "--logs", tmp_path / "logs")
     assert code == 0 and problems == []
     assert summary_counts(out)["faces"] == 4
     boxes = {name: BOXES[name] for name in ("cat.png", "street.jpg")}
-    check_output(output, tmp_path / "elsewhere", boxes=boxes, cut={item for item in CUT if item[0] in boxes})
+    check_output(output, xml_folder / "pics", boxes=boxes, cut={item for item in CUT if item[0] in boxes})
+
+
+def test_photos_named_outside_the_folder_given_are_refused_one_line_each_and_the_rest_is_cut(tmp_path, capsys):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    picture("coffee").convert("RGB").save(secret / "secret.jpg", quality=90)
+    size = Image.open(secret / "secret.jpg").size
+    face = [("with_mask", (100, 100, 164, 170))]
+    # VOC: a <filename> that climbs out, an absolute one, and an absolute <path> outside
+    root = write_voc(tmp_path / "voc")
+    notes = root / "annotations"
+    (notes / "climb.xml").write_text(voc_xml("../../secret/secret.jpg", size, face))
+    (notes / "absolute.xml").write_text(voc_xml(str(secret / "secret.jpg"), size, face))
+    (notes / "path.xml").write_text(voc_xml("gone.jpg", size, face, str(secret / "secret.jpg")))
+    # CSV: the same two kinds of rows beside the fixture's own
+    csv_file = write_csv(tmp_path / "csv" / "boxes.csv")
+    with open(csv_file, "a", newline="") as handle:
+        csv.writer(handle).writerows([["../../secret/secret.jpg", *size, "with_mask", 100, 100, 164, 170],
+                                      [str(secret / "secret.jpg"), *size, "with_mask", 100, 100, 164, 170]])
+    # YOLO: a photo that is a link out of images/
+    yolo = write_yolo(tmp_path / "yolo")
+    (yolo / "images" / "linked.jpg").symlink_to(secret / "secret.jpg")
+    (yolo / "labels" / "linked.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    for path, refused in ((root, ("climb.xml", "absolute.xml", "path.xml")), (csv_file, ("boxes.csv:", "boxes.csv:")),
+                          (yolo, ("linked.jpg", "linked.txt"))):
+        output = tmp_path / f"out_{path.name}"
+        code, out, problems, err = run_cli(capsys, "--annotations", path, "--output", output,
+                                           "--logs", tmp_path / "logs")
+        assert code == 0, err
+        assert len(problems) == len(refused), problems
+        for line, name in zip(sorted(problems), sorted(refused), strict=True):
+            assert name in line
+        assert sum("lies outside" in line and "is not read" in line for line in problems) == len(refused) - (
+            path == yolo)  # the label file of the refused link finds no photo
+        assert summary_counts(out)["faces"] == len(CUT)
+        assert not any(str(secret) in row["source"] for row in records.read_rows(output / facecrops.SOURCES))
+    assert (secret / "secret.jpg").exists()
 
 
 def test_cvat_voc_layout(tmp_path, capsys):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import html
 import html.parser
+import logging
+import shutil
 import urllib.parse
 from pathlib import Path
 
@@ -107,8 +109,8 @@ def test_a_manual_box_file_gives_each_drawn_box_as_numbers_with_its_source_and_c
     path = write_boxes(tmp_path / "manual_boxes_mask.csv", [["/photos/mask/a, \"b\".jpg", "mask", 10, 20.5, 110, 90],
                                                             ["/photos/mask/c.jpg", "mask", "1e1", 0, "12", "3"]])
     assert review.read_manual_boxes(path) == [
-        {"source": '/photos/mask/a, "b".jpg', "class": "mask", "box": [10.0, 20.5, 110.0, 90.0]},
-        {"source": "/photos/mask/c.jpg", "class": "mask", "box": [10.0, 0.0, 12.0, 3.0]}]
+        {"source": '/photos/mask/a, "b".jpg', "class": "mask", "box": [10.0, 20.5, 110.0, 90.0], "where": f"{path}:2"},
+        {"source": "/photos/mask/c.jpg", "class": "mask", "box": [10.0, 0.0, 12.0, 3.0], "where": f"{path}:3"}]
     assert review.read_manual_boxes(write_boxes(tmp_path / "none.csv", [])) == []
 
 
@@ -340,3 +342,31 @@ def test_drawn_boxes_are_cut_with_the_detector_geometry_as_manual_crops_once(fol
     assert review.crop_manual_boxes(folder.output, boxes, SETTINGS) == 2
     assert len([row for row in folder.check_manifest_lists_exactly_the_crops_there_are() if row["kind"] == "manual"]) \
         == 2
+
+
+def test_drawn_boxes_on_a_photo_outside_the_data_folders_or_into_no_class_folder_are_one_line_each(folder, caplog):
+    secret = folder.photos.parent / "secret"
+    secret.mkdir()
+    shutil.copy(folder.photos / "without_mask" / "chelsea.jpg", secret / "secret.jpg")
+    (folder.photos / "mask" / "extra.jpg").write_bytes((secret / "secret.jpg").read_bytes())
+    (folder.photos / "mask" / "link.jpg").symlink_to(secret / "secret.jpg")
+    box = [140.0, 40.0, 300.0, 200.0]
+    climb = folder.photos / "mask" / ".." / ".." / "secret" / "secret.jpg"
+    rows = [[str(secret / "secret.jpg"), "mask", *box],  # absolute, outside
+            [str(climb), "mask", *box], [str(climb), "mask", *box],  # .. out of the data folder: two rows, one line
+            [str(folder.photos / "mask" / "link.jpg"), "mask", *box],  # a link out
+            [str(folder.photos / "mask" / "extra.jpg"), "../escape", *box],  # a class that is no folder
+            [str(folder.photos / "mask" / "extra.jpg"), "mask", *box],  # in --input, never read: cut
+            [str(folder.photos / "without_mask" / "chelsea.jpg"), "without_mask", *box]]  # read before: cut
+    path = write_boxes(folder.photos.parent / "manual_boxes_mask.csv", rows)
+    with caplog.at_level(logging.WARNING):
+        written = review.crop_manual_boxes(folder.output, review.read_manual_boxes(path), SETTINGS, [folder.photos])
+    assert written == 2
+    lines = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{path}:2", f"{path}:3 and 1 more rows", f"{path}:5",
+                                                          f"{path}:6"]
+    assert all("is not read" in line for line in lines[:3]) and "cannot be a class folder" in lines[3]
+    assert all("\n" not in line for line in lines)
+    manual = [row for row in folder.check_manifest_lists_exactly_the_crops_there_are() if row["kind"] == "manual"]
+    assert sorted(Path(row["source"]).name for row in manual) == ["chelsea.jpg", "extra.jpg"]
+    assert not (folder.output.parent / "escape").exists() and (secret / "secret.jpg").exists()
