@@ -156,6 +156,17 @@ def class_yield(output: Path) -> dict[str, float]:
     return {name: found / count for name, (count, found) in sorted(totals.items()) if count}
 
 
+def annotations_summary(counts) -> str:
+    """The summary line of ``--annotations``, from :func:`maskdetect.annotations.crop`'s counts."""
+    by_class = ", ".join(f"{key.split(':', 1)[1]} {value}" for key, value in sorted(counts.items())
+                         if key.startswith("class:")) or "none"
+    return (f"process_faces: annotations: {counts['photos']} labelled photos, {counts['done']} done now, "
+            f"{counts['skipped']} skipped (done before or identical); {counts['faces']} faces cut ({by_class}); "
+            f"not cut: {counts['too_small']} too small, {counts['dropped']} dropped by --label-map, "
+            f"{counts['rare']} of labels with too few faces, {counts['bad_box']} bad boxes, {counts['bad_label']} "
+            f"unknown labels; {counts['unreadable']} unreadable photos, {counts['problems']} unusable files or lines")
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 
@@ -210,7 +221,9 @@ def build_parser():
                         "VOC folder (annotations/*.xml beside images/), a CSV of boxes (image,label,xmin,ymin,xmax,"
                         "ymax) or a YOLO folder (labels/, images/, classes.txt); --classes keeps only those labels")
     parser.add_argument("--label-map", nargs="+", metavar="OLD=NEW", default=[],
-                        help="with --annotations: rename labels (e.g. with_mask=mask), OLD=- drops a label")
+                        help="with --annotations: rename labels (e.g. with_mask=mask), OLD=- drops a label; a label "
+                        f"with fewer than {annotations.MIN_LABEL_FACES} usable faces is left out unless mapped "
+                        "(incorrect_mask=incorrect_mask keeps it)")
     parser.add_argument("--min-face", type=int, default=annotations.DEFAULT_MIN_FACE, metavar="PX",
                         help="with --annotations: labelled faces whose short side is below PX are counted and "
                         "skipped (default %(default)s)")
@@ -285,9 +298,9 @@ def _main(args) -> int:
         label_map = annotations.parse_label_map(args.label_map)
         labels = annotations.Labels()
         for path in args.annotations:
-            labels.extend(annotations.read(path))
+            labels.extend(annotations.read(path, settings.max_pixels))
         counts = annotations.crop(labels, output, settings, label_map, args.min_face, args.classes)
-        print(annotations.summary(counts))
+        print(annotations_summary(counts))
     if not (args.review or args.apply_review or args.manual_boxes or args.annotations or args.suspects
             or args.undo_review):
         if not args.input.is_dir():
