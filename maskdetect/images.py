@@ -309,14 +309,15 @@ def to_rgb8(image: Image.Image) -> Image.Image:
 EXIF_ORIENTATION = 0x0112
 
 
-def decodes_plainly(path: str | os.PathLike) -> bool:
+def decodes_plainly(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
     """Whether a decoder that knows no modes, transparency or EXIF (TensorFlow's ``decode_image``) sees
     ``path`` as :func:`load_rgb` does: 8-bit greyscale, RGB or an opaque palette, with no turn to apply.
 
     TensorFlow takes the high byte of 16-bit pixels (an 8-bit-in-16 picture is black), drops alpha instead of
-    compositing it, and ignores the EXIF orientation. Reads the header only.
+    compositing it, and ignores the EXIF orientation. Reads the header only, and refuses a picture above
+    ``max_pixels`` as every decoder does (:class:`ImageTooLarge`).
     """
-    with Image.open(path) as image:
+    with open_image(path, max_pixels) as image:
         return (image.mode in ("L", "RGB", "P") and "transparency" not in image.info
                 and image.getexif().get(EXIF_ORIENTATION, 1) == 1)
 

@@ -167,3 +167,55 @@ def test_process_faces_help_shows_its_folder_defaults(capsys):
         faces.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert all(f"(default {name})" in out for name in ("original_data", "processed_data", "logs"))
+
+
+def test_an_annotated_copy_that_cannot_be_saved_is_one_line_in_run_clis_words_and_the_other_items_go_on(tmp_path,
+                                                                                                         capsys):
+    import errno
+    import types
+
+    from maskdetect import runtime
+    from maskdetect.inference import media, run
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (64, 48), (90, 120, 150)).save(photos / name)
+    output = tmp_path / "out"
+    (output / "a.jpg").mkdir(parents=True)  # a folder where a's annotated copy goes
+    classifier = types.SimpleNamespace(class_names=["mask", "without_mask"], path="model.keras", image_size=96,
+                                       crop_source="face")
+    pipeline = types.SimpleNamespace(settings=facecrops.CropSettings(), classifier=classifier, image=lambda rgb: [])
+    items = [media.Item("image", str(photos / name), name) for name in ("a.jpg", "b.jpg")]
+    summary = run.process(pipeline, items, output)
+    err = capsys.readouterr().err
+    error = IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(output / "a.jpg"))
+    assert err.splitlines() == [f"error: {runtime.os_error_line(error)}"]
+    assert "[Errno" not in err and "a folder is where a file is expected" in err
+    assert [failure["error"] for failure in summary["failed"]] == [runtime.os_error_line(error)]
+    assert (output / "b.jpg").is_file() and not (output / "a.jpg.jpg").exists()
+
+
+def test_a_crop_above_the_size_limit_is_refused_from_its_header_before_tensorflow_decodes_it(bomb):
+    from maskdetect import data
+
+    with pytest.raises(ValueError, match=r"^crop .*bomb\.png: 13000x13000 pixels .* is above the limit of \d+ pixels "
+                                         r"for a picture; move it out of the data folder"):
+        data._decodes_plainly(str(bomb))
+    with pytest.raises(images.ImageTooLarge):
+        images.decodes_plainly(bomb)
+
+
+def test_a_yolo_photo_above_the_size_limit_is_one_problem_line_before_it_is_decoded(bomb, tmp_path):
+    from maskdetect import annotations
+
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "images" / "bomb.png").write_bytes(bomb.read_bytes())
+    (root / "labels" / "bomb.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (root / "classes.txt").write_text("mask\n")
+    labels = annotations.read(root)
+    assert labels.photos == [] and len(labels.problems) == 1
+    assert "bomb.png: cannot be read (13000x13000 pixels" in labels.problems[0]
+    assert "raise --max-pixels" in labels.problems[0]

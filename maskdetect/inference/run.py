@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskdetect import images
+from maskdetect import images, runtime
 from maskdetect.classes import wears_mask
 from maskdetect.face import from_crop_settings
 from maskdetect.inference.drawing import annotate
@@ -249,8 +249,10 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
                         tally = run_video(pipeline, capture, item, output,
                                           every or DEFAULT_VIDEO_EVERY, writer.writerows, display, max_frames)
                 except OSError as error:
-                    print(f"error: {error}", file=sys.stderr)
-                    failures.append({"source": item.source, "error": str(error)})
+                    # one line, as run_cli words an error about a path: the path, why, what to do
+                    message = runtime.os_error_line(error) if error.filename else str(error)
+                    print(f"error: {message}", file=sys.stderr)
+                    failures.append({"source": item.source, "error": message})
                     continue
                 finally:
                     handle.flush()
