@@ -17,7 +17,7 @@ usage: ./preprocess.sh [--input DIR] [--output DIR] [--logs DIR] [--dry-run] [--
   --delete             delete unusable files and duplicates instead of setting them aside
   --undo               restore the original names and everything set aside, then stop
   --min-size PX        set aside images whose shorter side is below PX (default 32)
-  --max-pixels N       set aside images with more than N pixels (default 89478485)
+  --max-pixels N       set aside images with more than N pixels, never decoding them (default 89478485)
   --hash-distance BITS near-duplicate threshold, 0 = exact copies only (default 4)
   --jobs N             processes to use (default: all cores)
   --skip-faces         stop after duplicate removal
@@ -60,8 +60,11 @@ while [[ $# -gt 0 ]]; do
         --delete) delete=1; shift ;;
         --undo) undo=1; shift ;;
         --skip-faces) skip_faces=1; shift ;;
-        --min-size|--max-pixels) need_value "$@"; organise_flags+=("$1=$2"); shift 2 ;;
-        --min-size=*|--max-pixels=*) organise_flags+=("$1"); shift ;;
+        --min-size) need_value "$@"; organise_flags+=("$1=$2"); shift 2 ;;
+        --min-size=*) organise_flags+=("$1"); shift ;;
+        # every step that decodes photos takes the same limit
+        --max-pixels) need_value "$@"; organise_flags+=("$1=$2"); dedup_flags+=("$1=$2"); faces_flags+=("$1=$2"); shift 2 ;;
+        --max-pixels=*) organise_flags+=("$1"); dedup_flags+=("$1"); faces_flags+=("$1"); shift ;;
         --hash-distance) need_value "$@"; dedup_flags+=("$1=$2"); shift 2 ;;
         --hash-distance=*) dedup_flags+=("$1"); shift ;;
         --jobs) need_value "$@"; organise_flags+=("$1=$2"); dedup_flags+=("$1=$2"); faces_flags+=("$1=$2"); shift 2 ;;
@@ -89,6 +92,13 @@ if (( undo )); then
     exit $?
 fi
 
+# Every flag, those for process_faces.py included, is checked before step 1 renames anything.
+run_python -m maskdetect.organize "${common[@]}" "${organise_flags[@]}" --check
+run_python "$here/remove_duplicates.py" "${common[@]}" "${dedup_flags[@]}" --check
+if (( ! skip_faces && ! dry_run )); then
+    run_python "$here/process_faces.py" "--input=$input" "--output=$output" "--logs=$logs" "${faces_flags[@]}" --check
+fi
+
 echo "== 1/3 organise: $input"
 run_python -m maskdetect.organize "${common[@]}" "${organise_flags[@]}"
 
@@ -103,4 +113,4 @@ else
     echo "== 3/3 face crops: $input -> $output"
     run_python "$here/process_faces.py" "--input=$input" "--output=$output" "--logs=$logs" "${faces_flags[@]}"
 fi
-echo "preprocess: done; journal of every change in $logs/preprocess/renames.csv (undo: ./preprocess.sh --input $input --undo)"
+echo "preprocess: done; journal of every change in $logs/preprocess/renames.csv (undo: ./preprocess.sh --input $input --logs $logs --undo)"

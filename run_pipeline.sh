@@ -15,6 +15,15 @@
 #   MASKDETECT_DATA           the photo folder (default original_data)
 set -euo pipefail
 
+# The comment above is the usage: --help prints it and starts nothing; any other argument is refused.
+if [[ $# -gt 0 ]]; then
+    case "$1" in
+        -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) echo "error: unknown argument '$1': ./run_pipeline.sh takes no arguments, only the environment in --help" >&2
+           exit 2 ;;
+    esac
+fi
+
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 data="${MASKDETECT_DATA:-original_data}"

@@ -39,8 +39,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from maskdetect import facecrops, images, records
 
 log = logging.getLogger(__name__)
@@ -57,6 +55,11 @@ DROP = "-"  # --label-map OLD=- drops the label
 # 16 px taught the classifier no more than 20 px, while 32 px drops the small faces cameras see and cost
 # accuracy on street photos (docs/benchmarks.md).
 DEFAULT_MIN_FACE = 20
+# A label with fewer usable faces than this (counting the faces its class folder already has from photo
+# folders) is left out unless --label-map or --classes names it: the wild set's ~60 usable masks worn wrongly,
+# learnt as a third class, got 20 % of their own faces right and cost the other classes accuracy
+# (docs/benchmarks.md), and run_pipeline.sh leaves them out by name.
+MIN_LABEL_FACES = 200
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,9 @@ def read_all(paths: Sequence[str | Path]) -> Labels:
     return labels
 
 
-def read(path: str | Path) -> Labels:
-    """Every labelled photo under ``path`` (a VOC folder, a CSV file or folder, or a YOLO folder)."""
+def read(path: str | Path, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> Labels:
+    """Every labelled photo under ``path`` (a VOC folder, a CSV file or folder, or a YOLO folder); a YOLO photo
+    above ``max_pixels`` (whose size scales its boxes) is a problem line."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"annotations {path} do not exist")
@@ -117,7 +121,7 @@ def read(path: str | Path) -> Labels:
         if (path / folder).is_dir():
             return read_voc(sorted((path / folder).glob("*.xml")), path)
     if (path / "labels").is_dir():
-        return read_yolo(path)
+        return read_yolo(path, max_pixels)
     if (path / "boxes.csv").is_file():
         return read_csv(path / "boxes.csv")
     xml_files = sorted(path.glob("*.xml"))
@@ -126,12 +130,23 @@ def read(path: str | Path) -> Labels:
     raise ValueError(f"annotations {path}: no annotations/*.xml (VOC), labels/*.txt (YOLO), boxes.csv or *.xml in it")
 
 
-def _find_photo(name: str, candidates: Iterable[Path]) -> Path | None:
+def _find_photo(name: str, candidates: Sequence[Path], allowed: Sequence[Path]) -> tuple[Path | None, bool]:
+    """The photo ``name`` in the first of ``candidates`` that holds it, and whether a candidate was passed over
+    because it lies outside the ``allowed`` folders (an absolute name, ``..``, a link out): those are never read."""
+    refused = False
     for folder in candidates:
         photo = folder / name
-        if photo.is_file():
-            return photo
-    return None
+        if not images.inside(photo, allowed):
+            refused = True
+        elif photo.is_file():
+            return photo, refused
+    return None, refused
+
+
+def _outside(origin: object, name: str, root: Path) -> str:
+    """The one line for a photo a label file names outside its folder."""
+    return (f"{origin}: its photo {name} lies outside {root}, so it is not read (labelled photos are read only "
+            f"from the folder given); put the photo in {root / 'images'} and name it from there")
 
 
 def _drawn_size(width: str | None, height: str | None) -> tuple[int, int] | None:
@@ -143,9 +158,10 @@ def _drawn_size(width: str | None, height: str | None) -> tuple[int, int] | None
     return size if min(size) > 0 else None
 
 
-def shown_size(photo: Path) -> tuple[int, int]:
-    """Width and height of ``photo`` as shown: EXIF orientations 5 to 8 turn it by a quarter."""
-    with Image.open(photo) as image:
+def shown_size(photo: Path, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """Width and height of ``photo`` as shown: EXIF orientations 5 to 8 turn it by a quarter. A picture above
+    ``max_pixels`` is refused from its header (:class:`maskdetect.images.ImageTooLarge`)."""
+    with images.open_image(photo, max_pixels) as image:
         width, height = image.size
         orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
@@ -163,10 +179,16 @@ def read_voc(xml_files: Sequence[Path], root: Path) -> Labels:
         name = (annotation.findtext("filename") or "").strip()
         written_path = (annotation.findtext("path") or "").strip()
         folders = [root / folder for folder in VOC_IMAGE_FOLDERS] + [xml_file.parent, root]
-        photo = _find_photo(name, folders) if name else None
+        photo, refused = _find_photo(name, folders, folders) if name else (None, False)
+        shown = name
         if photo is None and written_path:
             # LabelImg writes the absolute path it labelled; a relative one is read from the XML's folder
-            photo = _find_photo(written_path, [xml_file.parent])
+            photo, refused_path = _find_photo(written_path, [xml_file.parent], folders)
+            shown = name if refused else written_path
+            refused = refused or refused_path
+        if photo is None and refused:
+            labels.problems.append(_outside(xml_file, shown, root))
+            continue
         if photo is None:
             labels.problems.append(f"{xml_file}: its photo {name or written_path or '(no <filename>)'} is missing")
             continue
@@ -205,7 +227,12 @@ def read_csv(csv_file: Path) -> Labels:
                     labels.problems.append(f"{csv_file}:{number}: the box is not four numbers")
                     continue
                 if name not in by_photo:
-                    photo = _find_photo(name, (csv_file.parent / "images", csv_file.parent))
+                    folders = (csv_file.parent / "images", csv_file.parent)
+                    photo, refused = _find_photo(name, folders, folders)
+                    if photo is None and refused:
+                        labels.problems.append(_outside(f"{csv_file}:{number}", name, csv_file.parent))
+                        by_photo[name] = None
+                        continue
                     if photo is None:
                         labels.problems.append(f"{csv_file}:{number}: its photo {name} is missing")
                         by_photo[name] = None
@@ -245,7 +272,7 @@ def yolo_classes(root: Path) -> list[str]:
     raise ValueError(f"YOLO labels in {root}: no class list ({', '.join(YOLO_CLASS_FILES)} or names: in data.yaml)")
 
 
-def read_yolo(root: Path) -> Labels:
+def read_yolo(root: Path, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> Labels:
     classes = yolo_classes(root)
     labels = Labels()
     # A label file names its photo by stem and by place: labels/train/a.txt is images/train/a.*
@@ -254,7 +281,9 @@ def read_yolo(root: Path) -> Labels:
     by_stem: dict[str, Path] = {}
     if (root / "images").is_dir():
         for path in images.walk_files(root / "images"):
-            if path.suffix.lower() in images.IMAGE_EXTENSIONS:
+            if path.suffix.lower() in images.IMAGE_EXTENSIONS and not images.inside(path, [root / "images"]):
+                labels.problems.append(_outside(path, f"(a link to {path.resolve()})", root))
+            elif path.suffix.lower() in images.IMAGE_EXTENSIONS:
                 photos[(str(path.parent.relative_to(root / "images")), path.stem)] = path
                 by_stem.setdefault(path.stem, path)
     for text_file in sorted((root / "labels").rglob("*.txt")):
@@ -267,7 +296,7 @@ def read_yolo(root: Path) -> Labels:
             continue
         try:
             # normalised boxes are shares of the photo as shown (Ultralytics measures it so too)
-            width, height = shown_size(photo)
+            width, height = shown_size(photo, max_pixels)
         except images.DECODE_ERRORS as error:
             labels.problems.append(f"{photo}: cannot be read ({error})")
             continue
@@ -325,7 +354,8 @@ class _BoxFace:
 
 
 def _plan_faces(photo: LabelledPhoto, width: int, height: int, label_map: Mapping[str, str], min_face: int,
-                classes: Sequence[str] | None, counts: Counter, problems: list[str]) -> list[tuple[int, str, tuple]]:
+                classes: Sequence[str] | None, counts: Counter, problems: list[str],
+                rare: Iterable[str] = ()) -> list[tuple[int, str, tuple]]:
     """(index in the file, class, box) of each face to cut; the others are counted and, if bad, reported."""
     chosen = []
     for index, face in enumerate(photo.faces):
@@ -337,6 +367,8 @@ def _plan_faces(photo: LabelledPhoto, width: int, height: int, label_map: Mappin
         where = f"{photo.origin}: face {index} of {photo.image.name}"
         if label == DROP:
             counts["dropped"] += 1
+        elif label in rare:
+            counts["rare"] += 1
         elif not valid_label(label) or (classes and label not in classes):
             counts["bad_label"] += 1
             problems.append(f"{where} has the unknown label {label!r}"
@@ -358,12 +390,37 @@ def _plan_faces(photo: LabelledPhoto, width: int, height: int, label_map: Mappin
     return chosen
 
 
+def rare_labels(labels: Labels, output: Path, label_map: Mapping[str, str], min_face: int,
+                classes: Sequence[str] | None, min_label_faces: int, max_pixels: int) -> dict[str, int]:
+    """The labels (as ``label_map`` renames them) with fewer than ``min_label_faces`` usable faces, and their
+    usable faces: those :func:`crop` would cut (photo sizes read from the headers) plus the crops the class
+    folder of ``output`` already has from photo folders (``faces.csv`` rows not of kind annotated). A label
+    that ``label_map`` maps onto, or one of ``classes``, is never rare."""
+    named = {*label_map.values(), *(classes or ())} - {DROP}
+    usable = Counter(row["class"] for row in records.read_rows(output / facecrops.MANIFEST)
+                     if row.get("kind") != facecrops.ANNOTATED)
+    cut: Counter = Counter()
+    for photo in labels.photos:
+        try:
+            width, height = shown_size(photo.image, max_pixels)
+        except images.DECODE_ERRORS:
+            continue  # crop() reports it
+        cut.update(label for _, label, _ in _plan_faces(photo, width, height, label_map, min_face, classes,
+                                                        Counter(), []))
+    return {label: cut[label] + usable[label] for label in sorted(cut)
+            if label not in named and cut[label] + usable[label] < min_label_faces}
+
+
 def crop(labels: Labels, output: Path, settings: facecrops.CropSettings, label_map: Mapping[str, str] | None = None,
-         min_face: int = DEFAULT_MIN_FACE, classes: Sequence[str] | None = None, progress: bool = True) -> Counter:
+         min_face: int = DEFAULT_MIN_FACE, classes: Sequence[str] | None = None, progress: bool = True,
+         min_label_faces: int | None = None) -> Counter:
     """Cut every labelled face of photos not done yet into ``<output>/<label>/``; returns the counts.
 
     Problems (a missing photo, a bad box, an unknown label: one that cannot be a folder name, or one outside
-    ``classes`` when given) are logged one line each and counted; the other faces and photos go on.
+    ``classes`` when given) are logged one line each and counted; the other faces and photos go on. A label
+    :func:`rare_labels` finds (fewer than ``min_label_faces`` usable faces, by default :data:`MIN_LABEL_FACES`;
+    0 keeps every label) is left out,
+    with one line naming ``--label-map`` to keep it, and its faces are counted as ``rare``.
     """
     from tqdm import tqdm
 
@@ -377,6 +434,12 @@ def crop(labels: Labels, output: Path, settings: facecrops.CropSettings, label_m
     counts: Counter = Counter(photos=len(labels.photos), problems=len(labels.problems))
     for problem in labels.problems:
         log.warning("%s", problem)
+    min_label_faces = MIN_LABEL_FACES if min_label_faces is None else min_label_faces
+    rare = rare_labels(labels, output, label_map, min_face, classes, min_label_faces, settings.max_pixels)
+    for label, usable in rare.items():
+        log.warning("the label %r has %d usable faces, fewer than %d: left out, as too few to learn as a class; to "
+                    "keep it, pass --label-map %s=%s, or map it onto another class (--label-map %s=CLASS)", label,
+                    usable, min_label_faces, label, label, label)
     seen = set(finished)
     for photo in tqdm(labels.photos, desc="annotated faces", unit="photo", disable=not progress):
         problems: list[str] = []
@@ -387,7 +450,7 @@ def crop(labels: Labels, output: Path, settings: facecrops.CropSettings, label_m
         seen.add(sha256)
         base = {"source": str(photo.image.resolve()), "source_sha256": sha256, "class": facecrops.ANNOTATED}
         try:
-            rgb = images.load_rgb(photo.image)
+            rgb = images.load_rgb(photo.image, settings.max_pixels)
         except images.DECODE_ERRORS as error:
             log.warning("%s: cannot be read (%s)", photo.image, error)
             counts["unreadable"] += 1
@@ -404,7 +467,7 @@ def crop(labels: Labels, output: Path, settings: facecrops.CropSettings, label_m
             counts["problems"] += 1
             seen.discard(sha256)
             continue
-        chosen = _plan_faces(photo, width, height, label_map, min_face, classes, counts, problems)
+        chosen = _plan_faces(photo, width, height, label_map, min_face, classes, counts, problems, rare)
         for problem in problems:
             log.warning("%s", problem)
         # Every crop is cut before any is written: a box the geometry refuses stops the run before this
@@ -427,16 +490,6 @@ def crop(labels: Labels, output: Path, settings: facecrops.CropSettings, label_m
         counts["faces"] += len(rows)
         counts["done"] += 1
     return counts
-
-
-def summary(counts: Counter) -> str:
-    by_class = ", ".join(f"{key.split(':', 1)[1]} {value}" for key, value in sorted(counts.items())
-                         if key.startswith("class:")) or "none"
-    return (f"process_faces: annotations: {counts['photos']} labelled photos, {counts['done']} done now, "
-            f"{counts['skipped']} skipped (done before or identical); {counts['faces']} faces cut ({by_class}); "
-            f"not cut: {counts['too_small']} too small, {counts['dropped']} dropped by --label-map, "
-            f"{counts['bad_box']} bad boxes, {counts['bad_label']} unknown labels; {counts['unreadable']} "
-            f"unreadable photos, {counts['problems']} unusable files or lines")
 
 
 def held_out(name: str, share: float) -> bool:

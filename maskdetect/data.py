@@ -197,8 +197,14 @@ def _tf():
 
 
 def _decodes_plainly(path: str) -> bool:
+    """Whether TensorFlow may decode ``path`` itself; a picture above the size limit is refused here, from its
+    header, so that no decoder is handed it (ValueError, one line)."""
     try:
         return images.decodes_plainly(path)
+    except images.ImageTooLarge as error:
+        size = str(error).split(" is above")[0]  # the words of images.too_large, less the flag training lacks
+        raise ValueError(f"crop {path}: {size} is above the limit of {images.DEFAULT_MAX_PIXELS} pixels for a "
+                         "picture; move it out of the data folder (crops are a few hundred pixels a side)") from None
     except images.DECODE_ERRORS:
         return True  # TensorFlow's decoder says what is wrong with it
 

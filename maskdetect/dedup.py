@@ -70,15 +70,17 @@ def perceptual_hash(image: Image.Image) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def hash_file(item: tuple[Path, str]) -> HashedFile:
-    """sha256 of the bytes and perceptual hash of the picture of one file (a worker function)."""
-    path, class_name = item
+def hash_file(item: tuple[Path, str] | tuple[Path, str, int]) -> HashedFile:
+    """sha256 of the bytes and perceptual hash of the picture of one file (a worker function); the item's third
+    value, when there is one, is the pixel limit above which the picture is not decoded (only exact copies of it
+    are looked for)."""
+    path, class_name, max_pixels = (*item, images.DEFAULT_MAX_PIXELS)[:3]
     digest = images.sha256_file(path)
     size = path.stat().st_size
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
+            with images.open_image(path, max_pixels) as image:
                 width, height = image.size
                 # JPEG can decode at 1/2..1/8 scale for free; the hash only looks at 32x32 pixels.
                 image.draft("L", (128, 128))
@@ -168,8 +170,9 @@ def plan_moves(root: Path, groups: Sequence[Group], delete: bool = False) -> lis
     return moves.set_aside_moves(root, entries, delete)
 
 
-def hash_classes(class_dirs: Sequence[Path], jobs: int) -> list[HashedFile]:
-    items = [(path, class_dir.name) for class_dir in class_dirs for path in images.walk_files(class_dir)
+def hash_classes(class_dirs: Sequence[Path], jobs: int, max_pixels: int = images.DEFAULT_MAX_PIXELS
+                 ) -> list[HashedFile]:
+    items = [(path, class_dir.name, max_pixels) for class_dir in class_dirs for path in images.walk_files(class_dir)
              if not path.is_symlink()]
     return list(runtime.parallel_map(hash_file, items, jobs, "duplicates: hashing"))
 
@@ -216,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="print the groups and change nothing")
     parser.add_argument("--delete", action="store_true", help="delete duplicates instead of setting them aside")
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
+    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, help=images.MAX_PIXELS_HELP)
+    parser.add_argument("--check", action="store_true", help="check the flags and stop, changing nothing")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -245,11 +250,15 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 <= args.hash_distance <= 64:
         raise ValueError(f"--hash-distance must be between 0 and 64, not {args.hash_distance}")
     if args.jobs < 1:
-        raise ValueError("--jobs must be at least 1")
+        raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
+    if args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be at least 1, not {args.max_pixels}")
+    if args.check:
+        return runtime.EXIT_OK
     root, class_dirs = _resolve_class_dirs(args)
     if not class_dirs:
         raise ValueError(f"no class folders in {root}")
-    files = hash_classes(class_dirs, args.jobs)
+    files = hash_classes(class_dirs, args.jobs, args.max_pixels)
     groups = find_duplicates(files, args.hash_distance)
     for group in groups:
         (print if args.dry_run else log.info)(describe(root, group))

@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import export, runtime
+from maskdetect import export, images, runtime
 from maskdetect.artifact import load_classifier
 from maskdetect.face import settings as face_settings
 from maskdetect.facecrops import FACE_STAGES
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verifier-threshold", type=float, default=None, metavar="P",
                         help=face_settings.verifier_threshold_help())
     parser.add_argument("--no-verifier", action="store_true", help=face_settings.NO_VERIFIER_HELP)
+    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, help=images.MAX_PIXELS_HELP)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -116,13 +117,18 @@ def _main(args) -> int:
     settings = dataclasses.replace(CROP, face_detector=args.face_detector,
                                    second_stage_threshold=args.second_stage_threshold,
                                    verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier,
-                                   face_stage=args.face_stage or "accurate")
+                                   face_stage=args.face_stage or "accurate", max_pixels=args.max_pixels)
     video_settings = dataclasses.replace(settings, face_stage=args.face_stage or "fast")
     for chosen in (settings, video_settings):
         face_settings.from_crop_settings(chosen)  # a preset the --face-detector folder has no fusion for
     items, problems = plan_inputs(args.inputs)
     if args.inputs and not items:
         raise ValueError("; ".join(problems) if problems else "nothing to process")
+    # the output folder is checked before the model loads: a wrong one is one line, not a wait and a traceback
+    base = args.output or args.logs / "detect" / time.strftime("%Y%m%d-%H%M%S")
+    if items:
+        _refuse_to_overwrite_sources(items, base)
+        _check_output(args, base)
     model_path = args.model or best_model(args.logs)
     classifier = load_classifier(model_path)
     log.info("model %s: classes %s, %d px; faces cut with margin %g at %d px (%s)", model_path,
@@ -137,9 +143,13 @@ def _main(args) -> int:
         return runtime.EXIT_OK
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    output = args.output or args.logs / "detect" / time.strftime("%Y%m%d-%H%M%S")
-    _refuse_to_overwrite_sources(items, output)
     pipeline = MaskDetector(classifier, settings, video_settings)
+    # an explicit folder is made here or was empty; a default one is new, never shared with another run
+    if args.output:
+        output = args.output
+        output.mkdir(parents=True, exist_ok=True)
+    else:
+        output = runtime.new_folder(base)
     summary = process(pipeline, items, output, args.every, args.show, args.max_frames, problems)
     totals = summary["totals"]
     per_class = ", ".join(f"{name} {count}" for name, count in totals["faces_per_class"].items())
@@ -149,6 +159,30 @@ def _main(args) -> int:
           + (f"; mask-wearing rate {rate:.1%}" if rate is not None else "")
           + f"; written to {output} ({DETECTIONS}, {SUMMARY}, annotated copies)")
     return runtime.EXIT_FAILURE if summary["failed"] else runtime.EXIT_OK
+
+
+def _check_output(args, output: Path) -> None:
+    """Refuse an output folder that cannot take this run's files, before any model loads.
+
+    Raises:
+        ValueError: ``--output`` is a file or a folder that is not empty (an earlier run's files or the user's),
+            the folder cannot be written, or it would lie inside a folder given as input (a rerun would read the
+            annotated copies as inputs).
+    """
+    flag = "--output" if args.output else "--logs"
+    if args.output:
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"--output {output} is a file; give a folder (new or empty) for the annotated copies, "
+                             f"{DETECTIONS} and {SUMMARY}")
+        if output.is_dir() and any(output.iterdir()):
+            raise ValueError(f"--output {output} is not empty; give a new or empty folder (nothing in it is "
+                             "overwritten)")
+    runtime.check_writable(output, flag)
+    for text in args.inputs:
+        folder = Path(text)
+        if folder.is_dir() and output.resolve().is_relative_to(folder.resolve()):
+            raise ValueError(f"the output folder {output} would be inside the input folder {folder}, and a rerun "
+                             "would read its annotated copies; give --output a folder outside it")
 
 
 def _refuse_to_overwrite_sources(items: Sequence[Item], output: Path) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdetect import records
+from maskdetect import images, records
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ class CropSettings:
     verifier: bool = True
     # The face stage's preset (maskdetect.face.settings.PRESETS): "accurate" or "fast".
     face_stage: str = "accurate"
+    # Photos with more pixels are refused from their header, never decoded (--max-pixels).
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 4096:
@@ -110,9 +112,8 @@ class CropSettings:
             raise ValueError("--verifier-threshold and --no-verifier do not go together")
         if self.face_stage not in FACE_STAGES:
             raise ValueError(f"--face-stage must be one of {', '.join(FACE_STAGES)}, not {self.face_stage!r}")
-        if self.face_stage == "fast" and not self.second_stage:
-            raise ValueError("--no-second-stage leaves the fast face stage nothing to find faces with: "
-                             "use --face-stage accurate")
+        if self.max_pixels < 1:
+            raise ValueError(f"--max-pixels must be at least 1, not {self.max_pixels}")
         if self.detect_size is not None and self.detect_size < 64:
             raise ValueError(f"--detect-size must be at least 64 pixels, not {self.detect_size}")
         if self.face_detector is not None:

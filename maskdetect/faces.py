@@ -74,7 +74,7 @@ def process_source(task: tuple[str, str, str, str, CropSettings]) -> SourceResul
     result = SourceResult()
     base = {"source": str(source), "source_sha256": sha256, "class": class_name}
     try:
-        rgb = images.load_rgb(source)
+        rgb = images.load_rgb(source, settings.max_pixels)
     except images.DECODE_ERRORS as error:
         result.source = {**base, "status": "unreadable", "faces": 0, "low_confidence": 0, "detail": str(error)}
         return result
@@ -156,6 +156,17 @@ def class_yield(output: Path) -> dict[str, float]:
     return {name: found / count for name, (count, found) in sorted(totals.items()) if count}
 
 
+def annotations_summary(counts) -> str:
+    """The summary line of ``--annotations``, from :func:`maskdetect.annotations.crop`'s counts."""
+    by_class = ", ".join(f"{key.split(':', 1)[1]} {value}" for key, value in sorted(counts.items())
+                         if key.startswith("class:")) or "none"
+    return (f"process_faces: annotations: {counts['photos']} labelled photos, {counts['done']} done now, "
+            f"{counts['skipped']} skipped (done before or identical); {counts['faces']} faces cut ({by_class}); "
+            f"not cut: {counts['too_small']} too small, {counts['dropped']} dropped by --label-map, "
+            f"{counts['rare']} of labels with too few faces, {counts['bad_box']} bad boxes, {counts['bad_label']} "
+            f"unknown labels; {counts['unreadable']} unreadable photos, {counts['problems']} unusable files or lines")
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 
@@ -168,9 +179,12 @@ def build_parser():
         description="Find every face in the photos of each class and save it as a square crop; "
         "write review sheets; apply review verdicts and hand-drawn boxes.",
     )
-    parser.add_argument("--input", type=Path, default=Path("original_data"), help="photos, one folder per class")
-    parser.add_argument("--output", type=Path, default=Path("processed_data"), help="crops and manifest")
-    parser.add_argument("--logs", type=Path, default=Path("logs"), help="review sheets go to LOGS/review/")
+    parser.add_argument("--input", type=Path,
+                        default=Path("original_data"), help="photos, one folder per class (default %(default)s)")
+    parser.add_argument("--output", type=Path,
+                        default=Path("processed_data"), help="crops and manifest (default %(default)s)")
+    parser.add_argument("--logs", type=Path,
+                        default=Path("logs"), help="review sheets go to LOGS/review/ (default %(default)s)")
     parser.add_argument("--classes", nargs="+", help="only these class folders (default: all)")
     defaults = CropSettings()
     parser.add_argument("--threshold", type=float, default=defaults.threshold,
@@ -209,7 +223,9 @@ def build_parser():
                         "VOC folder (annotations/*.xml beside images/), a CSV of boxes (image,label,xmin,ymin,xmax,"
                         "ymax) or a YOLO folder (labels/, images/, classes.txt); --classes keeps only those labels")
     parser.add_argument("--label-map", nargs="+", metavar="OLD=NEW", default=[],
-                        help="with --annotations: rename labels (e.g. with_mask=mask), OLD=- drops a label")
+                        help="with --annotations: rename labels (e.g. with_mask=mask), OLD=- drops a label; a label "
+                        f"with fewer than {annotations.MIN_LABEL_FACES} usable faces is left out unless mapped "
+                        "(incorrect_mask=incorrect_mask keeps it)")
     parser.add_argument("--min-face", type=int, default=annotations.DEFAULT_MIN_FACE, metavar="PX",
                         help="with --annotations: labelled faces whose short side is below PX are counted and "
                         "skipped (default %(default)s)")
@@ -226,6 +242,8 @@ def build_parser():
                         "(fetched into Keras's cache on first use) or a local copy (default %(default)s)")
     parser.add_argument("--undo-review", action="store_true",
                         help="put back the crops the review moved to another class")
+    parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, help=images.MAX_PIXELS_HELP)
+    parser.add_argument("--check", action="store_true", help="check the flags and stop, changing nothing")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -245,13 +263,17 @@ def _main(args) -> int:
         detect_size=args.detect_size, second_stage=not args.no_second_stage, pad_retry=not args.no_pad_retry,
         face_detector=args.face_detector, second_stage_threshold=args.second_stage_threshold,
         verifier_threshold=args.verifier_threshold, verifier=not args.no_verifier, face_stage=args.face_stage,
+        max_pixels=args.max_pixels,
     )
     face_settings.from_crop_settings(settings)  # a preset the --face-detector folder has no fusion for: now, once
     if args.jobs < 1:
-        raise ValueError("--jobs must be at least 1")
+        raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
     if args.label_map and not args.annotations:
         # checked before anything runs, so a mistyped command changes nothing
         raise ValueError("--label-map is for --annotations")
+    annotations.parse_label_map(args.label_map)
+    if args.check:
+        return runtime.EXIT_OK
     output = args.output
     if args.apply_review:
         if not args.apply_review.is_file():
@@ -273,15 +295,16 @@ def _main(args) -> int:
     if args.manual_boxes:
         if not args.manual_boxes.is_file():
             raise ValueError(f"manual boxes file {args.manual_boxes} does not exist")
-        written = review.crop_manual_boxes(output, review.read_manual_boxes(args.manual_boxes), settings)
+        written = review.crop_manual_boxes(output, review.read_manual_boxes(args.manual_boxes), settings,
+                                           [args.input])
         print(f"process_faces: {written} hand-drawn faces cropped into {output}")
     if args.annotations:
         label_map = annotations.parse_label_map(args.label_map)
         labels = annotations.Labels()
         for path in args.annotations:
-            labels.extend(annotations.read(path))
+            labels.extend(annotations.read(path, settings.max_pixels))
         counts = annotations.crop(labels, output, settings, label_map, args.min_face, args.classes)
-        print(annotations.summary(counts))
+        print(annotations_summary(counts))
     if not (args.review or args.apply_review or args.manual_boxes or args.annotations or args.suspects
             or args.undo_review):
         if not args.input.is_dir():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +28,11 @@ DUPLICATE = "duplicate"
 LABEL_CONFLICT = "label_conflict"
 
 DEFAULT_MIN_SIZE = 32
-# Pillow's own decompression-bomb limit (about 9459 x 9459 pixels).
+# Pillow's own decompression-bomb limit (about 9459 x 9459 pixels); every command that decodes photos takes
+# --max-pixels to raise it.
 DEFAULT_MAX_PIXELS = 89_478_485
+MAX_PIXELS_HELP = ("refuse pictures with more pixels than this, before decoding them: a decompression bomb takes "
+                   f"gigabytes (default {DEFAULT_MAX_PIXELS}; a picture's decoded bytes may be 4 per pixel)")
 
 # The extension each decodable format is renamed to. MPO is what some cameras write:
 # a JPEG with extra frames that every JPEG reader opens.
@@ -54,6 +57,57 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.Decompression
 RESERVED_PREFIXES = ("_", ".")
 
 _CHUNK = 1 << 20
+
+# Bytes a decoded sample of these modes takes; 1 for the others.
+_SAMPLE_BYTES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+
+
+class ImageTooLarge(ValueError):
+    """A picture above the pixel limit, refused from its header before it is decoded (one of ``DECODE_ERRORS``)."""
+
+
+def too_large(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """Why an opened (not yet decoded) picture is too large to decode, or None: more than ``max_pixels`` pixels,
+    or more decoded bytes than ``max_pixels`` pixels of 4 bytes (wide samples, many bands). The same words in
+    every command."""
+    width, height = image.size
+    decoded = width * height * len(image.getbands()) * _SAMPLE_BYTES.get(image.mode, 1)
+    if width * height > max_pixels or decoded > 4 * max_pixels:
+        return (f"{width}x{height} pixels ({decoded / 2**20:.0f} MiB decoded) is above the limit of {max_pixels} "
+                "pixels; raise --max-pixels to read it")
+    return None
+
+
+def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``path`` (its header only: nothing is decoded yet) and refuse a picture above the limit.
+
+    Pillow's own bomb check is replaced by :func:`too_large` with the caller's limit, so ``--max-pixels`` can
+    raise it as well as lower it.
+
+    Raises:
+        ImageTooLarge: the picture is above the limit (the file is closed).
+        OSError and the rest of ``DECODE_ERRORS``: not a picture Pillow can open.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+    reason = too_large(image, max_pixels)
+    if reason:
+        image.close()
+        raise ImageTooLarge(reason)
+    return image
+
+
+def inside(path: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> bool:
+    """Whether ``path``, with ``..`` and links resolved, lies inside one of ``folders`` (resolved too): how a
+    path read from a file the user was given (a label file, a CSV of boxes) is kept to the folders meant."""
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(Path(folder).resolve()) for folder in folders)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -137,18 +191,12 @@ def check_file(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
+            with open_image(path, max_pixels) as image:
                 image_format, (width, height) = image.format or "", image.size
-                if width * height > max_pixels:
-                    return FileCheck(
-                        path, size, digest, TOO_LARGE,
-                        f"{width}x{height} pixels is above the limit of {max_pixels}",
-                        image_format, width, height,
-                    )
                 image.load()
                 # the conversion every stage makes: a picture in a mode it cannot take is not usable
                 to_8bit(image)
-    except Image.DecompressionBombError as error:
+    except (ImageTooLarge, Image.DecompressionBombError) as error:
         return FileCheck(path, size, digest, TOO_LARGE, str(error))
     except UnidentifiedImageError:
         return FileCheck(path, size, digest, NOT_IMAGE, "not an image format that can be decoded")
@@ -261,21 +309,23 @@ def to_rgb8(image: Image.Image) -> Image.Image:
 EXIF_ORIENTATION = 0x0112
 
 
-def decodes_plainly(path: str | os.PathLike) -> bool:
+def decodes_plainly(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
     """Whether a decoder that knows no modes, transparency or EXIF (TensorFlow's ``decode_image``) sees
     ``path`` as :func:`load_rgb` does: 8-bit greyscale, RGB or an opaque palette, with no turn to apply.
 
     TensorFlow takes the high byte of 16-bit pixels (an 8-bit-in-16 picture is black), drops alpha instead of
-    compositing it, and ignores the EXIF orientation. Reads the header only.
+    compositing it, and ignores the EXIF orientation. Reads the header only, and refuses a picture above
+    ``max_pixels`` as every decoder does (:class:`ImageTooLarge`).
     """
-    with Image.open(path) as image:
+    with open_image(path, max_pixels) as image:
         return (image.mode in ("L", "RGB", "P") and "transparency" not in image.info
                 and image.getexif().get(EXIF_ORIENTATION, 1) == 1)
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode ``path`` to an HxWx3 uint8 RGB array with its EXIF orientation applied."""
-    with Image.open(path) as image:
+def load_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` to an HxWx3 uint8 RGB array with its EXIF orientation applied; a picture above
+    ``max_pixels`` is refused from its header (:class:`ImageTooLarge`), before it is decoded."""
+    with open_image(path, max_pixels) as image:
         image.load()
         oriented = ImageOps.exif_transpose(image)
         return np.asarray(to_rgb8(oriented))

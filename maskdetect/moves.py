@@ -130,6 +130,7 @@ def apply_moves(
 ) -> Counter:
     """Carry out ``moves`` under ``root``, journaled; never overwrites a file. Counts by action."""
     root = Path(root).resolve()
+    _check_writable(root, moves)
     journal = journal_path(logs)
     run = run or new_run_id()
     done: Counter = Counter()
@@ -146,6 +147,22 @@ def apply_moves(
     finally:
         bar.close()
     return done
+
+
+def _check_writable(root: Path, moves: Sequence[Move]) -> None:
+    """Refuse before the first move when a folder a file leaves or enters cannot be written: a read-only class
+    folder would otherwise stop the stage partway, some files renamed and some not."""
+    folders = {(root / move.original).parent for move in moves}
+    for move in moves:
+        if move.action != DELETE:
+            folder = (root / move.new).parent
+            while not folder.exists() and folder != root:  # the stage creates it: its parent must be writable
+                folder = folder.parent
+            folders.add(folder)
+    for folder in sorted(folders):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot move files in {folder}: it is not writable; make it writable (chmod u+w) or "
+                             "copy the photos somewhere you can write, then run again (nothing was moved)")
 
 
 def _apply_one(root: Path, move: Move) -> str:

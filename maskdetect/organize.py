@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import images, moves, runtime
+from maskdetect import images, moves, records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
                         help="set aside images with more pixels than this (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=runtime.default_jobs(), help="processes (default: all cores)")
+    parser.add_argument("--check", action="store_true", help="check the flags and stop, changing nothing")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -142,12 +143,19 @@ def _run(args: argparse.Namespace) -> int:
     root = Path(args.input)
     if not root.is_dir():
         raise ValueError(f"input folder {root} does not exist")
-    if args.min_size < 1 or args.max_pixels < 1 or args.jobs < 1:
-        raise ValueError("--min-size, --max-pixels and --jobs must be at least 1")
+    for flag in ("min_size", "max_pixels", "jobs"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, not {getattr(args, flag)}")
     if args.undo and (args.delete or args.dry_run):
         raise ValueError("--undo cannot be combined with --delete or --dry-run")
+    if args.check:
+        return runtime.EXIT_OK
     root = root.resolve()
     if args.undo:
+        journal = moves.journal_path(args.logs)
+        if not any(row["input"] == str(root) for row in records.read_rows(journal)):
+            raise ValueError(f"no change to {root} is recorded in {journal}: nothing to undo; give the --input and "
+                             "--logs of the run to undo")
         counts = moves.undo(root, args.logs)
         print(
             f"undo: {counts['restored']} files restored in {root}; "
@@ -156,8 +164,12 @@ def _run(args: argparse.Namespace) -> int:
         )
         return runtime.EXIT_OK
     checks = scan(root, args.min_size, args.max_pixels, args.jobs)
-    if len(checks) == 1:
-        log.warning("only one class folder in %s: training needs two or more", root)
+    empty = [folder for folder, found in checks.items() if not found]
+    for folder in empty:
+        log.warning("class folder %s is empty: put its photos there or remove it", folder)
+    if len(checks) - len(empty) < 2:
+        log.warning("%d class folder(s) with photos in %s: training needs two or more (%s/<class name>/)",
+                    len(checks) - len(empty), root, root)
     planned = plan(root, checks, args.delete)
     for move in planned:
         if args.dry_run or move.action != moves.RENAME:

@@ -1,22 +1,50 @@
-"""Append-only CSV records that survive a kill at any moment and two writers at once."""
+"""Append-only CSV records that survive a kill at any moment and two writers at once.
+
+Writers take turns on a lock held on the record file itself (``flock``), so no lock file is left in the user's
+folders; a lock dies with its process, so a kill leaves none behind either."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-
-from filelock import FileLock
 
 # File names may hold bytes that are not UTF-8; surrogateescape carries them through unchanged.
 _ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
-def _lock(path: Path) -> FileLock:
-    return FileLock(str(path) + ".lock", timeout=120)
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """Hold the record at ``path`` (created empty when absent) for this writer alone.
+
+    The lock is on the file: a rewrite renames a new file over it, so a writer that waited on the old one
+    finds, once it holds it, that it is no longer the record, and locks the new one instead.
+    """
+    while True:
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except PermissionError:  # a record the user made read-only can still be replaced, as before
+            descriptor = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if os.path.samestat(os.fstat(descriptor), current):
+                # the lock file of earlier versions, should one be left beside the record
+                with contextlib.suppress(OSError):
+                    if os.stat(f"{path}.lock").st_size == 0:
+                        os.unlink(f"{path}.lock")
+                yield
+                return
+        finally:
+            os.close(descriptor)  # and with it the lock
 
 
 def append_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping]) -> None:

@@ -401,11 +401,19 @@ def write_report(logs: Path, data: Path, processed: Path, detections: Path | Non
     output = Path(output) if output else Path(logs) / "report.html"
     if detections is not None and not Path(detections).is_dir():
         raise ValueError(f"--detections {detections} is not a folder")
+    flag = "--output" if output.name != "report.html" or output.parent != Path(logs) else "--logs"
+    if output.is_dir():
+        raise ValueError(f"{output} is a folder; give {flag} a file name for the page")
+    runtime.check_writable(output.parent, flag)  # before reading everything, not after
     output.parent.mkdir(parents=True, exist_ok=True)
     text = build(logs, data, processed, Path(detections) if detections else None, output)
-    partial = output.with_name(f".{output.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, output)
+    # a name of this process's own: two reports at once never write into one partial file
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
     return output
 
 

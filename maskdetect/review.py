@@ -18,12 +18,14 @@ from __future__ import annotations
 import csv
 import html
 import logging
+import math
 import os
 import urllib.parse
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import facecrops, images, moves, records
+from maskdetect import annotations, facecrops, images, moves, records
 
 log = logging.getLogger(__name__)
 
@@ -321,15 +323,25 @@ def _follow_in_manifest(output: Path, moved: dict[str, Path]) -> None:
 def apply_verdicts(output: Path, verdicts: dict[str, str], logs: Path | None = None) -> dict[str, int]:
     """Move rejected crops to ``<output>/_rejected/<class>/`` and accepted low-confidence crops into
     their class folder, and carry out the moves to another class (:func:`relabel`, journaled under ``logs``);
-    crops deleted by hand count as rejected. ``faces.csv`` is rewritten to match."""
+    crops deleted by hand count as rejected. ``faces.csv`` is rewritten to match. An accept whose crop's name is
+    taken in its class folder is refused (ValueError) before anything moves."""
+    manifest = output / facecrops.MANIFEST
+    rows = records.read_rows(manifest)
+    # Every refusal comes before the first move: a refused sheet leaves the folder as it was.
+    for row in rows:
+        crop = Path(row["crop"])
+        target = output / row["class"] / crop.name
+        if (verdicts.get(crop.name) == "accept" and row["kind"] == facecrops.LOW_CONFIDENCE and crop.exists()
+                and target.exists()):
+            raise ValueError(f"cannot accept {crop.name}: {target} exists; rename or remove it, then apply the "
+                             "verdicts again (nothing was moved)")
     moved = {"moved": 0, "gone": 0}
     if any(verdict.startswith(MOVE) for verdict in verdicts.values()):
         if logs is None:
             raise ValueError("moving crops to another class needs a logs folder for the journal")
         moved = relabel(output, verdicts, logs)
         verdicts = {name: verdict for name, verdict in verdicts.items() if not verdict.startswith(MOVE)}
-    manifest = output / facecrops.MANIFEST
-    rows = records.read_rows(manifest)
+        rows = records.read_rows(manifest)
     counts = {"rejected": 0, "accepted": 0, "missing": 0, "unknown": 0, **moved}
     known = {Path(row["crop"]).name for row in rows}
     for name in sorted(set(verdicts) - known):
@@ -353,8 +365,6 @@ def apply_verdicts(output: Path, verdicts: dict[str, str], logs: Path | None = N
             counts["rejected"] += 1
         elif verdict == "accept" and row["kind"] == facecrops.LOW_CONFIDENCE:
             target = output / row["class"] / crop.name
-            if target.exists():
-                raise ValueError(f"cannot accept {crop.name}: {target} exists")
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(crop, target)
             kept_rows.append({**row, "crop": str(target.resolve()), "kind": facecrops.AUTO})
@@ -370,7 +380,8 @@ def apply_verdicts(output: Path, verdicts: dict[str, str], logs: Path | None = N
 
 
 def read_manual_boxes(path: Path) -> list[dict]:
-    """Rows of a manual-box CSV (source, class, x1, y1, x2, y2), validated."""
+    """Rows of a manual-box CSV (source, class, x1, y1, x2, y2), validated: each a dict of ``source``, ``class``,
+    ``box`` (four numbers) and ``where`` (the file and row, for messages)."""
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = set(MANUAL_BOX_FIELDS) - set(reader.fieldnames or [])
@@ -378,13 +389,20 @@ def read_manual_boxes(path: Path) -> list[dict]:
             raise ValueError(f"{path} lacks the column(s) {sorted(missing)}; expected {MANUAL_BOX_FIELDS}")
         rows = []
         for number, row in enumerate(reader, 2):
+            # DictReader fills the cells a short row lacks with None
+            short = [key for key in MANUAL_BOX_FIELDS if row.get(key) is None]
+            if short:
+                raise ValueError(f"{path}:{number}: the row has no {', '.join(short)}; each row needs "
+                                 f"{', '.join(MANUAL_BOX_FIELDS)}")
             try:
                 box = [float(row[key]) for key in ("x1", "y1", "x2", "y2")]
             except ValueError as error:
                 raise ValueError(f"{path}:{number}: {error}") from None
+            if not all(math.isfinite(value) for value in box):
+                raise ValueError(f"{path}:{number}: the box {box} is not four finite numbers")
             if box[2] <= box[0] or box[3] <= box[1]:
                 raise ValueError(f"{path}:{number}: the box {box} is empty")
-            rows.append({"source": row["source"], "class": row["class"], "box": box})
+            rows.append({"source": row["source"], "class": row["class"], "box": box, "where": f"{path}:{number}"})
     return rows
 
 
@@ -397,23 +415,45 @@ class _ManualFace:
         self.width, self.height = self.x2 - self.x1, self.y2 - self.y1
 
 
-def crop_manual_boxes(output: Path, boxes: list[dict], settings: facecrops.CropSettings) -> int:
-    """Crop the drawn boxes with the detector's geometry into the class folders; recorded as manual."""
-    by_source: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
+def crop_manual_boxes(output: Path, boxes: list[dict], settings: facecrops.CropSettings,
+                      folders: Sequence[Path] = ()) -> int:
+    """Crop the drawn boxes with the detector's geometry into the class folders; recorded as manual.
+
+    A box is cut only from a photo the review sheets can show: one the face stage read into ``output`` (a row
+    of its sources.csv), or one inside ``output`` or ``folders`` (the photo folders the stage reads), with
+    ``..`` and links resolved; and only into a class folder of ``output`` (a plain folder name). Each photo
+    refused, missing or unreadable is one warning line naming its rows; the other boxes are cut.
+    """
+    by_source: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in boxes:
-        by_source[(row["source"], row["class"])].append(row["box"])
+        by_source[(row["source"], row["class"])].append(row)
     existing = {row["crop"] for row in records.read_rows(output / facecrops.MANIFEST)}
+    read_before = {str(Path(row["source"]).resolve()) for row in records.read_rows(output / facecrops.SOURCES)}
     written = 0
-    for (source_text, class_name), source_boxes in by_source.items():
+    for (source_text, class_name), rows in by_source.items():
+        where = rows[0].get("where", "manual boxes") + (f" and {len(rows) - 1} more rows" if len(rows) > 1 else "")
         source = Path(source_text)
-        if not source.exists():
-            log.warning("%s does not exist; its boxes are skipped", source)
+        if not annotations.valid_label(class_name):
+            log.warning("%s: the class %r cannot be a class folder; its boxes are skipped (name a class folder of "
+                        "%s)", where, class_name, output)
             continue
-        rgb = images.load_rgb(source)
+        if str(source.resolve()) not in read_before and not images.inside(source, [output, *folders]):
+            log.warning("%s: the photo %s is neither one this stage read nor inside %s, so it is not read; its boxes "
+                        "are skipped (draw them on the review sheets, which show the photos this stage read)",
+                        where, source, " or ".join(str(folder) for folder in (*folders, output)))
+            continue
+        if not source.exists():
+            log.warning("%s: %s does not exist; its boxes are skipped", where, source)
+            continue
+        try:
+            rgb = images.load_rgb(source, settings.max_pixels)
+        except images.DECODE_ERRORS as error:
+            log.warning("%s: %s cannot be read (%s); its boxes are skipped", where, source, error)
+            continue
         sha256 = images.sha256_file(source)
-        rows = facecrops.save_faces(rgb, [_ManualFace(box) for box in source_boxes], source.resolve(), sha256,
-                                class_name, output, settings, lambda face: facecrops.MANUAL)
-        new_rows = [row for row in rows if row["crop"] not in existing]
+        cut = facecrops.save_faces(rgb, [_ManualFace(row["box"]) for row in rows], source.resolve(), sha256,
+                                   class_name, output, settings, lambda face: facecrops.MANUAL)
+        new_rows = [row for row in cut if row["crop"] not in existing]
         records.append_rows(output / facecrops.MANIFEST, facecrops.FACE_FIELDS, new_rows)
-        written += len(rows)
+        written += len(cut)
     return written

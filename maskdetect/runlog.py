@@ -8,6 +8,7 @@ here, so none of them imports the sweep or the training stage. Pure Python: no T
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import logging
 import shlex
@@ -50,11 +51,36 @@ def code_version() -> str:
     return __version__
 
 
+# The columns every version of the log has had: a CSV without them is another file, not an older log.
+IDENTITY_FIELDS = ("time", "run_id", "status", "model", "val_accuracy")
+
+
+def check_log(path: str | Path, what_to_do: str = "move it aside or give another --logs folder") -> list[str] | None:
+    """The header of the training log at ``path`` (None when absent or empty).
+
+    Raises:
+        ValueError: ``path`` is a folder, or a file that is not a training log (a CSV of other columns, a
+            README): one line naming it and what to do.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a training log; give the training_log.csv file")
+    try:
+        header = records.read_header(path)
+    except csv.Error:  # not text: NUL bytes
+        header = []
+    if header is not None and not set(IDENTITY_FIELDS) <= set(header):
+        raise ValueError(f"{path} is not a training log (it has no {', '.join(IDENTITY_FIELDS)} columns): "
+                         f"{what_to_do}")
+    return header
+
+
 def append_log(logs: str | Path, row: dict) -> None:
     """One row in ``<logs>/training_log.csv``. A log begun by an older version keeps its columns:
-    columns it lacks are left out with a warning, never a lost run."""
+    columns it lacks are left out with a warning, never a lost run. A file there that is not a training log
+    is refused (ValueError, :func:`check_log`) and left as it was."""
     path = Path(logs) / LOG_NAME
-    header = records.read_header(path) or LOG_FIELDS
+    header = check_log(path) or LOG_FIELDS
     missing = [key for key in LOG_FIELDS if key not in header]
     if missing:
         log.warning("%s has no column(s) %s (an older log); they are left out of this row. Move the file "

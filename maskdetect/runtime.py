@@ -1,14 +1,17 @@
-"""What every command shares: logging set-up for entry points, exit codes, a parallel map."""
+"""What every command shares: logging set-up for entry points, exit codes, one-line errors about paths, a
+parallel map."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -56,8 +59,71 @@ def _interrupt(number, frame):
     raise KeyboardInterrupt
 
 
+# What to do about an OSError on one of the user's paths, by errno.
+_OS_ADVICE = {
+    errno.EACCES: "make it writable (or readable) for you, or give another path",
+    errno.EPERM: "make it writable (or readable) for you, or give another path",
+    errno.EROFS: "it is on a read-only file system; give a path elsewhere",
+    errno.ENOSPC: "the disk is full; free some space or give a path on another disk",
+    errno.EDQUOT: "the disk quota is used up; free some space or give a path elsewhere",
+    errno.ENOTDIR: "a file is where a folder is expected; move the file aside or give another path",
+    errno.EISDIR: "a folder is where a file is expected; move the folder aside or give another path",
+    errno.EEXIST: "something of that name is there already; move it aside or give another path",
+    errno.ENOENT: "it does not exist (or was removed while this ran); check the path",
+    errno.ENAMETOOLONG: "the name is too long for this file system; give a shorter path",
+}
+
+
+def os_error_line(error: OSError) -> str:
+    """One line for an OSError about a path: the path, what went wrong and what to do (no traceback)."""
+    where = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 else "")
+    reason = error.strerror or str(error)
+    advice = _OS_ADVICE.get(error.errno, "check the path and its permissions")
+    return f"{where}: {reason}; {advice}"
+
+
+def check_writable(folder: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any long work, a ``folder`` that cannot be created or written: a file in the way, or a
+    folder (the nearest that exists) the user cannot write. ``flag`` is the option that chooses it.
+
+    Raises:
+        ValueError: one line naming the path and what to do.
+    """
+    path = Path(folder)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{existing} is a file, not a folder: cannot write {path} there; move the file aside or "
+                         f"give another {flag}")
+    # os.access also answers for a read-only file system (EROFS); as root it grants every permission bit
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write in {existing} (permission denied or read-only): make it writable or give "
+                         f"another {flag}")
+
+
+def new_folder(path: str | os.PathLike) -> Path:
+    """Create a folder no other run shares: ``path``, or ``path-2``, ``path-3``, ... when that name is taken.
+
+    Each try is one ``mkdir`` that fails when the name exists, so two runs started in the same second get two
+    folders, never one. Its parents are created as needed. Returns the folder created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while True:
+        candidate = path if number == 1 else path.with_name(f"{path.name}-{number}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            number += 1
+
+
 def run_cli(body: Callable[[], int], interrupted: str) -> int:
-    """Run a command's body: a ValueError is the user's mistake (one line, exit 2), Ctrl-C exits 130.
+    """Run a command's body: a ValueError is the user's mistake (one line, exit 2), Ctrl-C exits 130, an OSError
+    about a path (a read-only folder, a full disk, a file where a folder should be) is one line naming the path
+    and what to do, exit 1.
 
     A polite kill (SIGTERM) is handled like Ctrl-C, so it too leaves whole records behind. Either is noted
     (:func:`interrupt_requested`); a SIGINT handler the caller installed stays, and notes it itself.
@@ -75,6 +141,11 @@ def run_cli(body: Callable[[], int], interrupted: str) -> int:
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as error:
+        if error.filename is None:  # not about a path: a bug or the machine, the traceback tells more
+            raise
+        print(f"error: {os_error_line(error)}", file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -75,7 +75,14 @@ class Settings:
         for name in ("val_split", "test_split"):
             if not 0 < getattr(self, name) < 0.5:
                 raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 0.5, not {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be between 0 and {2**32 - 1}, not {self.seed}")
+        if self.jobs < 0:
+            raise ValueError(f"--jobs must be at least 1, not {self.jobs}")
         if self.model == "mobilenetv2":
+            # refused like --alpha on the other networks: a setting the network ignores would be logged as used
+            if self.kernel_size != 3:
+                raise ValueError("--kernel-size is for --model small and deep only (mobilenetv2's kernels are 3)")
             self._check_mobilenetv2()
         else:
             for name in ("weights", "alpha", "warmup_epochs"):
@@ -93,12 +100,16 @@ class Settings:
         if self.alpha not in ALPHAS:
             raise ValueError(f"--alpha must be one of {', '.join(map(str, ALPHAS))}, not {self.alpha}")
         if self.warmup_epochs is None:
-            object.__setattr__(self, "warmup_epochs", DEFAULT_WARMUP_EPOCHS if self.pretrained else 0)
+            # the default fits in a short run; a value given above --epochs is refused below
+            object.__setattr__(self, "warmup_epochs", min(DEFAULT_WARMUP_EPOCHS, self.epochs) if self.pretrained else 0)
         if not self.pretrained and self.warmup_epochs:
             raise ValueError("--warmup-epochs is for a pretrained trunk: with --weights none everything trains "
                              "from the start")
         if not 0 <= self.warmup_epochs <= 10_000:
             raise ValueError(f"--warmup-epochs must be between 0 and 10000, not {self.warmup_epochs}")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"--warmup-epochs {self.warmup_epochs} is more than --epochs {self.epochs}, which counts "
+                             "both: lower it or raise --epochs")
 
     @property
     def pretrained(self) -> bool:

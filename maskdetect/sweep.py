@@ -204,8 +204,9 @@ def report(log_path: Path, sweep_id: str | None = None, top: int = 20, plot: boo
     the given trial ``keys`` (a sweep's trials, also those an earlier run or train_a_model.py completed).
     With ``rank_on`` the runs are ranked by their balanced accuracy on that labelled folder; runs not scored
     on it are scored now when their model file exists, else listed below the scored ones."""
-    if not log_path.is_file():
+    if not log_path.exists():
         raise ValueError(f"training log {log_path} does not exist; run train_a_model.py or auto_train.py first")
+    runlog.check_log(log_path, "give the training_log.csv that train_a_model.py and auto_train.py write")
     all_rows = records.read_rows(log_path)
     if keys is not None:
         rows = [row for row in all_rows if runlog.trial_key(row, row.get("data_hash", "")) in keys
@@ -356,6 +357,8 @@ def _main(args: argparse.Namespace) -> int:
                      rank_on=args.rank_on))
         return runtime.EXIT_OK
 
+    runtime.check_writable(logs, "--logs")  # before hours of trials, not after the first
+    runlog.check_log(logs / LOG_NAME)
     grid = grid_from(args)
     grid_trials = expand(grid, args.max_trials)
     crops = data.find_crops(args.data, runtime.default_jobs())  # once here; a data error stops the sweep at once

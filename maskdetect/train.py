@@ -74,6 +74,9 @@ def run(settings: Settings, callbacks: Sequence = (), record: Callable[[dict], N
     """
     if record is None:
         record = functools.partial(runlog.append_log, settings.logs)
+    # a log folder that cannot be written, or a log that is another file, is one line now, not after the training
+    runtime.check_writable(settings.logs, "--logs")
+    runlog.check_log(Path(settings.logs) / runlog.LOG_NAME)
     jobs = settings.jobs or runtime.default_jobs()
     crops = data.find_crops(settings.data, jobs)
     shares = (1 - settings.val_split - settings.test_split, settings.val_split, settings.test_split)
@@ -297,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mobilenetv2 from pretrained weights: epochs of training the head alone on the frozen "
                         f"trunk before the whole network trains at {FINE_TUNE_FACTOR:g} x the learning rate; "
                         f"--epochs counts both (default {DEFAULT_WARMUP_EPOCHS})")
-    parser.add_argument("--jobs", type=int, default=0, help="processes for checking the crops (default: all cores)")
+    parser.add_argument("--jobs", type=int, help="processes for checking the crops (default: all cores)")
     parser.add_argument("--rank-on", metavar="DIR",
                         help="after training, score the model on the labelled photos of DIR (VOC, CSV or YOLO; faces "
                         "of 32 px or more): balanced accuracy in the log row's rank_on_accuracy")
@@ -307,7 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     fields = {field.name for field in dataclasses.fields(Settings)}
-    return Settings(**{key: value for key, value in vars(args).items() if key in fields})
+    if args.jobs is not None and args.jobs < 1:  # one rule for --jobs in every command
+        raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
+    values = {key: value for key, value in vars(args).items() if key in fields}
+    return Settings(**{**values, "jobs": args.jobs or 0})  # 0: all cores
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,13 @@ CUT = {(name, index) for name, faces_of in BOXES.items() for index, (_, box) in 
 SETTINGS = facecrops.CropSettings()
 
 
+@pytest.fixture(autouse=True)
+def every_label_kept(monkeypatch):
+    """The fixture's labels have a face or two each, far below the default MIN_LABEL_FACES: these tests check
+    reading and cutting with every label kept; the threshold has a test of its own."""
+    monkeypatch.setattr(annotations, "MIN_LABEL_FACES", 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Fixtures: labelled photos in each export format
 
@@ -146,6 +153,7 @@ def summary_counts(out: str) -> dict[str, int]:
     line = next(line for line in out.splitlines() if line.startswith("process_faces: annotations:"))
     patterns = {"photos": r"(\d+) labelled photos", "done": r"(\d+) done now", "skipped": r"(\d+) skipped",
                 "faces": r"(\d+) faces cut", "too_small": r"(\d+) too small", "dropped": r"(\d+) dropped",
+                "rare": r"(\d+) of labels with too few faces",
                 "bad_box": r"(\d+) bad boxes", "bad_label": r"(\d+) unknown labels",
                 "unreadable": r"(\d+) unreadable", "problems": r"(\d+) unusable"}
     return {key: int(re.search(pattern, line).group(1)) for key, pattern in patterns.items()}
@@ -206,7 +214,7 @@ def test_each_format_gives_the_same_crops(kind, tmp_path, capsys):
     assert code == 0 and problems == []
     counts = summary_counts(out)
     assert counts == {"photos": 3, "done": 3, "skipped": 0, "faces": len(CUT), "too_small": 1, "dropped": 0,
-                      "bad_box": 0, "bad_label": 0, "unreadable": 0, "problems": 0}
+                      "rare": 0, "bad_box": 0, "bad_label": 0, "unreadable": 0, "problems": 0}
     photos_dir = path.parent / "images" if path.is_file() else path / "images"
     if kind == "yolo_ultralytics":
         photos_dir = photos_dir / "train"
@@ -222,7 +230,7 @@ def test_the_formats_agree_byte_for_byte(tmp_path):
     for kind in ("voc", "csv_file", "yolo_classes"):
         root = tmp_path / kind
         labels = annotations.read(export(root / "export", kind))
-        counts = annotations.crop(labels, root / "out", SETTINGS, progress=False)
+        counts = annotations.crop(labels, root / "out", SETTINGS, progress=False, min_label_faces=0)
         assert counts["faces"] == len(CUT)
         results.append(crop_files(root / "out"))
     assert results[0] == results[1] == results[2]
@@ -247,6 +255,40 @@ def test_label_map_renames_and_drops(tmp_path, capsys):
     assert counts["dropped"] == 1 and counts["faces"] == len(CUT) - 1
     assert "1 dropped by --label-map" in out
     assert not (output / "mask_weared_incorrect").exists() and not (output / "-").exists()
+
+
+def test_a_label_with_too_few_usable_faces_is_left_out_unless_label_map_names_it(tmp_path, capsys, monkeypatch):
+    # the fixture's usable faces: with_mask 2 (the 10 px one is too small), without_mask 2, mask_weared_incorrect 1
+    monkeypatch.setattr(annotations, "MIN_LABEL_FACES", 2)
+    root = write_voc(tmp_path / "voc")
+    output = tmp_path / "default"
+    code, out, problems, _ = run_cli(capsys, "--annotations", root, "--output", output, "--logs", tmp_path / "logs")
+    assert code == 0
+    assert problems == ["WARNING: the label 'mask_weared_incorrect' has 1 usable faces, fewer than 2: left out, as "
+                        "too few to learn as a class; to keep it, pass --label-map "
+                        "mask_weared_incorrect=mask_weared_incorrect, or map it onto another class (--label-map "
+                        "mask_weared_incorrect=CLASS)"]
+    counts = summary_counts(out)
+    assert counts["rare"] == 1 and counts["faces"] == len(CUT) - 1 and counts["done"] == 3
+    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == ["with_mask", "without_mask"]
+    # named by --label-map, kept as it is or folded into another class, whatever its count
+    for mapping, folders in (("mask_weared_incorrect=mask_weared_incorrect",
+                              ["mask_weared_incorrect", "with_mask", "without_mask"]),
+                             ("mask_weared_incorrect=with_mask", ["with_mask", "without_mask"])):
+        output = tmp_path / mapping.replace("=", "_")
+        code, out, problems, _ = run_cli(capsys, "--annotations", root, "--output", output, "--logs",
+                                         tmp_path / "logs", "--label-map", mapping)
+        assert code == 0 and problems == [] and summary_counts(out)["faces"] == len(CUT)
+        assert sorted(path.name for path in output.iterdir() if path.is_dir()) == folders
+    # a label joining a class folder that already has faces from the photo folders counts those too
+    monkeypatch.setattr(annotations, "MIN_LABEL_FACES", 3)
+    output = tmp_path / "joined"
+    records.append_rows(output / facecrops.MANIFEST, facecrops.FACE_FIELDS,
+                        [{"crop": str(output / "with_mask" / "a_face0.jpg"), "class": "with_mask", "kind": "manual"}])
+    code, out, problems, _ = run_cli(capsys, "--annotations", root, "--output", output, "--logs", tmp_path / "logs")
+    assert code == 0 and [line.split("'")[1] for line in problems] == ["mask_weared_incorrect", "without_mask"]
+    assert summary_counts(out)["rare"] == 3 and sorted(
+        path.name for path in output.iterdir() if path.is_dir()) == ["with_mask"]
 
 
 def test_min_face_counts_and_skips_small_faces(tmp_path, capsys):
@@ -279,7 +321,7 @@ def test_a_rerun_skips_finished_photos_and_redoes_an_unfinished_one(tmp_path, ca
     code, out, _, _ = run_cli(capsys, *argv)
     assert code == 0
     assert summary_counts(out) == {
-        "photos": 3, "done": 0, "skipped": 3, "faces": 0, "too_small": 0, "dropped": 0, "bad_box": 0,
+        "photos": 3, "done": 0, "skipped": 3, "faces": 0, "too_small": 0, "dropped": 0, "rare": 0, "bad_box": 0,
         "bad_label": 0, "unreadable": 0, "problems": 0}
     assert (output / facecrops.MANIFEST).read_bytes() == manifest
     assert (output / facecrops.SOURCES).read_bytes() == sources
@@ -404,21 +446,57 @@ def test_whole_input_errors_are_one_line_exit_2_and_write_nothing(tmp_path, caps
 
 
 def test_a_voc_photo_found_only_by_its_path(tmp_path, capsys):
-    photos = save_photos(tmp_path / "elsewhere")
     xml_folder = tmp_path / "labelimg"
-    xml_folder.mkdir()
+    photos = save_photos(xml_folder / "pics")
     size = Image.open(photos["cat.png"]).size
     # LabelImg writes the absolute path; the file was renamed since, so <filename> finds nothing
     (xml_folder / "cat.xml").write_text(voc_xml("renamed.png", size, BOXES["cat.png"], str(photos["cat.png"])))
     (xml_folder / "street.xml").write_text(voc_xml("", Image.open(photos["street.jpg"]).size,
-                                                   BOXES["street.jpg"], "../elsewhere/street.jpg"))
+                                                   BOXES["street.jpg"], "pics/street.jpg"))
     output = tmp_path / "out"
     code, out, problems, _ = run_cli(capsys, "--annotations", xml_folder, "--output", output,
                                      "--logs", tmp_path / "logs")
     assert code == 0 and problems == []
     assert summary_counts(out)["faces"] == 4
     boxes = {name: BOXES[name] for name in ("cat.png", "street.jpg")}
-    check_output(output, tmp_path / "elsewhere", boxes=boxes, cut={item for item in CUT if item[0] in boxes})
+    check_output(output, xml_folder / "pics", boxes=boxes, cut={item for item in CUT if item[0] in boxes})
+
+
+def test_photos_named_outside_the_folder_given_are_refused_one_line_each_and_the_rest_is_cut(tmp_path, capsys):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    picture("coffee").convert("RGB").save(secret / "secret.jpg", quality=90)
+    size = Image.open(secret / "secret.jpg").size
+    face = [("with_mask", (100, 100, 164, 170))]
+    # VOC: a <filename> that climbs out, an absolute one, and an absolute <path> outside
+    root = write_voc(tmp_path / "voc")
+    notes = root / "annotations"
+    (notes / "climb.xml").write_text(voc_xml("../../secret/secret.jpg", size, face))
+    (notes / "absolute.xml").write_text(voc_xml(str(secret / "secret.jpg"), size, face))
+    (notes / "path.xml").write_text(voc_xml("gone.jpg", size, face, str(secret / "secret.jpg")))
+    # CSV: the same two kinds of rows beside the fixture's own
+    csv_file = write_csv(tmp_path / "csv" / "boxes.csv")
+    with open(csv_file, "a", newline="") as handle:
+        csv.writer(handle).writerows([["../../secret/secret.jpg", *size, "with_mask", 100, 100, 164, 170],
+                                      [str(secret / "secret.jpg"), *size, "with_mask", 100, 100, 164, 170]])
+    # YOLO: a photo that is a link out of images/
+    yolo = write_yolo(tmp_path / "yolo")
+    (yolo / "images" / "linked.jpg").symlink_to(secret / "secret.jpg")
+    (yolo / "labels" / "linked.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    for path, refused in ((root, ("climb.xml", "absolute.xml", "path.xml")), (csv_file, ("boxes.csv:", "boxes.csv:")),
+                          (yolo, ("linked.jpg", "linked.txt"))):
+        output = tmp_path / f"out_{path.name}"
+        code, out, problems, err = run_cli(capsys, "--annotations", path, "--output", output,
+                                           "--logs", tmp_path / "logs")
+        assert code == 0, err
+        assert len(problems) == len(refused), problems
+        for line, name in zip(sorted(problems), sorted(refused), strict=True):
+            assert name in line
+        assert sum("lies outside" in line and "is not read" in line for line in problems) == len(refused) - (
+            path == yolo)  # the label file of the refused link finds no photo
+        assert summary_counts(out)["faces"] == len(CUT)
+        assert not any(str(secret) in row["source"] for row in records.read_rows(output / facecrops.SOURCES))
+    assert (secret / "secret.jpg").exists()
 
 
 def test_cvat_voc_layout(tmp_path, capsys):

@@ -242,6 +242,7 @@ def test_bad_inputs(tiny_model, photos, tmp_path, capsys):
     assert len(errors) == 2 and any("webcam 9 does not open" in line for line in errors), captured.err
     assert len(read_detections(tmp_path / "out")) == 1
 
+    argv = ["--model", str(tiny_model), "--output", str(tmp_path / "out2")]  # out/ holds the run above now
     fake_video = tmp_path / "clip.mp4"
     fake_video.write_bytes(b"\0" * 2000)
     assert detect.main([str(fake_video), *argv]) == 1
@@ -432,3 +433,38 @@ def test_a_mask_worn_wrong_is_orange_and_not_worn(names):
     summary = tally.as_dict(names)
     assert summary["faces_per_class"] == {worn: 5, none: 3, wrong: 2, **({"hat": 0} if "hat" in names else {})}
     assert summary["faces"] == 10 and summary["mask_wearing_rate"] == 0.5
+
+
+def test_an_output_that_is_a_file_is_not_empty_or_lies_inside_an_input_is_refused_before_the_model_loads(
+        photos, tmp_path, capsys):
+    # the model does not exist: a refusal that names the output shows the output was checked first
+    argv = [str(photos / "astronaut.png"), "--model", str(tmp_path / "absent.keras")]
+    taken = tmp_path / "x" / "b.jpg"
+    taken.parent.mkdir()
+    taken.write_bytes(b"mine")
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / run.DETECTIONS).write_text("an earlier run's rows\n")
+    for output, words in ((taken, f"--output {taken} is a file; give a folder"),
+                          (taken / "deeper", f"{taken} is a file, not a folder"),
+                          (earlier, f"--output {earlier} is not empty; give a new or empty folder")):
+        assert detect.main([*argv, "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert error_lines(err) == [line for line in err.splitlines() if line] and words in err, err
+    assert taken.read_bytes() == b"mine" and (earlier / run.DETECTIONS).read_text() == "an earlier run's rows\n"
+    # the default output folder, under --logs, inside a folder given as input
+    logs = tmp_path / "logs"
+    assert detect.main([str(tmp_path), "--model", str(tmp_path / "absent.keras"), "--logs", str(logs)]) == 2
+    err = capsys.readouterr().err
+    assert "would be inside the input folder" in err and "--output" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "logs").exists()
+
+
+def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tiny_model, photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(detect.time, "strftime", lambda text: "20250101-120000")
+    logs = tmp_path / "logs"
+    for _ in range(2):
+        assert detect.main([str(photos / "astronaut.png"), "--model", str(tiny_model), "--logs", str(logs)]) == 0
+    first, second = logs / "detect" / "20250101-120000", logs / "detect" / "20250101-120000-2"
+    assert len(read_detections(first)) == len(read_detections(second)) == 1
+    assert json.loads((first / run.SUMMARY).read_text())["detections"] == str(first / run.DETECTIONS)

@@ -160,3 +160,45 @@ def test_no_class_folders_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "loose.jpg").write_bytes(b"")
     assert organize.main(["--input", str(tmp_path), "--logs", str(tmp_path / "logs")]) == 2
     assert "no class folders" in capsys.readouterr().err
+
+
+def test_a_class_folder_that_cannot_be_written_is_refused_before_any_file_moves(messy, capsys, monkeypatch):
+    root, logs, _ = messy
+    before = tree_digest(root)
+    locked = sorted(images.class_dirs(root))[-1].resolve()
+    # permission bits mean nothing to root: the folder is made read-only through what os.access answers
+    real_access = moves.os.access
+    monkeypatch.setattr(moves.os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    assert organize.main(["--input", str(root), "--logs", str(logs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: cannot move files in {locked}: it is not writable; make it writable (chmod u+w) or "
+                       "copy the photos somewhere you can write, then run again (nothing was moved)")
+    assert tree_digest(root) == before and not moves.journal_path(logs).exists()
+
+
+def test_an_os_error_while_moving_is_one_line_naming_the_file_and_the_journal_lets_undo_finish(messy, capsys,
+                                                                                              monkeypatch):
+    root, logs, _ = messy
+    before = tree_digest(root)
+    real_rename, calls = moves.os.rename, []
+
+    def rename(source, target):  # the third move meets a folder made read-only while the stage runs
+        calls.append(source)
+        if len(calls) == 3:
+            raise PermissionError(13, "Permission denied", str(source), None, str(target))
+        real_rename(source, target)
+
+    monkeypatch.setattr(moves.os, "rename", rename)
+    assert organize.main(["--input", str(root), "--logs", str(logs)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith(f"error: {calls[2]} -> ") and "Permission denied; make it writable" in line
+    monkeypatch.setattr(moves.os, "rename", real_rename)
+    assert organize.main(["--input", str(root), "--logs", str(logs), "--undo"]) == 0
+    assert tree_digest(root) == before
+
+
+def test_undo_without_a_journal_of_that_folder_says_so_and_exits_2(messy, capsys):
+    root, logs, _ = messy
+    assert organize.main(["--input", str(root), "--logs", str(logs), "--undo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing to undo; give the --input and --logs of the run to undo" in err[0]

@@ -64,6 +64,52 @@ def test_bad_flags_and_missing_input_are_one_line_errors(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
 
 
+def _small_tree(root: Path) -> None:
+    for index, name in enumerate(("mask", "without_mask", "mask", "without_mask")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        pixels = np.random.default_rng(index).integers(0, 256, size=(48, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / name / f"photo {index}.png")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--hash-distance", "99"], "--hash-distance must be between 0 and 64, not 99"),
+    (["--min-size", "0"], "--min-size must be at least 1, not 0"),
+    (["--jobs", "0"], "--jobs must be at least 1, not 0"),
+    (["--", "--margin", "5"], "--margin must be between 0 and 2"),
+    (["--", "--label-map", "a=b"], "--label-map is for --annotations"),
+], ids=["hash distance", "min size", "jobs", "process_faces flag", "label map alone"])
+def test_every_flag_is_checked_before_step_1_renames_anything(tmp_path, args, words):
+    root, logs = tmp_path / "photos", tmp_path / "logs"
+    _small_tree(root)
+    before = tree_digest(root)
+    result = run_preprocess("--input", str(root), "--logs", str(logs), *args)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "== 1/3" not in result.stdout
+    assert tree_digest(root) == before and sorted(path.name for path in root.iterdir()) == ["mask", "without_mask"]
+    assert not logs.exists()
+
+
+def test_the_undo_hint_names_the_logs_an_undo_without_a_journal_says_so_and_class_folders_are_checked(tmp_path):
+    root, logs = tmp_path / "photos", tmp_path / "my logs"
+    _small_tree(root)
+    (root / "empty class").mkdir()
+    done = run_preprocess("--input", str(root), "--logs", str(logs), "--skip-faces")
+    assert done.returncode == 0, done.stderr
+    assert f"(undo: ./preprocess.sh --input {root} --logs {logs} --undo)" in done.stdout
+    assert f"WARNING: class folder {root.resolve()}/empty class is empty" in done.stderr
+
+    lost = run_preprocess("--input", str(root), "--logs", str(tmp_path / "other logs"), "--undo")
+    assert lost.returncode == 2 and lost.stderr.count("\n") == 1, lost.stderr
+    assert "nothing to undo; give the --input and --logs of the run to undo" in lost.stderr
+
+    single = tmp_path / "single"
+    (single / "mask").mkdir(parents=True)
+    Image.new("RGB", (48, 48), "red").save(single / "mask" / "a.png")
+    one = run_preprocess("--input", str(single), "--logs", str(logs), "--skip-faces", "--dry-run")
+    assert one.returncode == 0 and "1 class folder(s) with photos in" in one.stderr
+    assert "training needs two or more" in one.stderr
+
+
 def _noise_tree(root: Path, count: int) -> None:
     rng = np.random.default_rng(7)
     for index in range(count):

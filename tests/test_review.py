@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import html
 import html.parser
+import logging
+import shutil
 import urllib.parse
 from pathlib import Path
 
@@ -107,8 +109,8 @@ def test_a_manual_box_file_gives_each_drawn_box_as_numbers_with_its_source_and_c
     path = write_boxes(tmp_path / "manual_boxes_mask.csv", [["/photos/mask/a, \"b\".jpg", "mask", 10, 20.5, 110, 90],
                                                             ["/photos/mask/c.jpg", "mask", "1e1", 0, "12", "3"]])
     assert review.read_manual_boxes(path) == [
-        {"source": '/photos/mask/a, "b".jpg', "class": "mask", "box": [10.0, 20.5, 110.0, 90.0]},
-        {"source": "/photos/mask/c.jpg", "class": "mask", "box": [10.0, 0.0, 12.0, 3.0]}]
+        {"source": '/photos/mask/a, "b".jpg', "class": "mask", "box": [10.0, 20.5, 110.0, 90.0], "where": f"{path}:2"},
+        {"source": "/photos/mask/c.jpg", "class": "mask", "box": [10.0, 0.0, 12.0, 3.0], "where": f"{path}:3"}]
     assert review.read_manual_boxes(write_boxes(tmp_path / "none.csv", [])) == []
 
 
@@ -118,7 +120,12 @@ def test_a_manual_box_file_gives_each_drawn_box_as_numbers_with_its_source_and_c
     ([["a.jpg", "mask", 1, 2, 30, ""]], None, r"\.csv:2: could not convert"),
     ([["a.jpg", "mask", 30, 2, 30, 40]], None, r"\.csv:2: the box .* is empty"),
     ([["a.jpg", "mask", 1, 40, 30, 2]], None, r"\.csv:2: the box .* is empty"),
-], ids=["missing column", "not a number", "empty cell", "no width", "upside down"])
+    ([["a.jpg", "mask", 1, 2, 30]], None, r"\.csv:2: the row has no y2"),
+    ([["a.jpg"]], None, r"\.csv:2: the row has no class, x1, y1, x2, y2"),
+    ([["a.jpg", "mask", 1, 2, "nan", 40]], None, r"\.csv:2: the box .* is not four finite numbers"),
+    ([["a.jpg", "mask", "-inf", 2, "inf", 40]], None, r"\.csv:2: the box .* is not four finite numbers"),
+], ids=["missing column", "not a number", "empty cell", "no width", "upside down", "short row", "one cell", "nan",
+        "inf"])
 def test_a_manual_box_file_with_a_missing_column_a_non_number_or_an_empty_box_is_refused(tmp_path, rows, header, words):
     path = write_boxes(tmp_path / "boxes.csv", rows, header or review.MANUAL_BOX_FIELDS)
     with pytest.raises(ValueError, match=words):
@@ -159,6 +166,19 @@ def test_an_accepted_low_confidence_crop_joins_its_class_as_a_detected_face_acce
     assert (rows[low.name]["kind"], rows[low.name]["crop"]) == (facecrops.AUTO, str(accepted))
     assert rows[kept.name]["kind"] == facecrops.AUTO
     assert not (folder.output / facecrops.REJECTED_DIR).exists()
+
+
+def test_an_accept_whose_name_is_taken_is_refused_before_any_reject_accept_or_move_is_carried_out(folder):
+    low = folder.crops["astronaut2"]
+    taken = folder.output / "mask" / low.name
+    taken.write_bytes(b"the user's file")
+    before = {path: path.read_bytes() for path in folder.output.rglob("*") if path.is_file()}
+    verdicts = {folder.crops["astronaut0"].name: "reject", low.name: "accept",
+                folder.crops["astronaut1"].name: review.MOVE + "without_mask"}
+    with pytest.raises(ValueError, match=rf"cannot accept {low.name}: .*{taken.name} exists.*nothing was moved"):
+        review.apply_verdicts(folder.output, verdicts, folder.logs)
+    assert {path: path.read_bytes() for path in folder.output.rglob("*") if path.is_file()} == before
+    assert not moves.journal_path(folder.logs).exists()
 
 
 def test_a_crop_deleted_by_hand_is_recorded_as_rejected_whatever_the_verdicts(folder):
@@ -322,3 +342,31 @@ def test_drawn_boxes_are_cut_with_the_detector_geometry_as_manual_crops_once(fol
     assert review.crop_manual_boxes(folder.output, boxes, SETTINGS) == 2
     assert len([row for row in folder.check_manifest_lists_exactly_the_crops_there_are() if row["kind"] == "manual"]) \
         == 2
+
+
+def test_drawn_boxes_on_a_photo_outside_the_data_folders_or_into_no_class_folder_are_one_line_each(folder, caplog):
+    secret = folder.photos.parent / "secret"
+    secret.mkdir()
+    shutil.copy(folder.photos / "without_mask" / "chelsea.jpg", secret / "secret.jpg")
+    (folder.photos / "mask" / "extra.jpg").write_bytes((secret / "secret.jpg").read_bytes())
+    (folder.photos / "mask" / "link.jpg").symlink_to(secret / "secret.jpg")
+    box = [140.0, 40.0, 300.0, 200.0]
+    climb = folder.photos / "mask" / ".." / ".." / "secret" / "secret.jpg"
+    rows = [[str(secret / "secret.jpg"), "mask", *box],  # absolute, outside
+            [str(climb), "mask", *box], [str(climb), "mask", *box],  # .. out of the data folder: two rows, one line
+            [str(folder.photos / "mask" / "link.jpg"), "mask", *box],  # a link out
+            [str(folder.photos / "mask" / "extra.jpg"), "../escape", *box],  # a class that is no folder
+            [str(folder.photos / "mask" / "extra.jpg"), "mask", *box],  # in --input, never read: cut
+            [str(folder.photos / "without_mask" / "chelsea.jpg"), "without_mask", *box]]  # read before: cut
+    path = write_boxes(folder.photos.parent / "manual_boxes_mask.csv", rows)
+    with caplog.at_level(logging.WARNING):
+        written = review.crop_manual_boxes(folder.output, review.read_manual_boxes(path), SETTINGS, [folder.photos])
+    assert written == 2
+    lines = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{path}:2", f"{path}:3 and 1 more rows", f"{path}:5",
+                                                          f"{path}:6"]
+    assert all("is not read" in line for line in lines[:3]) and "cannot be a class folder" in lines[3]
+    assert all("\n" not in line for line in lines)
+    manual = [row for row in folder.check_manifest_lists_exactly_the_crops_there_are() if row["kind"] == "manual"]
+    assert sorted(Path(row["source"]).name for row in manual) == ["chelsea.jpg", "extra.jpg"]
+    assert not (folder.output.parent / "escape").exists() and (secret / "secret.jpg").exists()

@@ -42,6 +42,19 @@ def test_an_empty_log_file_gets_the_header_as_a_new_one_would(tmp_path):
     assert [row["run_id"] for row in records.read_rows(tmp_path / runlog.LOG_NAME)] == ["a"]
 
 
+@pytest.mark.parametrize("content", [b"name,score,status\nx,1,ok\n", b"# maskdetect\n\nFinds the faces\n",
+                                     b"\x89PNG\r\n\x00\x00"], ids=["foreign csv", "readme", "binary"])
+def test_a_file_that_is_not_a_training_log_is_refused_in_one_line_and_left_as_it_was(tmp_path, content):
+    (tmp_path / runlog.LOG_NAME).write_bytes(content)
+    with pytest.raises(ValueError, match=r"training_log\.csv is not a training log .*: move it aside or give another "
+                                         r"--logs folder"):
+        runlog.append_log(tmp_path, {**RUN, "run_id": "a"})
+    assert (tmp_path / runlog.LOG_NAME).read_bytes() == content
+    with pytest.raises(ValueError, match="is a folder, not a training log"):
+        runlog.check_log(tmp_path)
+    assert runlog.check_log(tmp_path / "absent.csv") is None
+
+
 def test_a_row_fills_every_log_column_leaves_missing_ones_empty_and_drops_keys_the_log_has_no_column_for(tmp_path):
     notes = 'a, "quoted" note\nover two lines'
     runlog.append_log(tmp_path, {**RUN, "run_id": "a", "notes": notes, "curve": [0.5, 0.6], "not_a_column": 1})

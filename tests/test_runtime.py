@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -70,6 +71,45 @@ def test_other_errors_are_not_swallowed():
 
     with pytest.raises(RuntimeError, match="a bug"):
         runtime.run_cli(body, "stopped")
+
+
+@pytest.mark.parametrize("error, words", [
+    (PermissionError(errno.EACCES, "Permission denied", "/data/out/summary.json"),
+     "/data/out/summary.json: Permission denied; make it writable"),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/out/a.jpg"), "/data/out/a.jpg: No space left on device; "
+     "the disk is full"),
+    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/data/file/x"), "a file is where a folder is expected"),
+    (OSError(errno.EROFS, "Read-only file system", "/mnt/x", None, "/mnt/y"), "/mnt/x -> /mnt/y: Read-only file"),
+], ids=["permission", "disk full", "file in the way", "two paths"])
+def test_an_os_error_about_a_path_is_one_line_naming_it_and_what_to_do_exit_1(capsys, error, words):
+    def body() -> int:
+        raise error
+
+    assert runtime.run_cli(body, "stopped") == runtime.EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+def test_an_os_error_about_no_path_is_not_swallowed():
+    def body() -> int:
+        raise OSError("the machine")
+
+    with pytest.raises(OSError, match="the machine"):
+        runtime.run_cli(body, "stopped")
+
+
+def test_check_writable_refuses_a_file_in_the_way_or_a_folder_it_cannot_write(tmp_path, monkeypatch):
+    runtime.check_writable(tmp_path / "new" / "deeper", "--output")  # absent: created later, nothing made now
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(ValueError, match=r"file is a file, not a folder: .*give another --output"):
+        runtime.check_writable(tmp_path / "file" / "out", "--output")
+    with pytest.raises(ValueError, match=r"file is a file, not a folder"):
+        runtime.check_writable(tmp_path / "file", "--logs")
+    # permission bits mean nothing to root: the refusal is checked through what os.access answers
+    monkeypatch.setattr(runtime.os, "access", lambda path, mode: False)
+    with pytest.raises(ValueError, match=rf"cannot write in {tmp_path} .*give another --logs"):
+        runtime.check_writable(tmp_path / "logs", "--logs")
 
 
 def test_run_cli_outside_the_main_thread_runs_without_signal_handlers():
@@ -158,3 +198,23 @@ def test_configure_logging_writes_one_line_messages_on_stderr(root_logging, caps
     logging.getLogger("maskdetect.somewhere").debug("shown")
     assert capsys.readouterr().err == "DEBUG: shown\n"
     assert root_logging.handlers[0].stream is sys.stderr
+
+
+def test_new_folder_never_hands_out_a_name_that_exists(tmp_path):
+    base = tmp_path / "detect" / "20250101-120000"
+    made = [runtime.new_folder(base) for _ in range(3)]
+    assert made == [base, base.with_name(f"{base.name}-2"), base.with_name(f"{base.name}-3")]
+    assert all(folder.is_dir() and not any(folder.iterdir()) for folder in made)
+    (tmp_path / "detect" / "20250101-120000-4").write_text("a file of that name")
+    assert runtime.new_folder(base).name == "20250101-120000-5"
+
+
+def test_new_folders_made_at_once_in_many_threads_are_all_different(tmp_path):
+    base = tmp_path / "run"
+    made: list = []
+    threads = [threading.Thread(target=lambda: made.append(runtime.new_folder(base))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(made) == len(set(made)) == 8

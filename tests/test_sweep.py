@@ -248,6 +248,16 @@ def test_report_ranks_by_validation_accuracy_never_test(tmp_path, capsys):
     assert sweep.main(["--logs", str(logs), "--report", "--sweep-id", "nope"]) == 2
 
 
+def test_report_on_a_file_that_is_not_a_training_log_is_one_line_and_exit_2(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# maskdetect: face-mask detection\n\nFinds the faces in photos.\n")
+    assert sweep.main(["--report", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {readme} is not a training log (it has no {', '.join(runlog.IDENTITY_FIELDS)} columns): " \
+                  "give the training_log.csv that train_a_model.py and auto_train.py write\n"
+    assert not (tmp_path / runlog.SWEEP_DIR).exists()
+
+
 def test_rank_on_ranks_scored_runs_first_and_best_model_follows(tmp_path, capsys):
     from maskdetect.inference import best_model
 

@@ -150,6 +150,9 @@ def save_image(rgb: np.ndarray, path: Path) -> Path:
 
     Returns:
         The path written.
+
+    Raises:
+        OSError: the folder or the disk refused the file (its ``errno`` and ``filename`` set).
     """
     from PIL import Image
 
@@ -157,7 +160,9 @@ def save_image(rgb: np.ndarray, path: Path) -> Path:
     image = Image.fromarray(rgb)
     try:
         image.save(path, quality=95) if path.suffix.lower() in (".jpg", ".jpeg") else image.save(path)
-    except (ValueError, OSError):
+    except (ValueError, OSError) as error:
+        if isinstance(error, OSError) and error.errno is not None:  # the folder or disk, not the format
+            raise
         path = path.with_name(path.name + ".jpg")
         image.save(path, quality=95)
     return path

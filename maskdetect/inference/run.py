@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskdetect import images
+from maskdetect import images, runtime
 from maskdetect.classes import wears_mask
 from maskdetect.face import from_crop_settings
 from maskdetect.inference.drawing import annotate
@@ -184,7 +185,7 @@ def run_image(pipeline: MaskDetector, item: Item, output: Path, writer_rows, dis
     """
     start = time.perf_counter()
     try:
-        rgb = images.load_rgb(item.source)
+        rgb = images.load_rgb(item.source, pipeline.settings.max_pixels)
     except images.DECODE_ERRORS as error:
         raise OSError(f"cannot read image {item.source}: {error}") from None
     detections = pipeline.image(rgb)
@@ -218,7 +219,8 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
     Args:
         pipeline: the detector and classifier.
         items: what to process (:func:`~maskdetect.inference.media.plan_inputs`).
-        output: the output folder, created when absent.
+        output: the output folder, created when absent; one that holds a ``detections.csv`` is refused
+            (FileExistsError) before anything is written.
         every: on videos and webcams, detect faces every this many frames; None: ``DEFAULT_VIDEO_EVERY``.
         show: show the annotated frames in a window where there is a display.
         max_frames: stop each video or webcam after this many frames; 0: all.
@@ -232,7 +234,8 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
     tallies: list[Tally] = []
     failures = [{"source": "", "error": problem} for problem in problems]
     started = time.perf_counter()
-    with open(output / DETECTIONS, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    # "x": an earlier run's detections.csv (or a second run started into the same folder) is never overwritten
+    with open(output / DETECTIONS, "x", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.DictWriter(handle, fieldnames=DETECTION_FIELDS, lineterminator="\n")
         writer.writeheader()
 
@@ -246,8 +249,10 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
                         tally = run_video(pipeline, capture, item, output,
                                           every or DEFAULT_VIDEO_EVERY, writer.writerows, display, max_frames)
                 except OSError as error:
-                    print(f"error: {error}", file=sys.stderr)
-                    failures.append({"source": item.source, "error": str(error)})
+                    # one line, as run_cli words an error about a path: the path, why, what to do
+                    message = runtime.os_error_line(error) if error.filename else str(error)
+                    print(f"error: {message}", file=sys.stderr)
+                    failures.append({"source": item.source, "error": message})
                     continue
                 finally:
                     handle.flush()
@@ -256,7 +261,9 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
         finally:
             display.close()
             summary = _summary(pipeline, tallies, failures, output, every, time.perf_counter() - started)
-            (output / SUMMARY).write_text(json.dumps(summary, indent=2))
+            partial = output / f".{SUMMARY}.partial"  # whole or absent, never half-written
+            partial.write_text(json.dumps(summary, indent=2))
+            os.replace(partial, output / SUMMARY)
     return summary
 
 
