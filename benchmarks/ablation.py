@@ -38,31 +38,25 @@ VARIANTS: tuple[tuple[str, dict[str, Any], bool], ...] = (
 )
 
 BEFORE_PRESETS = Path(__file__).resolve().parent / "fusion_before_presets.json"
-_FAST = {"first_stage": False, "zoom": False, "verifier_threshold": None, "blazeface_passes": ("photo",)}
+_FAST = {"zoom": False, "verifier_threshold": None}
+_NO_MTCNN = {**_FAST, "first_stage": False}
 # Candidates for the face stage's presets (``--candidates``), after the stage's defaults before the presets (the
-# baseline): the accurate preset keeps MTCNN first; the fast one does without MTCNN, the zoomed-in looks and the
-# verifier. Each gets its own fusion, as a preset ships its own: the presets' shipped ones, refitted for the others.
+# baseline): the presets as shipped, then the others that were weighed for them. Each has its own fusion, as a preset
+# ships its own: the presets' shipped ones, refitted on --fit-data for the others.
 CANDIDATES: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("before the presets (ssd at 640 px, tiles)", {"ssd_size": 640, "blazeface_passes": ("photo", "mirror", "tiles"),
                                                    "fusion": str(BEFORE_PRESETS)}, False),
     ("accurate preset (the defaults)", {}, False),
-    ("accurate, fusion refitted", {}, True),
     ("accurate, 1 verifier view", {"verifier_views": 1}, False),
     ("fast preset", {**PRESETS["fast"], "fusion": str(WEIGHTS_DIR / PRESET_FUSION["fast"])}, False),
-    ("fast: facefinder, blazeface", {**_FAST, "proposal_sources": ("blazeface", "facefinder")}, True),
-    ("fast: facefinder, blazeface, ssd", {**_FAST, "proposal_sources": ("ssd", "blazeface", "facefinder")}, True),
-    ("fast: facefinder, zoom", {**_FAST, "proposal_sources": ("facefinder",), "zoom": True}, True),
-    ("fast: mtcnn, facefinder", {**_FAST, "first_stage": True, "proposal_sources": ("facefinder",)}, True),
-    ("fast: mtcnn at 480 px, facefinder",
-     {**_FAST, "first_stage": True, "detect_size": 480, "proposal_sources": ("facefinder",)}, True),
-    ("fast: mtcnn at 480 px, facefinder, mtcnn_below_threshold",
-     {**_FAST, "first_stage": True, "detect_size": 480, "proposal_sources": ("mtcnn_below_threshold", "facefinder")},
+    ("fast with mtcnn at 640 px", {**PRESETS["fast"], "detect_size": 640}, True),
+    ("fast with mtcnn_below_threshold too", {**PRESETS["fast"], "proposal_sources": ("mtcnn_below_threshold",
+                                                                                      "facefinder")}, True),
+    ("no mtcnn: the face finder alone", {**_NO_MTCNN, "proposal_sources": ("facefinder",)}, True),
+    ("no mtcnn: the face finder, zoomed-in looks", {**_NO_MTCNN, "proposal_sources": ("facefinder",), "zoom": True},
      True),
-    ("fast: facefinder, blazeface, zoom", {**_FAST, "proposal_sources": ("blazeface", "facefinder"), "zoom": True},
-     True),
-    ("fast: facefinder, blazeface, verifier 1 view",
-     {**_FAST, "proposal_sources": ("blazeface", "facefinder"), "verifier_threshold": 0.98, "verifier_views": 1},
-     True),
+    ("no mtcnn: the face finder, blazeface on the photo",
+     {**_NO_MTCNN, "proposal_sources": ("blazeface", "facefinder"), "blazeface_passes": ("photo",)}, True),
 )
 # --choose scores on this share of the photos held out of the face finder's training (``annotations.held_out``,
 # 20 %): the other half fits the fusion.
