@@ -249,3 +249,9 @@ def sigint_as_in_a_terminal() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# The face stage's settings before its presets (the res10 SSD at 640 px, BlazeFace's tiles pass, the fusion fitted for
+# them): tests of the verifier and the benchmarks that need its weak proposal groups on the astronaut photo.
+BEFORE_PRESETS = {"ssd_size": 640, "blazeface_passes": ("photo", "mirror", "tiles"),
+                  "fusion": str(REPO / "benchmarks" / "fusion_before_presets.json")}

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from helpers import ASTRONAUT_FACE, picture, shared_data
+from helpers import ASTRONAUT_FACE, BEFORE_PRESETS, picture, shared_data
 
 from maskdetect import annotations, facecrops, images
 from maskdetect.face import (
@@ -121,7 +121,8 @@ def test_the_shipped_verifier_tells_a_real_face_from_the_sky_beside_it():
 def test_the_shipped_verifier_does_not_take_a_cup_seen_from_above_for_a_face():
     # the previous verifier, trained without large background patches, scored it 0.994
     rgb = np.asarray(picture("coffee"))
-    detector = FaceDetector(num_threads=1, verifier_threshold=0.9)
+    # the settings before the presets: those of accurate keep the cup, which the face finder scores 0.67
+    detector = FaceDetector(num_threads=1, verifier_threshold=0.9, **BEFORE_PRESETS)
     groups = detector.proposal_groups(rgb)
     assert groups, "the cup no longer gets a proposal group: this test checks nothing"
     _, scores, _ = detector.verify(rgb, np.array([box for box, _ in groups]))
@@ -153,7 +154,7 @@ def test_the_verifier_vetoes_only_a_weak_fused_face_that_none_of_its_views_sees(
     hair, every view sees her face. The fusion's faces under 0.5 are vetoed on the highest view's score, those of
     0.5 or more never; with no veto, or no score, nothing is."""
     rgb = np.asarray(picture("astronaut"))
-    detector = FaceDetector(num_threads=1)
+    detector = FaceDetector(num_threads=1, **BEFORE_PRESETS)  # which proposes a group on her hair
     veto = detector.settings.verifier_veto
     group_box, _ = detector.proposal_groups(rgb)[0]
     _, lowest, highest = detector.verify(rgb, np.array([group_box, ASTRONAUT_FACE], float))
@@ -189,14 +190,14 @@ def test_the_verifier_adds_faces_the_fusion_rejects_and_a_trained_folder_chooses
     head (rejected by the fusion) is kept with its verifier score; with none it is not; the faces the fusion keeps
     stay. A --face-detector folder runs its own verifier, or none when it has no file for one."""
     rgb = np.asarray(picture("astronaut"))
-    without = FaceDetector(num_threads=1, verifier_threshold=None)
+    without = FaceDetector(num_threads=1, verifier_threshold=None, **BEFORE_PRESETS)  # a group above her head
     boxes, scores, highest = without.verify(rgb, np.array([ASTRONAUT_FACE], float))
     assert np.isnan(scores).all() and np.isnan(highest).all() and np.array_equal(boxes, [ASTRONAUT_FACE])
     group_box, features = without.proposal_groups(rgb)[0]
     probability = without.fused_probability(features)
     assert probability < without.settings.second_stage_threshold
     assert without.rule.confidence(probability, np.nan) is None
-    eager = FaceDetector(num_threads=1, verifier_threshold=1e-9)
+    eager = FaceDetector(num_threads=1, verifier_threshold=1e-9, **BEFORE_PRESETS)
     score = float(eager.verify(rgb, np.asarray(group_box)[None])[1][0])
     assert eager.rule.confidence(probability, score) == max(probability, score)
     # a group the fusion keeps keeps its probability when the verifier is unsure; without one, a score is ignored

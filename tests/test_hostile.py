@@ -185,7 +185,8 @@ def test_an_annotated_copy_that_cannot_be_saved_is_one_line_in_run_clis_words_an
     (output / "a.jpg").mkdir(parents=True)  # a folder where a's annotated copy goes
     classifier = types.SimpleNamespace(class_names=["mask", "without_mask"], path="model.keras", image_size=96,
                                        crop_source="face")
-    pipeline = types.SimpleNamespace(settings=facecrops.CropSettings(), classifier=classifier, image=lambda rgb: [])
+    pipeline = types.SimpleNamespace(settings=facecrops.CropSettings(), video_settings=facecrops.CropSettings(),
+                                     classifier=classifier, image=lambda rgb: [])
     items = [media.Item("image", str(photos / name), name) for name in ("a.jpg", "b.jpg")]
     summary = run.process(pipeline, items, output)
     err = capsys.readouterr().err

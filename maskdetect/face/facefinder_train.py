@@ -209,9 +209,13 @@ def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> d
         detector = fusion_fit.collecting_detector(preset=preset, face_model=str(output / "facefinder.keras"))
         names, features, targets_, used = fusion_fit.collect(held, detector, progress=progress)
         if not targets_.sum() or targets_.all():
-            raise ValueError(f"the {used} held-out photos gave {len(targets_)} proposal groups, "
-                             f"{int(targets_.sum())} of them faces: too few of both kinds to fit the fusion weights; "
-                             f"label more photos")
+            problem = (f"the {used} held-out photos gave {len(targets_)} proposal groups of the {preset} face stage, "
+                       f"{int(targets_.sum())} of them faces: too few of both kinds to fit its fusion weights")
+            if preset == "accurate":
+                raise ValueError(f"{problem}; label more photos")
+            # the folder still serves the accurate preset; the fast one refuses it in one line
+            logger.warning("%s: no %s, so this detector works with --face-stage accurate only", problem, name)
+            continue
         # fusion_fit.fit adds the groups and faces counted to the description
         fitted = fusion_fit.fit(names, features, targets_,
                                 fitted_on=f"{used} labelled photos held out of the finder's training ({preset})")
