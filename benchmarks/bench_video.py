@@ -207,6 +207,7 @@ def score_video(frames: list[dict], rows: list[dict], people: dict[int, str], mi
     labels = {person: label for frame in frames for person, label, _ in frame["counted"]}
     persons = {person for person, count in seen.items() if count >= min_person_frames}
     accumulator = mm.MOTAccumulator(auto_id=True)
+    numbers = {person: number for number, person in enumerate(sorted(labels))}  # motmetrics wants numbers
     pairs: Counter = Counter()  # (person, track) -> frames matched
     for index, frame in enumerate(frames):
         truth_boxes = np.array([box for _, _, box in frame["counted"]]).reshape(-1, 4)
@@ -220,10 +221,13 @@ def score_video(frames: list[dict], rows: list[dict], people: dict[int, str], mi
         hyp_boxes = hyp_boxes[keep]
         overlap = box_iou(truth_boxes, hyp_boxes)
         distances = np.where(overlap >= MATCH_IOU, 1 - overlap, np.nan)
-        accumulator.update([person for person, _, _ in frame["counted"]], [track for track, _ in hyps], distances)
+        accumulator.update([numbers[person] for person, _, _ in frame["counted"]], [track for track, _ in hyps],
+                           distances)
     events = accumulator.mot_events
-    for _, event in events[events["Type"].isin(["MATCH", "SWITCH"])].iterrows():
-        pairs[(event["OId"], int(event["HId"]))] += 1
+    people_by_number = {number: person for person, number in numbers.items()}
+    matched = events[events["Type"].isin(["MATCH", "SWITCH"])]
+    for person, track in zip(matched["OId"], matched["HId"], strict=True):
+        pairs[(people_by_number[int(person)], int(track))] += 1
     # each track belongs to the person it matched most; each person to their most-matched counted track
     owner: dict[int, str] = {}
     for (person, track), _ in sorted(pairs.items(), key=lambda item: -item[1]):
@@ -382,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ARGS = parse_args(argv)
     classifier = load_classifier(args.model or best_model(args.logs))
     pipeline = MaskDetector(classifier)
+    # the classifier's graph is traced on its first call: before the clock starts, as the models are loaded
+    classifier.probabilities(np.zeros((1, pipeline.settings.size, pipeline.settings.size, 3), np.uint8))
     print(f"{runtime.default_jobs()} cores; model {classifier.path}; data {args.data}", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_video_") as folder:
