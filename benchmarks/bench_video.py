@@ -233,12 +233,18 @@ def score_video(frames: list[dict], rows: list[dict], people: dict[int, str], mi
     for (person, track), _ in sorted(pairs.items(), key=lambda item: -item[1]):
         owner.setdefault(track, person)
     predicted: Counter = Counter()
+    extra: Counter = Counter()  # tracks counted beyond one per person: on no face, or a person's second track
+    owned: Counter = Counter()
     for track, label in people.items():
         person = owner.get(track)
-        if person is not None and (person not in persons or benchmark_label(labels[person]) != labels[person]
-                                   or labels[person] == "incorrect_mask"):
+        if person is not None and (person not in persons or labels[person] == "incorrect_mask"):
             continue
         predicted[benchmark_label(label)] += 1
+        if person is None:
+            extra["no_face"] += 1
+        else:
+            owned[person] += 1
+    extra["second_track"] = sum(count - 1 for count in owned.values())
     found, right = Counter(), Counter()
     for person in persons:
         tracks = [(count, track) for (who, track), count in pairs.items() if who == person and track in people]
@@ -247,7 +253,8 @@ def score_video(frames: list[dict], rows: list[dict], people: dict[int, str], mi
             found[labels[person]] += 1
             right[labels[person]] += benchmark_label(people[track]) == labels[person]
     true = Counter(labels[person] for person in persons)
-    return {"accumulator": accumulator, "predicted": predicted, "true": true, "found": found, "right": right}
+    return {"accumulator": accumulator, "predicted": predicted, "true": true, "found": found, "right": right,
+            "extra": extra}
 
 
 def summarise(name: str, scored: list[dict], seconds: float, frames: int, fps_every_1: float | None = None) -> dict:
@@ -258,20 +265,22 @@ def summarise(name: str, scored: list[dict], seconds: float, frames: int, fps_ev
                                  metrics=["idf1", "mota", "num_switches", "num_false_positives", "num_misses"],
                                  generate_overall=True)
     overall = table.loc["OVERALL"]
-    predicted, true, found, right = Counter(), Counter(), Counter(), Counter()
+    predicted, true, found, right, extra = Counter(), Counter(), Counter(), Counter(), Counter()
     errors = defaultdict(list)
     for s in scored:
         predicted.update(s["predicted"])
         true.update(s["true"])
         found.update(s["found"])
         right.update(s["right"])
+        extra.update(s["extra"])
         for label in ("mask", "without_mask"):
             if s["true"][label]:
                 errors[label].append(abs(s["predicted"][label] - s["true"][label]) / s["true"][label])
     result = {"setting": name, "frames": frames, "seconds": round(seconds, 1),
               "frames_per_second": round(frames / seconds, 2), "idf1": float(overall["idf1"]),
               "mota": float(overall["mota"]), "id_switches": int(overall["num_switches"]),
-              "false_positives": int(overall["num_false_positives"]), "misses": int(overall["num_misses"])}
+              "false_positives": int(overall["num_false_positives"]), "misses": int(overall["num_misses"]),
+              "tracks_on_no_face": extra["no_face"], "second_tracks": extra["second_track"]}
     for label in ("mask", "without_mask", "incorrect_mask"):
         result[f"true_{label}"] = true[label]
         if label == "incorrect_mask":
@@ -358,6 +367,9 @@ def report(results: list[dict], baseline: dict | None) -> None:
               f"{_fmt(r['count_error_without_mask'], 'signed'):7s}          {_fmt(r['right_mask'], True)} / "
               f"{_fmt(r['right_without_mask'], True)} ({_fmt(r['right_of_found_mask'], True)} / "
               f"{_fmt(r['right_of_found_without_mask'], True)})")
+    print("tracks counted beyond one per person: " + "; ".join(
+        f"{r['setting']}: {r['tracks_on_no_face']} on no face, {r['second_tracks']} a person's second track"
+        for r in results))
     if baseline is not None:
         b = baseline
         print(f"{b['setting']}: {b['frames_per_second']:.1f} frames/s; 'people' mask {b['people_mask']} "

@@ -18,7 +18,7 @@ NAMES = ["mask", "without_mask"]
 
 def test_one_flickering_frame_does_not_change_a_persons_label():
     people = People(NAMES, None, VerdictSettings(confirm=2, window=5))
-    person = people.seen(0, track=7, detected=True)
+    person = people.seen(0, track=7, detections=1)
     for frame, p in enumerate([0.9, 0.8, 0.2, 0.85]):  # one frame says no mask
         people.classified(person, frame * 10, np.array([p, 1 - p]), side=60, sharp=100)
     assert person.label == "mask" and person.changes == []
@@ -26,8 +26,8 @@ def test_one_flickering_frame_does_not_change_a_persons_label():
 
 def test_taking_the_mask_off_is_one_label_change_with_its_frame():
     people = People(NAMES, None, VerdictSettings(confirm=2, window=3))
-    person = people.seen(0, track=1, detected=True)
-    people.seen(10, track=1, detected=True)
+    person = people.seen(0, track=1, detections=1)
+    people.seen(10, track=1, detections=2)
     for frame, p in [(0, 0.95), (10, 0.9), (20, 0.9), (30, 0.05), (40, 0.05), (50, 0.02), (60, 0.02)]:
         people.classified(person, frame, np.array([p, 1 - p]), side=60, sharp=100)
     assert person.label == "without_mask"
@@ -42,7 +42,7 @@ def test_the_vote_decides_with_the_models_decision_weights():
     # p(without_mask) 0.3 on average: argmax says mask, weights that call without_mask from 0.2 say without_mask
     for weights, expected in ((None, "mask"), ([1.0, 4.0], "without_mask")):
         people = People(NAMES, weights)
-        person = people.seen(0, 1, True)
+        person = people.seen(0, 1, 1)
         people.classified(person, 0, np.array([0.7, 0.3]), side=50, sharp=100)
         assert person.label == expected
 
@@ -50,7 +50,7 @@ def test_the_vote_decides_with_the_models_decision_weights():
 def test_a_track_is_classified_on_a_schedule():
     settings = VerdictSettings(min_face=32, min_sharpness=20, patience=15, reclassify=10, grow=1.25)
     people = People(NAMES, None, settings)
-    person = people.seen(0, 1, True)
+    person = people.seen(0, 1, 1)
     assert not people.due(person, 0, side=20, sharp=100)  # too small
     assert not people.due(person, 1, side=40, sharp=5)  # too blurred
     assert people.due(person, 2, side=40, sharp=50)
@@ -58,11 +58,11 @@ def test_a_track_is_classified_on_a_schedule():
     assert not people.due(person, 5, side=40, sharp=50)
     assert people.due(person, 6, side=51, sharp=50)  # it grew
     assert people.due(person, 12, side=40, sharp=50)  # every 10 frames
-    never_sharp = people.seen(0, 2, True)
+    never_sharp = people.seen(0, 2, 1)
     assert not people.due(never_sharp, 14, side=20, sharp=1) and people.due(never_sharp, 15, side=20, sharp=1)
     # a track found once is not a person; found twice and labelled, it is
     assert not person.counted(settings)
-    people.seen(10, 1, True)
+    people.seen(10, 1, 2)
     assert person.counted(settings)
 
 
@@ -116,6 +116,8 @@ def test_a_face_keeps_its_track_between_detections_and_a_cut_ends_it():
             tracks.add(found[0].track)
             lefts.append(found[0].box[0])
             assert found[0].detected == detect
+            # its first detection (frame 0, before it had an identity) counts
+            assert found[0].first_frame == 0 and found[0].detections == 1 + index // 5
     assert len(tracks) == 1
     assert np.allclose(np.diff(lefts), 4, atol=1.5)  # followed boxes move with the face
     cut = np.full((480, 640), 200, np.uint8)

@@ -124,14 +124,17 @@ class People:
         self.people: dict[int, Person] = {}  # by the tracker's identity
         self.classifications = 0
 
-    def seen(self, frame: int, track: int, detected: bool) -> Person:
-        """Record that ``track`` is in view on ``frame`` (found by the face stage when ``detected``)."""
+    def seen(self, frame: int, track: int, detections: int, first_frame: int | None = None) -> Person:
+        """Record that ``track`` is in view on ``frame``, found by the face stage on ``detections`` frames so far;
+        a new track started on ``first_frame`` (default ``frame``)."""
         person = self.people.get(track)
         if person is None:
-            person = self.people[track] = Person(len(self.people) + 1, frame, votes=deque(maxlen=self.settings.window))
+            start = frame if first_frame is None else first_frame
+            person = self.people[track] = Person(len(self.people) + 1, start, votes=deque(maxlen=self.settings.window))
+            person.frames_seen = frame - start  # frames before it had its identity
         person.last_frame = frame
         person.frames_seen += 1
-        person.detections += int(detected)
+        person.detections = detections
         return person
 
     def due(self, person: Person, frame: int, side: float, sharp: float) -> bool:

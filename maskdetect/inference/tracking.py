@@ -70,6 +70,8 @@ class TrackedFace:
         detected: True when the face stage found the box on this frame; False when it was followed.
         confidence: the face stage's confidence when the face was last detected.
         detector: the part of the face stage that last detected it.
+        detections: the frames the face stage has found the track on so far, this one included.
+        first_frame: the frame the track started on (its first detection).
     """
 
     track: int
@@ -77,6 +79,8 @@ class TrackedFace:
     detected: bool
     confidence: float
     detector: str
+    detections: int = 1
+    first_frame: int = 0
 
 
 def _make_tracker(settings: TrackingSettings):
@@ -187,6 +191,8 @@ class FaceTracker:
         self._frame = -1
         self.cuts = 0
         self.detections = 0  # frames the face stage ran on
+        self._hits: dict[int, int] = {}  # track -> frames the face stage found it on
+        self._born: dict[int, int] = {}  # track -> the frame of its first detection
 
     def wants_detection(self, gray: np.ndarray) -> bool:
         """Whether the face stage should run on this frame (the next one :meth:`update` gets): every ``every``
@@ -217,13 +223,15 @@ class FaceTracker:
             self.cuts += 1
             self._tracker = _make_tracker(self.settings)  # a new shot: no track goes on
             self._current = []
+            self._hits, self._born = {}, {}
         rows = self._followed(gray)
         if faces is not None:
             self._since_detection = 0
             self.detections += 1
             detected = [{"box": np.array([f.x1, f.y1, f.x2, f.y2], float), "confidence": 1.0,
                          "face_confidence": float(f.confidence), "detector": str(f.detector),
-                         "detected_at": self._frame, "detected": True} for f in faces]
+                         "detected_at": self._frame, "detected": True, "born": self._frame, "hits": 1}
+                        for f in faces]
             # a followed box that a detection covers is the same face: keep the detection alone
             if rows and detected:
                 overlap = _iou(np.array([r["box"] for r in rows]), np.array([d["box"] for d in detected]))
@@ -240,10 +248,20 @@ class FaceTracker:
             row = rows[int(row_index)]
             if track < 0 and not row["detected"]:
                 continue  # a followed box no track took
-            current.append({**row, "box": np.asarray(box, float), "track": int(track)})
+            track = int(track)
+            if track >= 0:
+                # a track gets its identity on its second frame: its first detection comes with its box
+                if track not in self._hits:
+                    self._hits[track] = row["hits"] - int(row["detected"])
+                else:
+                    row = {**row, "born": min(row["born"], self._born.get(track, row["born"]))}
+                self._hits[track] += int(row["detected"])
+                self._born[track] = row["born"]
+            current.append({**row, "box": np.asarray(box, float), "track": track})
         self._current = current
         return [TrackedFace(row["track"], tuple(float(v) for v in row["box"]), row["detected"],
-                            row["face_confidence"], row["detector"]) for row in current if row["track"] >= 0]
+                            row["face_confidence"], row["detector"], self._hits[row["track"]],
+                            self._born[row["track"]]) for row in current if row["track"] >= 0]
 
     def _followed(self, gray: np.ndarray) -> list[dict]:
         """The last frame's faces moved onto this one by optical flow: those detected within ``follow_rounds``
