@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 DETECTIONS = "detections.csv"
 SUMMARY = "summary.json"
-# Finding faces costs far more than anything else, so a video runs the face stage every 10th frame (and after a
+# Finding faces costs far more than anything else, so a video runs the face stage every 15th frame (and after a
 # scene cut) and the tracker follows the faces in between; benchmarks/bench_video.py measures the trade.
 DEFAULT_VIDEO_EVERY = TrackingSettings().every
 __all__ = ["DETECTIONS", "DETECTION_FIELDS", "PEOPLE", "SUMMARY", "DEFAULT_VIDEO_EVERY", "Tally", "mask_rate",

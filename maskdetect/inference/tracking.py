@@ -44,7 +44,7 @@ class TrackingSettings:
         cut_threshold: the mean grey-level difference of two frames' 32 x 24 thumbnails that marks a scene cut.
     """
 
-    every: int = 10
+    every: int = 15
     tracker: str = "bytetrack"
     lost_frames: int = 30
     follow_rounds: int = 2
