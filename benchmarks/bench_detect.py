@@ -17,8 +17,8 @@
    three or more classes it prints the accuracy per class on found faces and the confusion among the classes.
 2. Speed. A 640x480 video is made from --video-photos of the photos (letterboxed, each held for --hold frames
    while it zooms in slowly, so no two frames are alike) and run through ``inference.run.process`` twice in this run:
-   detection on every frame (k=1) and every --every frames (boxes carried between, classification on every
-   frame). Frames/s count everything a user waits for: decoding, detection, classification, drawing and
+   detection on every frame (k=1) and every --every frames (the faces tracked between and classified on a
+   schedule, as detect_mask.py does; benchmarks/bench_video.py scores the tracks and the people counted). Frames/s count everything a user waits for: decoding, detection, classification, drawing and
    writing the annotated video; the models are loaded before the clock starts. Target: >= 10 frames/s with
    k > 1 on this machine (2 cores).
 
