@@ -18,9 +18,10 @@
 2. Speed. A 640x480 video is made from --video-photos of the photos (letterboxed, each held for --hold frames
    while it zooms in slowly, so no two frames are alike) and run through ``inference.run.process`` twice in this run:
    detection on every frame (k=1) and every --every frames (the faces tracked between and classified on a
-   schedule, as detect_mask.py does; benchmarks/bench_video.py scores the tracks and the people counted). Frames/s count everything a user waits for: decoding, detection, classification, drawing and
-   writing the annotated video; the models are loaded before the clock starts. Target: >= 10 frames/s with
-   k > 1 on this machine (2 cores).
+   schedule, as detect_mask.py does; benchmarks/bench_video.py scores the tracks and the people counted).
+   Frames/s count everything a user waits for: decoding, detection, classification, drawing and writing
+   the annotated video; the models are loaded before the clock starts. Target: >= 10 frames/s with k > 1
+   on this machine (2 cores).
 
 One annotated photo with many faces is written to ``logs/bench_detect_crowd.jpg`` (git-ignored). The figures of
 both parts (per class, seconds per photo, frames/s at each k) are written to --out as results.json and results.csv.
