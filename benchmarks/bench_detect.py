@@ -18,10 +18,11 @@ preset (--face-stages, default accurate then fast; the first is the baseline of 
    three or more classes it prints the accuracy per class on found faces and the confusion among the classes.
 2. Speed. A 640x480 video is made from --video-photos of the photos (letterboxed, each held for --hold frames
    while it zooms in slowly, so no two frames are alike) and run through ``inference.run.process`` twice in this run:
-   detection on every frame (k=1) and every --every frames (boxes carried between, classification on every
-   frame). Frames/s count everything a user waits for: decoding, detection, classification, drawing and
-   writing the annotated video; the models are loaded before the clock starts. Targets on this machine (2 cores):
-   accurate >= 10 frames/s with k > 1; fast >= 15 frames/s at k=1.
+   detection on every frame (k=1) and every --every frames (the faces tracked between and classified on a
+   schedule, as detect_mask.py does; benchmarks/bench_video.py scores the tracks and the people counted), with
+   each preset's video settings. Frames/s count everything a user waits for: decoding, detection,
+   classification, drawing and writing the annotated video; the models are loaded before the clock starts.
+   Targets on this machine (2 cores): accurate >= 10 frames/s with k > 1; fast >= 15 frames/s at k=1.
 
 One annotated photo with many faces is written to ``logs/bench_detect_crowd.jpg`` (git-ignored). The figures of
 both parts (per class, seconds per photo, frames/s at each k) are written to --out as results.json and results.csv.

@@ -1,6 +1,6 @@
 """detect_mask.py's command line: find every face in photos, folders, videos or a webcam, classify it with a
-trained model, and write annotated copies, ``detections.csv`` and ``summary.json``; export a model to TFLite or a
-SavedModel.
+trained model, and write annotated copies, ``detections.csv`` and ``summary.json``; on video, track each person and
+write ``people.csv``; export a model to TFLite or a SavedModel.
 
 The work is :mod:`maskdetect.inference`'s: faces are found and cut as the face stage finds and cuts them, at the
 crop geometry of the model's training crops (:mod:`maskdetect.inference.pipeline`). The default model is the best
@@ -8,11 +8,14 @@ of the training log (:func:`maskdetect.inference.best_model`).
 
 Output (``--output``, default ``<logs>/detect/<time>/``)::
 
-    detections.csv      one row per face: source, frame, face, box x1 y1 x2 y2 (the source's pixels, EXIF
-                        orientation applied), label, probability, detector confidence, detector, carried
-    summary.json        per source and in all: frames, faces per class, mask-wearing rate, speed
+    detections.csv      one row per face (per frame on video): source, frame, face, track, box x1 y1 x2 y2 (the
+                        source's pixels, EXIF orientation applied), label, probability, detector confidence,
+                        detector, carried
+    people.csv          video: one row per person (track), with its label, label changes and best face crop
+    summary.json        per source and in all: frames, faces and people per class, mask-wearing rates, speed
     <name>              each image annotated, under the name of its source (folders keep their layout)
     <stem>.mp4          each video annotated (.avi with MJPG where this OpenCV cannot write mp4)
+    people/<stem>/      each person's best face crop
 
 Only :func:`main` configures logging; TensorFlow, Keras and OpenCV are imported when a model or a detector
 is built, not when this module is imported.
@@ -34,9 +37,12 @@ from maskdetect.artifact import load_classifier
 from maskdetect.face import settings as face_settings
 from maskdetect.facecrops import FACE_STAGES
 from maskdetect.inference import MaskDetector, best_model
+from maskdetect.inference.countline import parse_line
 from maskdetect.inference.media import VIDEO_EXTENSIONS, Item, plan_inputs
 from maskdetect.inference.pipeline import CROP
-from maskdetect.inference.run import DEFAULT_VIDEO_EVERY, DETECTIONS, SUMMARY, process
+from maskdetect.inference.run import DEFAULT_VIDEO_EVERY, DETECTIONS, PEOPLE, SUMMARY, process
+from maskdetect.inference.tracking import TrackingSettings
+from maskdetect.inference.video import VideoOptions
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder for detections.csv, summary.json and the annotated files "
                         "(default LOGS/detect/<time>)")
     parser.add_argument("--every", type=int, default=None, metavar="K",
-                        help=f"on video and webcam, detect faces every K frames and carry the boxes in between "
-                        f"(classification runs on every frame); default {DEFAULT_VIDEO_EVERY}, 1 detects on every "
+                        help=f"on video and webcam, run the face stage every K frames (and after a scene cut); the "
+                        f"tracker follows each face in between; default {DEFAULT_VIDEO_EVERY}, 1 detects on every "
                         "frame")
+    parser.add_argument("--count-line", metavar="X1,Y1,X2,Y2",
+                        help="on video and webcam, count the people who cross this line (in the video's pixels), in "
+                        "each direction and per class: in = to the line's left as seen from X1,Y1 towards X2,Y2")
     parser.add_argument("--max-frames", type=int, default=0, metavar="N",
                         help="stop each video or webcam after N frames (default: all; a webcam runs until q or Ctrl-C)")
     parser.add_argument("--show", action="store_true",
@@ -113,6 +122,9 @@ def _main(args) -> int:
         raise ValueError(f"--every must be at least 1, not {args.every}")
     if args.max_frames < 0:
         raise ValueError(f"--max-frames must be 0 (all) or more, not {args.max_frames}")
+    line = parse_line(args.count_line) if args.count_line is not None else None
+    video = VideoOptions(tracking=TrackingSettings(every=args.every or DEFAULT_VIDEO_EVERY), count_line=line,
+                         max_frames=args.max_frames)
     # checked before any model loads
     settings = dataclasses.replace(CROP, face_detector=args.face_detector,
                                    second_stage_threshold=args.second_stage_threshold,
@@ -150,14 +162,24 @@ def _main(args) -> int:
         output.mkdir(parents=True, exist_ok=True)
     else:
         output = runtime.new_folder(base)
-    summary = process(pipeline, items, output, args.every, args.show, args.max_frames, problems)
+    summary = process(pipeline, items, output, show=args.show, problems=problems, video=video,
+                      progress=sys.stderr.isatty())
     totals = summary["totals"]
     per_class = ", ".join(f"{name} {count}" for name, count in totals["faces_per_class"].items())
     rate = totals["mask_wearing_rate"]
+    people = ""
+    if totals["videos"]:
+        per_person = ", ".join(f"{name} {count}" for name, count in totals["people_per_class"].items())
+        people_rate = totals["people_mask_wearing_rate"]
+        people = (f"; people: {per_person}"
+                  + (f"; mask-wearing rate {people_rate:.1%} of people" if people_rate is not None else ""))
+    frames_word = "face-frames" if totals["videos"] else "faces"
     print(f"detect_mask: {totals['images']} image(s) and {totals['videos']} video(s) ({totals['frames']} frames) read, "
-          f"{totals['failed']} failed; faces: {per_class}"
-          + (f"; mask-wearing rate {rate:.1%}" if rate is not None else "")
-          + f"; written to {output} ({DETECTIONS}, {SUMMARY}, annotated copies)")
+          f"{totals['failed']} failed{people}; {frames_word}: {per_class}"
+          + (f"; mask-wearing rate {rate:.1%}" + (" of face-frames" if totals["videos"] else "")
+             if rate is not None else "")
+          + f"; written to {output} ({DETECTIONS}, {PEOPLE + ', ' if totals['videos'] else ''}{SUMMARY}, "
+            "annotated copies)")
     return runtime.EXIT_FAILURE if summary["failed"] else runtime.EXIT_OK
 
 

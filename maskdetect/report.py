@@ -41,6 +41,7 @@ from maskdetect.settings import GRID_KEYS
 RUN_PLOTS = (("curves.png", "Learning curves"), ("confusion.png", "Confusion matrix (test set)"),
              ("roc.png", "ROC (test set)"), ("misclassified.png", "Misclassified test crops"))
 DETECTION_EXAMPLES = 24
+PEOPLE_SHOWN = 60  # best face crops of the people seen on video
 
 # The command that fills each section, shown when it is empty.
 HINTS = {
@@ -128,12 +129,41 @@ def _detections(folder: Path | None, page_dir: Path) -> tuple[str, list[tuple[st
     if videos:
         parts.append("<p>Annotated videos: " + " · ".join(
             f'<a href="{_link(path, page_dir)}">{_e(path.name)}</a>' for path in videos) + "</p>")
+    people = _people(folder, page_dir)
+    if people:
+        parts.append(people)
+        if finite_number(totals.get("people_mask_wearing_rate")) is not None:
+            cards.append(("mask-wearing rate of the people on video", _percent(totals["people_mask_wearing_rate"])))
     per_class = _faces_per_class(summary, totals)
     if per_class:
         parts.append(per_class)
     if facts:
         parts.append("<details><summary>summary.json</summary>" + _table(["", ""], facts, "facts") + "</details>")
     return "".join(parts), cards
+
+
+def _people(folder: Path, page_dir: Path) -> str:
+    """A gallery of the people seen on video (people.csv): each person's best face crop with their label."""
+    rows = rows_or_empty(folder / "people.csv")
+    if not rows:
+        return ""
+    figures = []
+    for row in rows[:PEOPLE_SHOWN]:
+        crop = folder / row.get("crop", "") if row.get("crop") else None
+        caption = (f"{Path(row.get('source', '')).name} #{row.get('track', '?')}: {row.get('label', '?')} "
+                   f"{_percent(row.get('probability'))}, frames {row.get('first_frame', '?')}-"
+                   f"{row.get('last_frame', '?')}"
+                   + (f"; changed {row['label_changes']}" if row.get("label_changes") else ""))
+        if crop is not None and crop.is_file():
+            figures.append(_figure(crop, caption, page_dir, "person"))
+        else:
+            figures.append(f'<figure class="person"><figcaption>{_e(caption)}</figcaption></figure>')
+    labels = Counter(row.get("label", "") for row in rows)
+    split = ", ".join(f"{count} {label or '?'}" for label, count in labels.most_common())
+    more = f", the first {PEOPLE_SHOWN} shown" if len(rows) > PEOPLE_SHOWN else ""
+    return (f"<h3>People seen on video</h3><p class=\"note\">{len(rows)} people ({_e(split)}){more}: each "
+            "person's best face crop and label (the vote over their frames).</p>"
+            '<div class="gallery people">' + "".join(figures) + "</div>")
 
 
 def _faces_per_class(summary: dict, totals: dict) -> str:
@@ -330,6 +360,8 @@ figure img{display:block;max-width:100%;border-radius:6px;border:1px solid var(-
 figcaption{font-size:12px;color:var(--muted);margin-top:4px;word-break:break-word}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:14px}
 .gallery img{width:100%;height:220px;object-fit:contain;background:#111}
+.gallery.people{grid-template-columns:repeat(auto-fill,minmax(140px,1fr))}
+.gallery.people img{height:128px}
 .plots{display:flex;flex-wrap:wrap;gap:16px}
 .plots .wide{flex:1 1 100%}
 .plots .half{flex:1 1 420px;max-width:600px}

@@ -139,21 +139,32 @@ def test_photos_give_boxes_classes_and_annotated_copies(tiny_model, photos, tmp_
     assert "mask-wearing rate" in captured.out
 
 
-def test_video_is_annotated_frame_by_frame_with_detection_every_k(tiny_model, tmp_path, capsys):
+def walking_face_video(path: Path, frames: int = 20) -> Path:
+    """A 640x480 MJPG video at 10 frames/s of the astronaut's face moving right, 8 px a frame."""
     import cv2
 
-    video = tmp_path / "walk.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
     base = np.asarray(picture("astronaut").resize((400, 400)))
-    for index in range(20):
+    for index in range(frames):
         frame = np.full((480, 640, 3), 40, np.uint8)
-        left = 20 + 8 * index  # the face moves right, 8 px a frame
+        left = 20 + 8 * index
         frame[40:440, left:left + 400] = base
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
+    return path
+
+
+def read_people(output: Path) -> list[dict]:
+    with open(output / run.PEOPLE, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_video_tracks_one_person_whose_box_follows_the_face(tiny_model, tmp_path, capsys):
+    video = walking_face_video(tmp_path / "walk.avi")
     output = tmp_path / "out"
     assert detect.main([str(video), "--model", str(tiny_model), "--output", str(output), "--every", "5"]) == 0
-    assert "20 frames" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "20 frames" in out and "people:" in out and "of people" in out
 
     annotated = output / "walk.mp4"
     if not annotated.exists():
@@ -164,16 +175,36 @@ def test_video_is_annotated_frame_by_frame_with_detection_every_k(tiny_model, tm
     by_frame = {}
     for row in rows:
         by_frame.setdefault(int(row["frame"]), []).append(row)
-    assert sorted(by_frame) == list(range(20))  # a face on every frame, detected or carried
-    assert all(len(found) == 1 for found in by_frame.values())
+    # a new track has its number from its second frame on; one face, one track
+    assert sorted(by_frame) == list(range(1, 20)) and all(len(found) == 1 for found in by_frame.values())
+    assert {found[0]["track"] for found in by_frame.values()} == {"1"}
     fresh = [frame for frame, found in by_frame.items() if found[0]["carried"] == "0"]
-    assert fresh == [0, 5, 10, 15]
-    # a carried box stays where it was found; a fresh one follows the face
-    assert by_frame[4][0]["x1"] == by_frame[0][0]["x1"] and float(by_frame[5][0]["x1"]) > float(by_frame[0][0]["x1"])
+    assert fresh == [5, 10, 15]
+    # between detections the box follows the face, 8 px a frame
+    lefts = [float(by_frame[frame][0]["x1"]) for frame in range(1, 20)]
+    assert np.allclose(np.diff(lefts), 8, atol=3), lefts
+    # a label on every row once the person is classified, and it is the person's, not the frame's
+    labels = {found[0]["label"] for found in by_frame.values()}
+    assert labels <= {"mask", "without_mask"} and len(labels) == 1
+
+    people = read_people(output)
+    assert len(people) == 1
+    person = people[0]
+    assert person["track"] == "1" and person["label"] in ("mask", "without_mask") and person["label_changes"] == ""
+    # its first detection counts, though the track has its number from the next frame
+    assert int(person["first_frame"]) == 0 and int(person["last_frame"]) == 19 and int(person["detections"]) == 4
+    assert int(person["frames_seen"]) == 20
+    assert float(person["last_time"]) == 1.9  # 10 frames/s
+    crop = output / person["crop"]
+    assert crop.is_file() and Image.open(crop).size == (256, 256)
+
     summary = json.loads((output / run.SUMMARY).read_text())
     source = summary["sources"][0]
-    assert source["frames"] == 20 and source["faces"] == 20 and source["detect_every"] == 5
-    assert source["mask_wearing_rate"] is not None and source["frames_per_second"] > 0
+    assert source["frames"] == 20 and source["faces"] == 19 and source["detect_every"] == 5
+    assert source["people"] == 1 and sum(source["people_per_class"].values()) == 1
+    assert source["people_mask_wearing_rate"] in (0.0, 1.0) and source["frames_per_second"] > 0
+    assert source["detection_frames"] == 4 and source["classifications"] < 19  # on a schedule, not every frame
+    assert summary["totals"]["people"] == 1 and summary["tracking"]["every"] == 5
     # video is looked at with the fast preset unless told otherwise
     assert summary["video_detector_settings"]["face_stage"] == "fast"
     assert summary["detector_settings"]["face_stage"] == "accurate"
@@ -196,6 +227,69 @@ def test_the_face_stage_flag_sets_the_preset_for_photos_and_video(tiny_model, tm
     with pytest.raises(SystemExit):
         detect.main([str(folder), "--model", str(tiny_model), "--face-stage", "fastest"])
     assert "invalid choice: 'fastest'" in capsys.readouterr().err
+
+
+def test_count_line_on_video_and_its_bad_values(tiny_model, tmp_path, capsys):
+    video = walking_face_video(tmp_path / "walk.avi")
+    argv = [str(video), "--model", str(tiny_model), "--every", "5"]
+    # the face's centre goes from x=220 to x=372: a line at x=300, drawn top to bottom, is crossed once, in
+    assert detect.main([*argv, "--output", str(tmp_path / "a"), "--count-line", "300,0,300,480"]) == 0
+    assert "crossed the line: in 1, out 0" in capsys.readouterr().out
+    line = json.loads((tmp_path / "a" / run.SUMMARY).read_text())["sources"][0]["count_line"]
+    assert line["in"] == 1 and line["out"] == 0 and sum(line["in_per_class"].values()) == 1
+
+    assert detect.main([*argv, "--output", str(tmp_path / "b"), "--count-line", "300,0,300"]) == 2
+    err = capsys.readouterr().err
+    assert len(error_lines(err)) == 1 and "--count-line must be four numbers" in err
+
+    # outside the picture: that video fails in one line, a photo beside it is still done
+    photo = tmp_path / "astronaut.png"
+    picture("astronaut").save(photo)
+    code = detect.main([str(video), str(photo), *argv[1:], "--output", str(tmp_path / "c"),
+                        "--count-line", "300,0,300,900"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(error_lines(err)) == 1 and "lies outside the 640x480 picture" in err
+    assert len(read_detections(tmp_path / "c")) == 1 and (tmp_path / "c" / run.PEOPLE).is_file()
+
+
+class FakeWebcam:
+    """A webcam that gives ``frames`` frames of a walking face, then stops giving frames or raises Ctrl-C."""
+
+    def __init__(self, video: Path, interrupt: bool) -> None:
+        self.frames = list(media.iter_frames(video))
+        self.interrupt = interrupt
+
+    def read(self):
+        import cv2
+
+        if self.frames:
+            return True, cv2.cvtColor(self.frames.pop(0), cv2.COLOR_RGB2BGR)
+        if self.interrupt:
+            raise KeyboardInterrupt
+        return False, None
+
+    def get(self, _):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_a_webcam_that_goes_away_or_is_stopped_keeps_its_people(tiny_model, tmp_path, capsys, monkeypatch,
+                                                                interrupt):
+    video = walking_face_video(tmp_path / "walk.avi")
+    monkeypatch.setattr(run, "open_capture", lambda item: FakeWebcam(video, interrupt))
+    output = tmp_path / "out"
+    code = detect.main(["0", "--model", str(tiny_model), "--output", str(output), "--every", "5"])
+    err = capsys.readouterr().err
+    if interrupt:  # Ctrl-C ends a webcam cleanly
+        assert code == 0 and not error_lines(err)
+    else:
+        assert code == 1 and len(error_lines(err)) == 1 and "webcam:0 stopped giving frames after 20 frames" in err
+    assert len(read_people(output)) == 1 and len(read_detections(output)) == 19
+    summary = json.loads((output / run.SUMMARY).read_text())
+    assert summary["totals"]["people"] == 1 and summary["sources"][0]["frames"] == 20
 
 
 def test_bad_models_are_one_line_each(tiny_model, photos, tmp_path, capsys):

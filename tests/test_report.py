@@ -243,3 +243,28 @@ def test_three_classes_show_their_counts_and_what_the_rate_counts(tree):
     assert "mask-wearing rate (correctly worn masks / all faces)" in text
     assert "1 incorrect_mask" in text  # the count of detections by label
     assert "ROC AUC (test, one-vs-rest)" in text and "20251125-140000_dddddd" in text
+
+
+def test_people_seen_on_video_are_a_gallery_of_best_crops_with_labels(tree):
+    detections = tree / "logs" / "detect" / "20251125-130000"
+    crop = detections / "people" / "door" / "person_1.jpg"
+    crop.parent.mkdir(parents=True)
+    picture("astronaut").resize((256, 256)).convert("RGB").save(crop)
+    with open(detections / "people.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "track", "first_frame", "last_frame", "label", "probability", "label_changes",
+                         "crop"])
+        writer.writerow(["/videos/door.mp4", 1, 3, 90, "without_mask", 0.91, "40:mask>without_mask",
+                         "people/door/person_1.jpg"])
+        writer.writerow(["/videos/door.mp4", 2, 10, 50, "mask", 0.99, "", ""])  # its crop was not saved
+    summary = json.loads((detections / "summary.json").read_text())
+    summary["totals"]["people_mask_wearing_rate"] = 0.5
+    (detections / "summary.json").write_text(json.dumps(summary))
+    page = _report(tree)
+    text = _text(page)
+    assert "People seen on video" in text and "2 people (1 without_mask, 1 mask)" in text
+    assert "door.mp4 #1: without_mask 91.0 %, frames 3-90; changed 40:mask&gt;without_mask" in \
+        page.read_text(encoding="utf-8")
+    assert "door.mp4 #2: mask 99.0 %" in text
+    assert "mask-wearing rate of the people on video" in text
+    assert any(link.endswith("people/door/person_1.jpg") for link in page_targets(page).images)

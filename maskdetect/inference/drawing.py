@@ -6,7 +6,7 @@ OpenCV is imported when a frame is drawn, not on import.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from maskdetect.inference.pipeline import Detection
 # the chin), then distinct colours for other classes. None of the others is orange, green or red, so the three
 # mask classes never share a colour with another class.
 _GREEN, _RED, _ORANGE = (0, 200, 0), (230, 30, 30), (255, 140, 0)
+_UNDECIDED = (180, 180, 180)  # a person not classified yet
 _OTHER_COLOURS = ((0, 140, 255), (200, 0, 200), (0, 200, 200), (255, 230, 0), (140, 90, 40), (160, 160, 160))
 
 
@@ -39,16 +40,23 @@ def class_colours(class_names: Sequence[str]) -> dict[str, tuple[int, int, int]]
     return colours
 
 
-def annotate(rgb: np.ndarray, detections: Sequence[Detection], class_names: Sequence[str]) -> np.ndarray:
+def annotate(rgb: np.ndarray, detections: Sequence[Detection], class_names: Sequence[str],
+             people: Mapping[str, int] | None = None, line: Sequence[float] | None = None,
+             line_text: str = "") -> np.ndarray:
     """A copy of a frame with its detections drawn.
 
-    Each box is drawn in its class's colour (:func:`class_colours`) with its label and probability, kept inside
-    the picture; the top left holds the count of every class in ``class_names``, each in its colour.
+    Each box is drawn in its class's colour (:func:`class_colours`) with its label and probability (and, on
+    video, its person's number: ``#3 mask 97%``; grey and ``#3 ?`` before the person's first verdict), kept
+    inside the picture; the top left holds the count of every class in ``class_names``, each in its colour: the
+    frame's faces, or with ``people`` the people counted so far (``people: mask 4 ...``).
 
     Args:
         rgb: the frame, H x W x 3 uint8; it is not changed.
         detections: the frame's classified faces.
         class_names: the model's classes, in the order the counts are drawn.
+        people: people per class so far, drawn instead of the frame's faces.
+        line: a counting line x1, y1, x2, y2, drawn in white with ``line_text`` beside its start.
+        line_text: the line's crossing counts.
 
     Returns:
         The annotated copy, the same size as ``rgb``.
@@ -63,18 +71,32 @@ def annotate(rgb: np.ndarray, detections: Sequence[Detection], class_names: Sequ
     font = cv2.FONT_HERSHEY_SIMPLEX
     for detection in detections:
         x1, y1, x2, y2 = (int(round(value)) for value in detection.box)
-        colour = colours.get(detection.label, _OTHER_COLOURS[0])
+        colour = colours.get(detection.label, _UNDECIDED if not detection.label else _OTHER_COLOURS[0])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        text = f"{detection.label} {detection.probability:.0%}"
+        text = f"{detection.label} {detection.probability:.0%}" if detection.label else "?"
+        if detection.track is not None:
+            text = f"#{detection.track} {text}"
         (text_w, text_h), base = cv2.getTextSize(text, font, scale * 0.6, 1)
         # the label above the box, or below its top edge at the top of the picture; kept inside the picture
         top = y1 - text_h - base - 2 if y1 - text_h - base - 2 >= 0 else min(y2, height - text_h - base - 2)
         left = max(0, min(x1, width - text_w - 4))
         cv2.rectangle(out, (left, top), (left + text_w + 4, top + text_h + base + 2), colour, -1)
         cv2.putText(out, text, (left + 2, top + text_h + 1), font, scale * 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    if line is not None:
+        start, end = (round(line[0]), round(line[1])), (round(line[2]), round(line[3]))
+        cv2.line(out, start, end, (255, 255, 255), thickness + 1, cv2.LINE_AA)
+        if line_text:
+            (text_w, text_h), base = cv2.getTextSize(line_text, font, scale * 0.6, 1)
+            left = max(0, min(start[0], width - text_w - 4))
+            top = max(0, min(start[1], height - text_h - base - 2))
+            cv2.rectangle(out, (left, top), (left + text_w + 4, top + text_h + base + 2), (0, 0, 0), -1)
+            cv2.putText(out, line_text, (left + 2, top + text_h + 1), font, scale * 0.6, (255, 255, 255), 1,
+                        cv2.LINE_AA)
     # the count of every class, each in its box colour, so a mask worn wrong stands out from a worn one
-    counts = Counter(detection.label for detection in detections)
+    counts = Counter(detection.label for detection in detections) if people is None else people
     parts = [(f"{name}: {counts.get(name, 0)}", colours[name]) for name in class_names]
+    if people is not None:
+        parts.insert(0, ("people", (255, 255, 255)))
     gap = cv2.getTextSize("  ", font, scale * 0.7, thickness)[0][0]
     sizes = [cv2.getTextSize(text, font, scale * 0.7, thickness) for text, _ in parts]
     text_h = max(size[0][1] for size in sizes)

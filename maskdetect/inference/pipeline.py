@@ -71,7 +71,8 @@ class Detection:
         probability: the classifier's probability of that class.
         confidence: the face detector's confidence.
         detector: the name of the detector that found the face.
-        carried: True when the box was found on an earlier video frame and carried onto this one.
+        carried: True when the box was not found on this video frame but followed onto it from an earlier one.
+        track: on video, the number of the person (track) the face belongs to; None on photos.
     """
 
     box: tuple[float, float, float, float]
@@ -80,6 +81,7 @@ class Detection:
     confidence: float
     detector: str
     carried: bool = False
+    track: int | None = None
 
 
 @functools.lru_cache(maxsize=2)  # one for photos, one for video (two presets)

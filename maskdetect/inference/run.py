@@ -1,170 +1,52 @@
-"""A run of inference over many inputs: annotated copies, ``detections.csv`` and ``summary.json``.
+"""A run of inference over many inputs: annotated copies, ``detections.csv``, ``people.csv`` and ``summary.json``.
 
 Output folder::
 
-    detections.csv      one row per face: source, frame, face, box x1 y1 x2 y2 (the source's pixels, EXIF
-                        orientation applied), label, probability, detector confidence, detector, carried
-    summary.json        per source and in all: frames, faces per class, mask-wearing rate, speed
+    detections.csv      one row per face (per frame on video): source, frame, face, track (video: the person's
+                        number), box x1 y1 x2 y2 (the source's pixels, EXIF orientation applied), label,
+                        probability, detector confidence, detector, carried (video: a box followed, not detected)
+    people.csv          video: one row per person (track): first and last frame and time, frames seen, label,
+                        probability, label changes, the best face crop
+    summary.json        per source and in all: frames, faces per class, people per class (video), mask-wearing
+                        rates, speed
     <name>              each image annotated, under the name of its source (folders keep their layout)
     <stem>.mp4          each video annotated (.avi with MJPG where this OpenCV cannot write mp4)
+    people/<stem>/      the best face crop of each person of a video
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskdetect import images, runtime
 from maskdetect.classes import wears_mask
 from maskdetect.face import from_crop_settings
 from maskdetect.inference.drawing import annotate
-from maskdetect.inference.media import FALLBACK_FPS, Display, Item, open_capture, open_video_writer, save_image
-from maskdetect.inference.pipeline import Detection, MaskDetector
+from maskdetect.inference.media import Display, Item, open_capture, save_image
+from maskdetect.inference.people import PEOPLE, PEOPLE_FIELDS
+from maskdetect.inference.pipeline import MaskDetector
+from maskdetect.inference.tally import DETECTION_FIELDS, Tally, detection_row, mask_rate
+from maskdetect.inference.tracking import TrackingSettings
+from maskdetect.inference.video import VideoOptions, run_video
 
 log = logging.getLogger(__name__)
 
 DETECTIONS = "detections.csv"
 SUMMARY = "summary.json"
-DETECTION_FIELDS = ["source", "frame", "face", "x1", "y1", "x2", "y2", "label", "probability", "confidence",
-                    "detector", "carried"]
-# Finding faces costs far more than classifying them, so a video detects on every 5th frame and carries the boxes
-# in between; benchmarks/bench_detect.py measures the trade.
-DEFAULT_VIDEO_EVERY = 5
-
-
-@dataclass
-class Tally:
-    """What one source gave, for summary.json.
-
-    Attributes:
-        source: the file's path, or ``webcam:<index>``.
-        kind: ``image``, ``video`` or ``webcam``.
-        output: the annotated file, relative to the output folder.
-        frames: frames read.
-        counts: faces per class, over all frames.
-        seconds: the time the source took.
-        every: faces were detected every this many frames.
-    """
-
-    source: str
-    kind: str
-    output: str = ""  # the annotated file, relative to the output folder
-    frames: int = 0
-    counts: Counter = field(default_factory=Counter)
-    seconds: float = 0.0
-    every: int = 1
-
-    def as_dict(self, class_names: Sequence[str]) -> dict:
-        """The source's entry in summary.json; ``class_names`` lists every class, those without a face at 0."""
-        faces_total = sum(self.counts.values())
-        result = {"source": self.source, "kind": self.kind, "output": self.output, "frames": self.frames,
-                  "faces": faces_total, "faces_per_class": {name: self.counts.get(name, 0) for name in class_names},
-                  "mask_wearing_rate": mask_rate(self.counts), "seconds": round(self.seconds, 3)}
-        if self.kind != "image":
-            result["detect_every"] = self.every
-            result["frames_per_second"] = round(self.frames / self.seconds, 2) if self.seconds else None
-            result["faces_per_frame"] = round(faces_total / self.frames, 3) if self.frames else None
-        return result
-
-
-def mask_rate(counts: Counter) -> float | None:
-    """The mask-wearing rate: faces whose class means a correctly worn mask (``classes.wears_mask``) over all faces.
-
-    A mask worn wrong (``incorrect_mask``) counts in the faces, not in the masks.
-
-    Args:
-        counts: faces per class.
-
-    Returns:
-        The rate rounded to 4 places, or None without faces.
-    """
-    total = sum(counts.values())
-    return round(sum(count for name, count in counts.items() if wears_mask(name)) / total, 4) if total else None
-
-
-def _row(source: str, frame: int, index: int, detection: Detection) -> dict:
-    x1, y1, x2, y2 = detection.box
-    return {"source": source, "frame": frame, "face": index, "x1": round(x1, 1), "y1": round(y1, 1),
-            "x2": round(x2, 1), "y2": round(y2, 1), "label": detection.label,
-            "probability": round(detection.probability, 4), "confidence": round(detection.confidence, 4),
-            "detector": detection.detector, "carried": int(detection.carried)}
-
-
-def run_video(pipeline: MaskDetector, capture, item: Item, output: Path, every: int, writer_rows,
-              display: Display, max_frames: int = 0) -> Tally:
-    """Annotate a video or a webcam frame by frame.
-
-    Faces are detected every ``every`` frames and their boxes carried onto the frames in between; every frame's
-    faces are classified. Ctrl-C ends a webcam cleanly, keeping the video so far.
-
-    Args:
-        pipeline: the detector and classifier.
-        capture: an opened ``cv2.VideoCapture`` (:func:`~maskdetect.inference.media.open_capture`); released
-            here.
-        item: the source and where its annotated video goes.
-        output: the output folder.
-        every: detect faces every this many frames.
-        writer_rows: called with each frame's detections.csv rows.
-        display: the ``--show`` window; q or Esc in it stops the video.
-        max_frames: stop after this many frames; 0: all.
-
-    Returns:
-        The source's tally.
-
-    Raises:
-        OSError: no frame could be decoded, or the annotated video cannot be written.
-        KeyboardInterrupt: Ctrl-C on a video file.
-    """
-    import cv2
-
-    tally = Tally(item.source, item.kind, every=every)
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    fps = fps if fps and math.isfinite(fps) and 1 <= fps <= 240 else FALLBACK_FPS
-    writer, carried = None, []
-    if item.kind == "webcam" and not max_frames:
-        log.info("%s: running until Ctrl-C%s", item.source, " or q in the window" if display.ok else "")
-    start = time.perf_counter()
-    try:
-        while not max_frames or tally.frames < max_frames:
-            ok, bgr = capture.read()
-            if not ok or bgr is None:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            fresh = tally.frames % every == 0
-            if fresh:
-                carried = pipeline.faces(rgb, video=True)
-            detections = pipeline.classify(rgb, carried, carried=not fresh)
-            annotated = annotate(rgb, detections, pipeline.classifier.class_names)
-            if writer is None:
-                writer, target = open_video_writer(output / item.output, fps, rgb.shape[1], rgb.shape[0])
-                tally.output = str(target.relative_to(output))
-            writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-            writer_rows([_row(item.source, tally.frames, index, d) for index, d in enumerate(detections)])
-            tally.counts.update(d.label for d in detections)
-            tally.frames += 1
-            if not display.frame(annotated, 1):
-                break
-    except KeyboardInterrupt:
-        if item.kind != "webcam":
-            raise
-        log.info("webcam stopped by Ctrl-C after %d frames", tally.frames)
-    finally:
-        tally.seconds = time.perf_counter() - start
-        if writer is not None:
-            writer.release()
-        capture.release()
-    if not tally.frames:
-        raise OSError(f"cannot read video {item.source}: no frame could be decoded")
-    return tally
+# Finding faces costs far more than anything else, so a video runs the face stage every 15th frame (and after a
+# scene cut) and the tracker follows the faces in between; benchmarks/bench_video.py measures the trade.
+DEFAULT_VIDEO_EVERY = TrackingSettings().every
+__all__ = ["DETECTIONS", "DETECTION_FIELDS", "PEOPLE", "SUMMARY", "DEFAULT_VIDEO_EVERY", "Tally", "mask_rate",
+           "process", "run_image"]
 
 
 def run_image(pipeline: MaskDetector, item: Item, output: Path, writer_rows, display: Display) -> Tally:
@@ -191,7 +73,7 @@ def run_image(pipeline: MaskDetector, item: Item, output: Path, writer_rows, dis
     detections = pipeline.image(rgb)
     annotated = annotate(rgb, detections, pipeline.classifier.class_names)
     target = save_image(annotated, output / item.output)
-    writer_rows([_row(item.source, 0, index, d) for index, d in enumerate(detections)])
+    writer_rows([detection_row(item.source, 0, index, d) for index, d in enumerate(detections)])
     tally = Tally(item.source, "image", str(target.relative_to(output)), frames=1, seconds=time.perf_counter() - start)
     tally.counts.update(d.label for d in detections)
     display.frame(annotated, 0)
@@ -203,41 +85,64 @@ def _describe(tally: Tally) -> str:
     if tally.kind == "image":
         return f"{tally.source}: {faces_text}"
     rate = tally.frames / tally.seconds if tally.seconds else float("nan")
-    share = mask_rate(tally.counts)
-    return (f"{tally.source}: {tally.frames} frames in {tally.seconds:.1f} s ({rate:.1f} frames/s, detection every "
-            f"{tally.every}); face-frames: {faces_text}"
-            + (f"; mask-wearing rate {share:.1%}" if share is not None else ""))
+    people_text = ", ".join(f"{name} {count}" for name, count in sorted(tally.people.items())) or "none"
+    share, frame_share = mask_rate(tally.people), mask_rate(tally.counts)
+    line = ""
+    if tally.line is not None:
+        line = f"; crossed the line: in {tally.line['in']}, out {tally.line['out']}"
+    return (f"{tally.source}: {tally.frames} frames in {tally.seconds:.1f} s ({rate:.1f} frames/s, faces found every "
+            f"{tally.every} frames); people: {people_text}"
+            + (f"; mask-wearing rate {share:.1%} of people" if share is not None else "")
+            + (f" ({frame_share:.1%} of face-frames)" if frame_share is not None else "") + line)
 
 
 def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: int | None = None,
-            show: bool = False, max_frames: int = 0, problems: Sequence[str] = ()) -> dict:
-    """Run every item, writing ``detections.csv``, the annotated files and ``summary.json`` into ``output``.
+            show: bool = False, max_frames: int = 0, problems: Sequence[str] = (),
+            video: VideoOptions | None = None, progress: bool = True) -> dict:
+    """Run every item, writing ``detections.csv``, ``people.csv``, the annotated files and ``summary.json`` into
+    ``output``.
 
     An item that fails is reported in one ``error:`` line on stderr and recorded in the summary; the others go
-    on. A line per finished source goes to stdout. summary.json is written even when a run is interrupted.
+    on. A webcam that stops giving frames is one ``error:`` line too, and what it gave is kept. A line per
+    finished source goes to stdout. people.csv and summary.json are written even when a run is interrupted.
 
     Args:
         pipeline: the detector and classifier.
         items: what to process (:func:`~maskdetect.inference.media.plan_inputs`).
-        output: the output folder, created when absent; one that holds a ``detections.csv`` is refused
-            (FileExistsError) before anything is written.
-        every: on videos and webcams, detect faces every this many frames; None: ``DEFAULT_VIDEO_EVERY``.
+        output: the output folder, created when absent; one that holds a ``detections.csv`` or ``people.csv`` is
+            refused (FileExistsError) before anything is written.
+        every: on videos and webcams, run the face stage every this many frames; None: ``video``'s, else
+            ``DEFAULT_VIDEO_EVERY``.
         show: show the annotated frames in a window where there is a display.
-        max_frames: stop each video or webcam after this many frames; 0: all.
+        max_frames: stop each video or webcam after this many frames; 0: ``video``'s (default all).
         problems: inputs that gave no item, recorded as failures.
+        video: tracking, verdict and count-line settings for videos and webcams (default: the defaults).
+        progress: show a progress bar per video.
 
     Returns:
         The summary, as written to summary.json.
     """
+    video = video or VideoOptions()
+    if every is not None:
+        video = dataclasses.replace(video, tracking=dataclasses.replace(video.tracking, every=every))
+    if max_frames:
+        video = dataclasses.replace(video, max_frames=max_frames)
     output.mkdir(parents=True, exist_ok=True)
     display = Display(show, output)
     tallies: list[Tally] = []
     failures = [{"source": "", "error": problem} for problem in problems]
     started = time.perf_counter()
-    # "x": an earlier run's detections.csv (or a second run started into the same folder) is never overwritten
-    with open(output / DETECTIONS, "x", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    # "x": an earlier run's records (or a second run started into the same folder) are never overwritten
+    with open(output / DETECTIONS, "x", newline="", encoding="utf-8", errors="surrogateescape") as handle, \
+            open(output / PEOPLE, "x", newline="", encoding="utf-8", errors="surrogateescape") as people_handle:
         writer = csv.DictWriter(handle, fieldnames=DETECTION_FIELDS, lineterminator="\n")
         writer.writeheader()
+        people = csv.DictWriter(people_handle, fieldnames=PEOPLE_FIELDS, lineterminator="\n")
+        people.writeheader()
+
+        def people_rows(rows: list[dict]) -> None:
+            people.writerows(rows)
+            people_handle.flush()
 
         try:
             for item in items:
@@ -246,11 +151,11 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
                         tally = run_image(pipeline, item, output, writer.writerows, display)
                     else:
                         capture = open_capture(item)
-                        tally = run_video(pipeline, capture, item, output,
-                                          every or DEFAULT_VIDEO_EVERY, writer.writerows, display, max_frames)
-                except OSError as error:
+                        tally = run_video(pipeline, capture, item, output, video, writer.writerows, people_rows,
+                                          display, progress)
+                except (OSError, ValueError) as error:
                     # one line, as run_cli words an error about a path: the path, why, what to do
-                    message = runtime.os_error_line(error) if error.filename else str(error)
+                    message = runtime.os_error_line(error) if getattr(error, "filename", None) else str(error)
                     print(f"error: {message}", file=sys.stderr)
                     failures.append({"source": item.source, "error": message})
                     continue
@@ -258,21 +163,27 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
                     handle.flush()
                 tallies.append(tally)
                 print(_describe(tally), flush=True)
+                if tally.problem:
+                    print(f"error: {tally.problem}", file=sys.stderr)
+                    failures.append({"source": item.source, "error": tally.problem})
         finally:
             display.close()
-            summary = _summary(pipeline, tallies, failures, output, every, time.perf_counter() - started)
+            summary = _summary(pipeline, tallies, failures, output, video, time.perf_counter() - started)
             partial = output / f".{SUMMARY}.partial"  # whole or absent, never half-written
             partial.write_text(json.dumps(summary, indent=2))
             os.replace(partial, output / SUMMARY)
     return summary
 
 
-def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict], output: Path, every: int | None,
-             seconds: float) -> dict:
+def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict], output: Path,
+             video: VideoOptions, seconds: float) -> dict:
     class_names = pipeline.classifier.class_names
     counts: Counter = Counter()
+    people: Counter = Counter()
     for tally in tallies:
         counts.update(tally.counts)
+        people.update(tally.people)
+    videos = [tally for tally in tallies if tally.kind != "image"]
 
     def detector_settings(settings) -> dict:
         used = from_crop_settings(settings)
@@ -286,7 +197,9 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
     return {
         "model": str(pipeline.classifier.path), "class_names": class_names,
         "image_size": pipeline.classifier.image_size,
-        "detect_every": every or DEFAULT_VIDEO_EVERY if any(t.kind != "image" for t in tallies) else 1,
+        "detect_every": video.tracking.every if videos else 1,
+        "tracking": {**dataclasses.asdict(video.tracking), **dataclasses.asdict(video.verdicts),
+                     "count_line": list(video.count_line) if video.count_line else None} if videos else None,
         # photos, and video and webcams, can be looked at with different face-stage presets
         "detector_settings": detector_settings(pipeline.settings),
         "video_detector_settings": detector_settings(pipeline.video_settings),
@@ -299,8 +212,13 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
                    "videos": sum(t.kind != "image" for t in tallies), "frames": sum(t.frames for t in tallies),
                    "faces": sum(counts.values()),
                    "faces_per_class": {name: counts.get(name, 0) for name in class_names},
-                   "mask_wearing_rate": mask_rate(counts), "failed": len(failures), "seconds": round(seconds, 2)},
+                   "mask_wearing_rate": mask_rate(counts), "failed": len(failures), "seconds": round(seconds, 2),
+                   # on video: people (tracks), not face-frames
+                   "people": sum(people.values()),
+                   "people_per_class": {name: people.get(name, 0) for name in class_names},
+                   "people_mask_wearing_rate": mask_rate(people)},
         "sources": [tally.as_dict(class_names) for tally in tallies],
         "failed": failures,
         "detections": str(output / DETECTIONS),
+        "people": str(output / PEOPLE),
     }
