@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdetect import images, records
+from maskdetect import images, records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -179,15 +179,23 @@ def atomic_write_image(array: np.ndarray, path: Path, quality: int = 95) -> None
     """Save an RGB array as JPEG; a temporary name and a rename mean a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(array).save(temporary, "JPEG", quality=quality)
-    os.replace(temporary, path)
+    try:
+        with runtime.naming(path):
+            Image.fromarray(array).save(temporary, "JPEG", quality=quality)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # after a failed save (a full disk): no half file left
 
 
 def atomic_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copy2(source, temporary)
-    os.replace(temporary, target)
+    try:
+        with runtime.naming(target):
+            shutil.copy2(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def crop_stem(source: Path, sha256: str) -> str:

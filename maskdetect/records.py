@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from maskdetect import runtime
+
 # File names may hold bytes that are not UTF-8; surrogateescape carries them through unchanged.
 _ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
@@ -68,10 +70,17 @@ def append_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterab
             if unknown:
                 raise ValueError(f"{path} has no column(s) {sorted(unknown)}")
             writer.writerow(row)
-        with open(path, "a", newline="", **_ENCODING) as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
+        size = path.stat().st_size
+        try:
+            with runtime.naming(path), open(path, "a", newline="", **_ENCODING) as handle:
+                handle.write(buffer.getvalue())
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            # a full disk can take part of the rows: cut them off, so the record keeps whole rows only
+            with contextlib.suppress(OSError):
+                os.truncate(path, size)
+            raise
 
 
 def read_header(path: str | os.PathLike) -> list[str] | None:
@@ -117,8 +126,11 @@ def replace_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Itera
         writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), extrasaction="raise", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        with open(temporary, "w", newline="", **_ENCODING) as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            with runtime.naming(path), open(temporary, "w", newline="", **_ENCODING) as handle:
+                handle.write(buffer.getvalue())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)  # after a failed write: the record is as it was

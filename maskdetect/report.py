@@ -439,13 +439,7 @@ def write_report(logs: Path, data: Path, processed: Path, detections: Path | Non
     runtime.check_writable(output.parent, flag)  # before reading everything, not after
     output.parent.mkdir(parents=True, exist_ok=True)
     text = build(logs, data, processed, Path(detections) if detections else None, output)
-    # a name of this process's own: two reports at once never write into one partial file
-    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    runtime.write_whole(output, text)  # two reports at once, or a full disk, never leave a partial page
     return output
 
 
