@@ -272,6 +272,10 @@ def _main(args) -> int:
         # checked before anything runs, so a mistyped command changes nothing
         raise ValueError("--label-map is for --annotations")
     annotations.parse_label_map(args.label_map)
+    # the crops and the review sheets: a folder that cannot take them is one line now, also for preprocess.sh's
+    # --check before its first step renames anything
+    runtime.check_writable(args.output, "--output")
+    runtime.check_writable(args.logs, "--logs")
     if args.check:
         return runtime.EXIT_OK
     output = args.output

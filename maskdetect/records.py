@@ -31,6 +31,8 @@ def _lock(path: Path) -> Iterator[None]:
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except PermissionError:  # a record the user made read-only can still be replaced, as before
+            if not os.path.lexists(path):  # no record, in a folder that cannot take one: say so, not "absent"
+                raise
             descriptor = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
