@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskdetect import images, records, runtime
+from maskdetect import images, records
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def atomic_write_image(array: np.ndarray, path: Path, quality: int = 95) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with runtime.naming(path):
+        with records.naming(path):
             Image.fromarray(array).save(temporary, "JPEG", quality=quality)
         os.replace(temporary, path)
     finally:
@@ -191,7 +191,7 @@ def atomic_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with runtime.naming(target):
+        with records.naming(target):
             shutil.copy2(source, temporary)
         os.replace(temporary, target)
     finally:

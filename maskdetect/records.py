@@ -14,10 +14,33 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from maskdetect import runtime
-
 # File names may hold bytes that are not UTF-8; surrogateescape carries them through unchanged.
 _ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Name ``path`` in an OSError raised in the block that names no file: a write or flush to a full disk raises
+    ENOSPC without one, and ``run_cli`` can then say which path could not be written."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), os.fspath(path)) from error
+
+
+def write_whole(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` by a rename: a full disk or a kill leaves the earlier file as it was and no
+    partial file behind. The partial file's name is this process's own, so two writers never share it."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with naming(path):
+            partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -74,7 +97,7 @@ def append_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterab
             writer.writerow(row)
         size = path.stat().st_size
         try:
-            with runtime.naming(path), open(path, "a", newline="", **_ENCODING) as handle:
+            with naming(path), open(path, "a", newline="", **_ENCODING) as handle:
                 handle.write(buffer.getvalue())
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -129,7 +152,7 @@ def replace_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Itera
         writer.writeheader()
         writer.writerows(rows)
         try:
-            with runtime.naming(path), open(temporary, "w", newline="", **_ENCODING) as handle:
+            with naming(path), open(temporary, "w", newline="", **_ENCODING) as handle:
                 handle.write(buffer.getvalue())
                 handle.flush()
                 os.fsync(handle.fileno())

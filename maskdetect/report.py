@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskdetect import facecrops, images, moves, runtime
-from maskdetect.records import finite_number
+from maskdetect.records import finite_number, write_whole
 from maskdetect.report_inputs import (
     IMAGE_SUFFIXES,
     data_counts,
@@ -439,7 +439,7 @@ def write_report(logs: Path, data: Path, processed: Path, detections: Path | Non
     runtime.check_writable(output.parent, flag)  # before reading everything, not after
     output.parent.mkdir(parents=True, exist_ok=True)
     text = build(logs, data, processed, Path(detections) if detections else None, output)
-    runtime.write_whole(output, text)  # two reports at once, or a full disk, never leave a partial page
+    write_whole(output, text)  # two reports at once, or a full disk, never leave a partial page
     return output
 
 

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import annotations, facecrops, images, moves, records, runtime
+from maskdetect import annotations, facecrops, images, moves, records
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def write_sheets(output: Path, logs: Path) -> list[Path]:
             f"{html.escape(class_name)}, least likely first ({len(disputed[class_name])})</h2><p><small>Click to "
             f"reject, or pick the class a crop belongs to.</small></p>"
             f"<div class=\"grid\">{suspect_tiles}</div></section>" if disputed[class_name] else "")
-        runtime.write_whole(  # a full disk leaves the earlier sheet whole
+        records.write_whole(  # a full disk leaves the earlier sheet whole
             page,
             f"<!doctype html><html><head><meta charset=\"utf-8\"><title>review: {html.escape(class_name)}</title>"
             f"<style>{_STYLE}</style></head><body data-class=\"{html.escape(class_name)}\">"

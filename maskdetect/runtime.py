@@ -82,31 +82,6 @@ def os_error_line(error: OSError) -> str:
     return f"{where}: {reason}; {advice}"
 
 
-@contextlib.contextmanager
-def naming(path: str | os.PathLike) -> Iterator[None]:
-    """Name ``path`` in an OSError raised in the block that names no file: a write or flush to a full disk raises
-    ENOSPC without one, and :func:`run_cli` can then say which path could not be written."""
-    try:
-        yield
-    except OSError as error:
-        if error.filename is not None:
-            raise
-        raise OSError(error.errno, error.strerror or str(error), os.fspath(path)) from error
-
-
-def write_whole(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` by a rename: a full disk or a kill leaves the earlier file as it was and no
-    partial file behind. The partial file's name is this process's own, so two writers never share it."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with naming(path):
-            partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def check_writable(folder: str | os.PathLike, flag: str) -> None:
     """Refuse, before any long work, a ``folder`` that cannot be created or written: a file in the way, or a
     folder (the nearest that exists) the user cannot write. ``flag`` is the option that chooses it.
