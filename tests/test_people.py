@@ -123,3 +123,16 @@ def test_a_face_keeps_its_track_between_detections_and_a_cut_ends_it():
     cut = np.full((480, 640), 200, np.uint8)
     assert tracker.wants_detection(cut)  # a new shot: the face stage runs at once
     assert tracker.update(cut, []) == [] and tracker.cuts == 1
+
+
+def test_detecting_on_every_frame_counts_a_tracks_first_detection():
+    """At --every 1 a face is detected on back-to-back frames: the track, named on its second frame, counts both
+    detections and starts on the first frame."""
+    tracker = FaceTracker(TrackingSettings(every=1))
+    for index in range(3):
+        gray = _scene(4 * index)
+        assert tracker.wants_detection(gray)
+        found = tracker.update(gray, [Face(150 + 4 * index, 80, 250 + 4 * index, 200, 0.99)])
+        if index:
+            assert len(found) == 1 and found[0].detected
+            assert found[0].first_frame == 0 and found[0].detections == index + 1

@@ -20,14 +20,13 @@ import csv
 import dataclasses
 import json
 import logging
-import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskdetect import images, runtime
+from maskdetect import images, records, runtime
 from maskdetect.classes import wears_mask
 from maskdetect.face import from_crop_settings
 from maskdetect.inference.drawing import annotate
@@ -169,9 +168,7 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
         finally:
             display.close()
             summary = _summary(pipeline, tallies, failures, output, video, time.perf_counter() - started)
-            partial = output / f".{SUMMARY}.partial"  # whole or absent, never half-written
-            partial.write_text(json.dumps(summary, indent=2))
-            os.replace(partial, output / SUMMARY)
+            records.write_whole(output / SUMMARY, json.dumps(summary, indent=2))  # whole or absent
     return summary
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maskdetect.face.boxes import iou
+
 TRACKERS = ("bytetrack", "sort")
 # The confidence a followed box is given: under ByteTrack's high-confidence threshold (0.6) and SORT's and
 # ByteTrack's activation thresholds, so it can continue a track and never start one.
@@ -93,20 +95,6 @@ def _make_tracker(settings: TrackingSettings):
                                 minimum_iou_threshold=settings.min_iou, high_conf_det_threshold=0.5)
     return SORTTracker(lost_track_buffer=settings.lost_frames, frame_rate=30.0, track_activation_threshold=0.5,
                        minimum_consecutive_frames=1, minimum_iou_threshold=settings.min_iou)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (n, 4) with every box of ``b`` (m, 4)."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def follow_boxes(previous: np.ndarray, current: np.ndarray, boxes: np.ndarray) -> list[np.ndarray | None]:
@@ -232,9 +220,16 @@ class FaceTracker:
                          "face_confidence": float(f.confidence), "detector": str(f.detector),
                          "detected_at": self._frame, "detected": True, "born": self._frame, "hits": 1}
                         for f in faces]
-            # a followed box that a detection covers is the same face: keep the detection alone
+            # a followed box that a detection covers is the same face: keep the detection alone, with what the
+            # followed box knew of the face when no track holds it yet (ByteTrack names a track on its second
+            # frame, so on back-to-back detection frames the first detection would be lost)
             if rows and detected:
-                overlap = _iou(np.array([r["box"] for r in rows]), np.array([d["box"] for d in detected]))
+                overlap = iou(np.array([r["box"] for r in rows]), np.array([d["box"] for d in detected]))
+                for row, best, index in zip(rows, overlap.max(axis=1), overlap.argmax(axis=1), strict=True):
+                    if best >= 0.3 and row.get("track", -1) < 0:
+                        same = detected[int(index)]
+                        same["born"] = min(same["born"], row["born"])
+                        same["hits"] = max(same["hits"], row["hits"] + 1)
                 rows = [row for row, best in zip(rows, overlap.max(axis=1), strict=True) if best < 0.3]
             rows = detected + rows
         self._since_detection += 1
