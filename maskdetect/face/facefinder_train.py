@@ -210,7 +210,7 @@ def fit_fusion(labels, output: Path, holdout: float, progress: bool = True) -> d
         names, features, targets_, used = fusion_fit.collect(held, detector, progress=progress)
         if not targets_.sum() or targets_.all():
             problem = (f"the {used} held-out photos gave {len(targets_)} proposal groups of the {preset} face stage, "
-                       f"{int(targets_.sum())} of them faces: too few of both kinds to fit its fusion weights")
+                       f"{int(targets_.sum())} of them faces: too few of both kinds to fit the fusion weights")
             if preset == "accurate":
                 raise ValueError(f"{problem}; label more photos")
             # the folder still serves the accurate preset; the fast one refuses it in one line
