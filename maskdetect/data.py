@@ -202,8 +202,8 @@ def _decodes_plainly(path: str) -> bool:
     try:
         return images.decodes_plainly(path)
     except images.ImageTooLarge as error:
-        size = str(error).split(" is above")[0]  # the words of images.too_large, less the flag training lacks
-        raise ValueError(f"crop {path}: {size} is above the limit of {images.DEFAULT_MAX_PIXELS} pixels for a "
+        # images.too_large's words would name --max-pixels, which training lacks
+        raise ValueError(f"crop {path}: {error.size} is above the limit of {images.DEFAULT_MAX_PIXELS} pixels for a "
                          "picture; move it out of the data folder (crops are a few hundred pixels a side)") from None
     except images.DECODE_ERRORS:
         return True  # TensorFlow's decoder says what is wrong with it

@@ -63,18 +63,32 @@ _SAMPLE_BYTES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
 
 
 class ImageTooLarge(ValueError):
-    """A picture above the pixel limit, refused from its header before it is decoded (one of ``DECODE_ERRORS``)."""
+    """A picture above the pixel limit, refused from its header before it is decoded (one of ``DECODE_ERRORS``).
+
+    Attributes:
+        size: the picture's size in words (``13000x13000 pixels (161 MiB decoded)``), for a command that gives
+            other advice than :func:`too_large`'s.
+    """
+
+    def __init__(self, reason: str, size: str = "") -> None:
+        super().__init__(reason)
+        self.size = size
+
+
+def _size_words(image: Image.Image) -> tuple[str, int, int]:
+    """An opened picture's size in words, its pixels and its decoded bytes."""
+    width, height = image.size
+    decoded = width * height * len(image.getbands()) * _SAMPLE_BYTES.get(image.mode, 1)
+    return f"{width}x{height} pixels ({decoded / 2**20:.0f} MiB decoded)", width * height, decoded
 
 
 def too_large(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
     """Why an opened (not yet decoded) picture is too large to decode, or None: more than ``max_pixels`` pixels,
     or more decoded bytes than ``max_pixels`` pixels of 4 bytes (wide samples, many bands). The same words in
     every command."""
-    width, height = image.size
-    decoded = width * height * len(image.getbands()) * _SAMPLE_BYTES.get(image.mode, 1)
-    if width * height > max_pixels or decoded > 4 * max_pixels:
-        return (f"{width}x{height} pixels ({decoded / 2**20:.0f} MiB decoded) is above the limit of {max_pixels} "
-                "pixels; raise --max-pixels to read it")
+    size, pixels, decoded = _size_words(image)
+    if pixels > max_pixels or decoded > 4 * max_pixels:
+        return f"{size} is above the limit of {max_pixels} pixels; raise --max-pixels to read it"
     return None
 
 
@@ -98,8 +112,9 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             Image.MAX_IMAGE_PIXELS = previous
     reason = too_large(image, max_pixels)
     if reason:
+        size = _size_words(image)[0]
         image.close()
-        raise ImageTooLarge(reason)
+        raise ImageTooLarge(reason, size)
     return image
 
 
