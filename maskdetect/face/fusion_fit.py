@@ -22,6 +22,7 @@ in-sample: fit on one set, benchmark on another.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from maskdetect.face.boxes import iou
 from maskdetect.face.detector import FaceDetector
 from maskdetect.face.fusion import check_fusion, fusion_features, load_fusion
 from maskdetect.face.proposals import PASSES_SUFFIX, ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE
-from maskdetect.face.settings import PRESETS, DetectorSettings
+from maskdetect.face.settings import PRESETS, DetectorSettings, preset_settings
 
 log = logging.getLogger(__name__)
 
@@ -269,19 +270,17 @@ def collecting_detector(sources: Sequence[str] | None = None, preset: str = "acc
     """A detector for :func:`collect`, as the face stage's ``preset`` runs (``sources`` and ``settings`` on top):
     it needs no fitted weights, but a detector checks that every source it runs has one, so it gets a table of
     zeros for its sources' features."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown face-stage preset {preset!r}; known: {', '.join(PRESETS)}")
-    settings = {**PRESETS[preset], **settings}
     if sources is not None:
         settings["proposal_sources"] = tuple(sources)
-    source_names = DetectorSettings(proposal_sources=settings.get("proposal_sources")).source_names()
+    # the verifier only decides which groups are kept; collecting needs every group, so it is not loaded
+    settings.setdefault("verifier_threshold", None)
+    chosen = preset_settings(preset, **settings)
+    source_names = chosen.source_names()
     with tempfile.TemporaryDirectory() as folder:
         neutral = Path(folder) / "neutral.json"
         save({"weights": dict.fromkeys(fusion_features(source_names), 0.0), "bias": 0.0,
               "sources": list(source_names), "fitted_on": "nothing (collecting features)"}, neutral)
-        # the verifier only decides which groups are kept; collecting needs every group, so it is not loaded
-        settings.setdefault("verifier_threshold", None)
-        return FaceDetector(fusion=str(neutral), **settings)
+        return FaceDetector(dataclasses.replace(chosen, fusion=str(neutral)))
 
 
 class _Parser(argparse.ArgumentParser):
