@@ -18,7 +18,7 @@ NAMES = ["mask", "without_mask"]
 
 def test_one_flickering_frame_does_not_change_a_persons_label():
     people = People(NAMES, None, VerdictSettings(confirm=2, window=5))
-    person = people.seen(0, track=7, detections=1)
+    person = people.seen(0, track=7, detections=1, confidence=0.99)
     for frame, p in enumerate([0.9, 0.8, 0.2, 0.85]):  # one frame says no mask
         people.classified(person, frame * 10, np.array([p, 1 - p]), side=60, sharp=100)
     assert person.label == "mask" and person.changes == []
@@ -26,8 +26,8 @@ def test_one_flickering_frame_does_not_change_a_persons_label():
 
 def test_taking_the_mask_off_is_one_label_change_with_its_frame():
     people = People(NAMES, None, VerdictSettings(confirm=2, window=3))
-    person = people.seen(0, track=1, detections=1)
-    people.seen(10, track=1, detections=2)
+    person = people.seen(0, track=1, detections=1, confidence=0.99)
+    people.seen(10, track=1, detections=2, confidence=0.95)
     for frame, p in [(0, 0.95), (10, 0.9), (20, 0.9), (30, 0.05), (40, 0.05), (50, 0.02), (60, 0.02)]:
         people.classified(person, frame, np.array([p, 1 - p]), side=60, sharp=100)
     assert person.label == "without_mask"
@@ -42,7 +42,7 @@ def test_the_vote_decides_with_the_models_decision_weights():
     # p(without_mask) 0.3 on average: argmax says mask, weights that call without_mask from 0.2 say without_mask
     for weights, expected in ((None, "mask"), ([1.0, 4.0], "without_mask")):
         people = People(NAMES, weights)
-        person = people.seen(0, 1, 1)
+        person = people.seen(0, 1, 1, 0.99)
         people.classified(person, 0, np.array([0.7, 0.3]), side=50, sharp=100)
         assert person.label == expected
 
@@ -50,7 +50,7 @@ def test_the_vote_decides_with_the_models_decision_weights():
 def test_a_track_is_classified_on_a_schedule():
     settings = VerdictSettings(min_face=32, min_sharpness=20, patience=15, reclassify=10, grow=1.25)
     people = People(NAMES, None, settings)
-    person = people.seen(0, 1, 1)
+    person = people.seen(0, 1, 1, 0.99)
     assert not people.due(person, 0, side=20, sharp=100)  # too small
     assert not people.due(person, 1, side=40, sharp=5)  # too blurred
     assert people.due(person, 2, side=40, sharp=50)
@@ -58,12 +58,28 @@ def test_a_track_is_classified_on_a_schedule():
     assert not people.due(person, 5, side=40, sharp=50)
     assert people.due(person, 6, side=51, sharp=50)  # it grew
     assert people.due(person, 12, side=40, sharp=50)  # every 10 frames
-    never_sharp = people.seen(0, 2, 1)
+    never_sharp = people.seen(0, 2, 1, 0.99)
     assert not people.due(never_sharp, 14, side=20, sharp=1) and people.due(never_sharp, 15, side=20, sharp=1)
     # a track found once is not a person; found twice and labelled, it is
     assert not person.counted(settings)
-    people.seen(10, 1, 2)
+    people.seen(10, 1, 2, 0.5)
     assert person.counted(settings)
+
+
+def test_a_track_the_face_stage_was_never_sure_of_is_not_a_person():
+    settings = VerdictSettings(min_detections=2, min_confidence=0.9)
+    people = People(NAMES, None, settings)
+    doubtful = people.seen(0, 1, 1, 0.6)
+    people.classified(doubtful, 0, np.array([0.2, 0.8]), side=40, sharp=50)
+    for frame in range(1, 30):
+        people.seen(frame, 1, 3, 0.85)
+    assert doubtful.confidence == 0.85 and not doubtful.counted(settings) and people.counts() == {}
+    people.seen(30, 1, 4, 0.93)  # sure of it once: a person, whatever the later detections say
+    people.seen(31, 1, 5, 0.4)
+    assert doubtful.confidence == 0.93 and people.counts() == {"without_mask": 1}
+    assert people.row("door.mp4", doubtful, "")["confidence"] == 0.93
+    with pytest.raises(ValueError, match="min_confidence"):
+        VerdictSettings(min_confidence=1.5)
 
 
 @pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "1,2,3,4,5", "", "nan,1,2,3", "5,5,5,5"])

@@ -7,8 +7,8 @@ a vote over its last ``window`` classifications: their probabilities, each weigh
 averaged and decided by the model's decision weights (``maskdetect.decisions.decide``, as a single face is). A
 new label replaces the track's label only when the vote gives it on ``confirm`` classifications in a row; each
 change is recorded with its frame, so a person who takes a mask off is one person with one change, not two
-people. A track counts as a person once the face stage has found it on ``min_detections`` detection frames and it
-has a label.
+people. A track counts as a person once the face stage has found it on ``min_detections`` detection frames, has
+been at least ``min_confidence`` sure of it on one of them, and it has a label.
 
 Pure numpy: the classifier and the pictures come in from the video loop.
 """
@@ -25,7 +25,7 @@ from maskdetect import decisions
 
 PEOPLE = "people.csv"
 PEOPLE_FIELDS = ["source", "track", "first_frame", "last_frame", "first_time", "last_time", "frames_seen",
-                 "detections", "label", "probability", "label_changes", "crop"]
+                 "detections", "confidence", "label", "probability", "label_changes", "crop"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class VerdictSettings:
         window: the vote is over this many latest classifications.
         confirm: a new label needs the vote on this many classifications in a row.
         min_detections: the detection frames a track needs to count as a person.
+        min_confidence: the face-stage confidence a track needs on at least one of its detections to count as a
+            person. Tracks the face stage was never sure of are mostly boxes on things that are not faces.
     """
 
     min_face: int = 32
@@ -51,11 +53,13 @@ class VerdictSettings:
     window: int = 5
     confirm: int = 2
     min_detections: int = 2
+    min_confidence: float = 0.9
 
     def __post_init__(self) -> None:
         if min(self.min_face, self.patience, self.reclassify, self.window, self.confirm, self.min_detections) < 1 \
-                or self.grow <= 1 or self.min_sharpness < 0:
-            raise ValueError("the verdict settings need positive counts, grow > 1 and min_sharpness >= 0")
+                or self.grow <= 1 or self.min_sharpness < 0 or not 0 <= self.min_confidence <= 1:
+            raise ValueError("the verdict settings need positive counts, grow > 1, min_sharpness >= 0 and "
+                             "0 <= min_confidence <= 1")
 
 
 def sharpness(gray: np.ndarray, box: Sequence[float]) -> float:
@@ -79,6 +83,7 @@ class Person:
         first_frame, last_frame: the frames it was first and last in view.
         frames_seen: frames it was in view (detected or followed).
         detections: frames the face stage found it on.
+        confidence: the face stage's highest confidence in it so far.
         label: its current label (None before its first classification).
         probability: the voted probability of that label.
         changes: (frame, old label, new label) of every change after the first label.
@@ -90,6 +95,7 @@ class Person:
     last_frame: int = 0
     frames_seen: int = 0
     detections: int = 0
+    confidence: float = 0.0
     label: str | None = None
     probability: float = 0.0
     changes: list[tuple[int, str, str]] = field(default_factory=list)
@@ -101,8 +107,10 @@ class Person:
     pending: tuple[str, int] | None = None  # a label the vote gave, and how many times in a row
 
     def counted(self, settings: VerdictSettings) -> bool:
-        """Whether the track counts as a person: found on enough detection frames and labelled."""
-        return self.label is not None and self.detections >= settings.min_detections
+        """Whether the track counts as a person: found on enough detection frames, once with enough confidence,
+        and labelled."""
+        return (self.label is not None and self.detections >= settings.min_detections
+                and self.confidence >= settings.min_confidence)
 
 
 class People:
@@ -124,9 +132,10 @@ class People:
         self.people: dict[int, Person] = {}  # by the tracker's identity
         self.classifications = 0
 
-    def seen(self, frame: int, track: int, detections: int, first_frame: int | None = None) -> Person:
-        """Record that ``track`` is in view on ``frame``, found by the face stage on ``detections`` frames so far;
-        a new track started on ``first_frame`` (default ``frame``)."""
+    def seen(self, frame: int, track: int, detections: int, confidence: float,
+             first_frame: int | None = None) -> Person:
+        """Record that ``track`` is in view on ``frame``, found by the face stage on ``detections`` frames so far,
+        with ``confidence`` at its latest detection; a new track started on ``first_frame`` (default ``frame``)."""
         person = self.people.get(track)
         if person is None:
             start = frame if first_frame is None else first_frame
@@ -135,6 +144,7 @@ class People:
         person.last_frame = frame
         person.frames_seen += 1
         person.detections = detections
+        person.confidence = max(person.confidence, confidence)
         return person
 
     def due(self, person: Person, frame: int, side: float, sharp: float) -> bool:
@@ -193,7 +203,7 @@ class People:
         return {"source": source, "track": person.track, "first_frame": person.first_frame,
                 "last_frame": person.last_frame, "first_time": round(person.first_frame / self.fps, 2),
                 "last_time": round(person.last_frame / self.fps, 2), "frames_seen": person.frames_seen,
-                "detections": person.detections, "label": person.label,
+                "detections": person.detections, "confidence": round(person.confidence, 4), "label": person.label,
                 "probability": round(person.probability, 4),
                 "label_changes": ";".join(f"{frame}:{old}>{new}" for frame, old, new in person.changes),
                 "crop": crop}

@@ -85,7 +85,7 @@ class _Run:
         people = self.people
         due, persons = [], []
         for face in tracked:
-            person = people.seen(index, face.track, face.detections, face.first_frame)
+            person = people.seen(index, face.track, face.detections, face.confidence, face.first_frame)
             persons.append(person)
             side = min(face.box[2] - face.box[0], face.box[3] - face.box[1])
             # sharpness only where it can decide: a first verdict of a face large enough
