@@ -65,6 +65,8 @@ from maskdetect.inference import MaskDetector, annotate, best_model
 from maskdetect.inference.media import Item, save_image
 from maskdetect.inference.pipeline import CROP
 from maskdetect.inference.run import DEFAULT_VIDEO_EVERY, process
+from maskdetect.inference.tracking import TrackingSettings
+from maskdetect.inference.video import VideoOptions
 
 NAME = "bench_detect"
 VIDEO_SIZE = (640, 480)
@@ -253,7 +255,8 @@ def speed(pipeline: MaskDetector, args: argparse.Namespace, photos: list[str], s
         rates = {}
         for every in (1, args.every):
             item = Item("video", str(video), f"k{every}.mp4")
-            summary = process(pipeline, [item], work / f"k{every}", every=every)
+            options = VideoOptions(tracking=TrackingSettings(every=every))
+            summary = process(pipeline, [item], work / f"k{every}", video=options)
             source = summary["sources"][0]
             rates[every] = source["frames_per_second"]
             rows.append({"part": "video", "face_stage": stage, "every": every, **{key: source[key] for key in

@@ -27,6 +27,7 @@ on the first --fps-frames frames of the first two videos.
 
     .venv/bin/python -m benchmarks.bench_video --model logs/runs/<run>/model.keras
     .venv/bin/python -m benchmarks.bench_video --model M --data ../shared/data/wild --videos 6 --every 15 10 20
+    .venv/bin/python -m benchmarks.bench_video --model M --data ../shared/data/wild --videos 8 --every 15 --rules
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from maskdetect.artifact import load_classifier
 from maskdetect.facecrops import FACE_STAGES
 from maskdetect.inference import MaskDetector, annotate, best_model
 from maskdetect.inference.media import Item
+from maskdetect.inference.people import VerdictSettings
 from maskdetect.inference.pipeline import CROP
 from maskdetect.inference.run import DEFAULT_VIDEO_EVERY, process
 from maskdetect.inference.tracking import TRACKERS, TrackingSettings
@@ -89,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-size", type=int, default=MIN_FACE, help="short side (px) of the faces counted")
     parser.add_argument("--min-person-frames", type=int, default=20, help="frames a person must be counted on")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--rules", action="store_true",
+                        help="also replay the rules for when a track counts as a person (detection frames, face-stage "
+                        "confidence) on the first --every's tracks")
     parser.add_argument("--face-stage", choices=FACE_STAGES, default="fast",
                         help="the face-stage preset on the videos (default %(default)s, as detect_mask.py's on video)")
     add_out_argument(parser, NAME)
@@ -311,8 +316,9 @@ def summarise(name: str, scored: list[dict], seconds: float, frames: int, fps_ev
 # Running
 
 
-def run_tracked(pipeline: MaskDetector, videos: list, options: VideoOptions, work: Path) -> tuple[list[dict], float,
-                                                                                                  int]:
+def _run(pipeline: MaskDetector, videos: list, options: VideoOptions, work: Path) -> tuple[dict, dict, float, int]:
+    """``process`` on ``videos``: detections.csv's rows and people.csv's rows (by track) per video, seconds,
+    frames."""
     items = [Item("video", str(path), path.with_suffix(".mp4").name) for path, _ in videos]
     summary = process(pipeline, items, work, video=options, progress=False)
     rows = defaultdict(list)
@@ -320,11 +326,38 @@ def run_tracked(pipeline: MaskDetector, videos: list, options: VideoOptions, wor
         rows[row["source"]].append(row)
     people = defaultdict(dict)
     for row in _read(work / "people.csv"):
-        people[row["source"]][int(row["track"])] = row["label"]
-    scored = [score_video(frames, rows[str(path)], people[str(path)], ARGS.min_person_frames)
-              for path, frames in videos]
+        people[row["source"]][int(row["track"])] = row
     sources = summary["sources"]
-    return scored, sum(s["seconds"] for s in sources), sum(s["frames"] for s in sources)
+    return rows, people, sum(s["seconds"] for s in sources), sum(s["frames"] for s in sources)
+
+
+def run_tracked(pipeline: MaskDetector, videos: list, options: VideoOptions, work: Path) -> tuple[list[dict], float,
+                                                                                                  int]:
+    rows, people, seconds, frames = _run(pipeline, videos, options, work)
+    scored = [score_video(truth, rows[str(path)], {track: row["label"] for track, row in people[str(path)].items()},
+                          ARGS.min_person_frames) for path, truth in videos]
+    return scored, seconds, frames
+
+
+def counted_under(people: dict[int, dict], detections: int, confidence: float) -> dict[int, str]:
+    """Track -> label of the people.csv rows (by track) that count as people when a track needs ``detections``
+    detection frames and ``confidence`` once."""
+    return {track: row["label"] for track, row in people.items()
+            if int(row["detections"]) >= detections and float(row["confidence"]) >= confidence}
+
+
+def replay_rules(pipeline: MaskDetector, videos: list, every: int, work: Path) -> list[dict]:
+    """Every labelled track counted, once; then each rule of ``RULES`` (the detection frames and the face-stage
+    confidence a track needs to count as a person) replayed on people.csv's rows, scored as a setting."""
+    options = VideoOptions(tracking=TrackingSettings(every=every),
+                           verdicts=VerdictSettings(min_detections=1, min_confidence=0.0))
+    rows, people, seconds, frames = _run(pipeline, videos, options, work)
+    results = []
+    for detections, confidence in RULES:
+        scored = [score_video(truth, rows[str(path)], counted_under(people[str(path)], detections, confidence),
+                              ARGS.min_person_frames) for path, truth in videos]
+        results.append(summarise(f"rule: {detections} detections, {confidence:g} sure", scored, seconds, frames))
+    return results
 
 
 def run_baseline(pipeline: MaskDetector, videos: list, every: int, work: Path) -> dict:
@@ -402,6 +435,8 @@ def report(results: list[dict], baseline: dict | None) -> None:
 
 
 ARGS: argparse.Namespace
+# --rules: (detection frames, face-stage confidence) a track needs to count as a person; the default's first
+RULES = ((2, 0.9), (1, 0.0), (2, 0.0), (1, 0.9), (2, 0.95), (3, 0.0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(summarise(name, scored, seconds, frames, fps_1))
             print(f"  {name}: {results[-1]['frames_per_second']:.1f} frames/s, IDF1 {results[-1]['idf1']:.3f}",
                   flush=True)
+        if args.rules:
+            results += replay_rules(pipeline, videos, args.every[0], work / "rules")
         baseline = None
         if not args.skip_baseline:
             (work / "baseline").mkdir()

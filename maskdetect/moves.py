@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from maskdetect import records
+from maskdetect import records, runtime
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +153,9 @@ def _check_writable(root: Path, moves: Sequence[Move]) -> None:
     """Refuse before the first move when a folder a file leaves or enters cannot be written: a read-only class
     folder would otherwise stop the stage partway, some files renamed and some not."""
     folders = {(root / move.original).parent for move in moves}
-    for move in moves:
-        if move.action != DELETE:
-            folder = (root / move.new).parent
-            while not folder.exists() and folder != root:  # the stage creates it: its parent must be writable
-                folder = folder.parent
-            folders.add(folder)
+    # a folder the stage creates needs its nearest existing parent writable
+    folders |= {runtime.nearest_existing((root / move.new).parent, stop=root) for move in moves
+                if move.action != DELETE}
     for folder in sorted(folders):
         if not os.access(folder, os.W_OK | os.X_OK):
             raise ValueError(f"cannot move files in {folder}: it is not writable; make it writable (chmod u+w) or "

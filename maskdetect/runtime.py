@@ -82,6 +82,15 @@ def os_error_line(error: OSError) -> str:
     return f"{where}: {reason}; {advice}"
 
 
+def nearest_existing(path: str | os.PathLike, stop: str | os.PathLike | None = None) -> Path:
+    """``path`` itself when it exists, else the nearest of its parents that does (or ``stop``, where the walk up
+    ends): the folder whose permissions decide whether ``path`` can be created."""
+    path = Path(path)
+    while not path.exists() and path != path.parent and (stop is None or path != Path(stop)):
+        path = path.parent
+    return path
+
+
 def check_writable(folder: str | os.PathLike, flag: str) -> None:
     """Refuse, before any long work, a ``folder`` that cannot be created or written: a file in the way, or a
     folder (the nearest that exists) the user cannot write. ``flag`` is the option that chooses it.
@@ -90,9 +99,7 @@ def check_writable(folder: str | os.PathLike, flag: str) -> None:
         ValueError: one line naming the path and what to do.
     """
     path = Path(folder)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path)
     if not existing.is_dir():
         raise ValueError(f"{existing} is a file, not a folder: cannot write {path} there; move the file aside or "
                          f"give another {flag}")

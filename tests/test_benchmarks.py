@@ -366,3 +366,21 @@ def test_the_second_stage_replayed_from_its_cache_is_what_the_face_stage_keeps(t
     with pytest.raises(SystemExit) as exit_:
         bench_face_stage.parse_args(["--data", str(data), "--vetoes", "0.01"])
     assert exit_.value.code == 2
+
+
+def test_bench_video_counts_a_track_on_no_face_against_the_tracker_unless_the_rule_leaves_it_out():
+    from benchmarks import bench_video
+
+    face = np.array([100.0, 100.0, 160.0, 170.0])
+    frames = [{"counted": [("photo#0", "without_mask", face)], "small": []} for _ in range(30)]
+    rows = [{"frame": str(i), "track": "1", **dict(zip(("x1", "y1", "x2", "y2"), map(str, face + i % 3), strict=True))}
+            for i in range(30)]
+    rows += [{"frame": str(i), "track": "2", "x1": "400", "y1": "50", "x2": "430", "y2": "85"} for i in range(30)]
+    people = {1: {"label": "without_mask", "detections": "2", "confidence": "0.99"},
+              2: {"label": "mask", "detections": "3", "confidence": "0.6"}}  # a box on no face, never sure
+    every_track = bench_video.score_video(frames, rows, bench_video.counted_under(people, 1, 0.0), 20)
+    assert every_track["extra"]["no_face"] == 1 and every_track["predicted"] == {"without_mask": 1, "mask": 1}
+    ruled = bench_video.score_video(frames, rows, bench_video.counted_under(people, 2, 0.9), 20)
+    assert ruled["extra"]["no_face"] == 0 and ruled["predicted"] == {"without_mask": 1}
+    assert ruled["true"] == {"without_mask": 1} and ruled["right"] == {"without_mask": 1}
+    assert bench_video.counted_under(people, 3, 0.0) == {2: "mask"}

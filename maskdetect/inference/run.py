@@ -95,9 +95,8 @@ def _describe(tally: Tally) -> str:
             + (f" ({frame_share:.1%} of face-frames)" if frame_share is not None else "") + line)
 
 
-def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: int | None = None,
-            show: bool = False, max_frames: int = 0, problems: Sequence[str] = (),
-            video: VideoOptions | None = None, progress: bool = True) -> dict:
+def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, show: bool = False,
+            problems: Sequence[str] = (), video: VideoOptions | None = None, progress: bool = True) -> dict:
     """Run every item, writing ``detections.csv``, ``people.csv``, the annotated files and ``summary.json`` into
     ``output``.
 
@@ -110,22 +109,16 @@ def process(pipeline: MaskDetector, items: Sequence[Item], output: Path, every: 
         items: what to process (:func:`~maskdetect.inference.media.plan_inputs`).
         output: the output folder, created when absent; one that holds a ``detections.csv`` or ``people.csv`` is
             refused (FileExistsError) before anything is written.
-        every: on videos and webcams, run the face stage every this many frames; None: ``video``'s, else
-            ``DEFAULT_VIDEO_EVERY``.
         show: show the annotated frames in a window where there is a display.
-        max_frames: stop each video or webcam after this many frames; 0: ``video``'s (default all).
         problems: inputs that gave no item, recorded as failures.
-        video: tracking, verdict and count-line settings for videos and webcams (default: the defaults).
+        video: the detection interval, tracking, verdict, count-line and frame-limit settings for videos and
+            webcams (default: the defaults).
         progress: show a progress bar per video.
 
     Returns:
         The summary, as written to summary.json.
     """
     video = video or VideoOptions()
-    if every is not None:
-        video = dataclasses.replace(video, tracking=dataclasses.replace(video.tracking, every=every))
-    if max_frames:
-        video = dataclasses.replace(video, max_frames=max_frames)
     output.mkdir(parents=True, exist_ok=True)
     display = Display(show, output)
     tallies: list[Tally] = []
