@@ -152,3 +152,12 @@ def test_detecting_on_every_frame_counts_a_tracks_first_detection():
         if index:
             assert len(found) == 1 and found[0].detected
             assert found[0].first_frame == 0 and found[0].detections == index + 1
+
+
+def test_a_persons_best_crop_is_the_largest_sharp_view_not_the_largest_blurred_one():
+    people = People(NAMES, None, VerdictSettings(min_sharpness=20))
+    person = people.seen(0, 1, 2, 0.99)
+    sharp_crop, blurred_crop = np.full((8, 8, 3), 1, np.uint8), np.full((8, 8, 3), 2, np.uint8)
+    people.classified(person, 0, np.array([0.9, 0.1]), side=55, sharp=100, crop=sharp_crop)
+    people.classified(person, 10, np.array([0.9, 0.1]), side=60, sharp=2, crop=blurred_crop)  # moving: blurred
+    assert person.crop is sharp_crop

@@ -92,6 +92,8 @@ class _Run:
             sharp = sharpness(gray, face.box) if person.label is None and side >= people.settings.min_face else \
                 people.settings.min_sharpness
             if people.due(person, index, side, sharp):
+                if person.label is not None:  # it is classified now: its sharpness picks the person's best crop
+                    sharp = sharpness(gray, face.box)
                 due.append((face, person, side, sharp))
         if due:
             boxes = [Face(*face.box, face.confidence) for face, _, _, _ in due]
