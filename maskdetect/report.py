@@ -124,7 +124,7 @@ def _detections(folder: Path | None, page_dir: Path) -> tuple[str, list[tuple[st
              + (f", the first {DETECTION_EXAMPLES} shown" if len(pictures) > DETECTION_EXAMPLES else "") + ".</p>"]
     if figures:
         parts.append('<div class="gallery">' + "".join(figures) + "</div>")
-    else:
+    elif not videos:  # a run on videos alone has no images to show, and is no run to ask for
         parts.append(_missing("Annotated images in this folder", HINTS["detections"]))
     if videos:
         parts.append("<p>Annotated videos: " + " · ".join(

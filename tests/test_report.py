@@ -268,3 +268,13 @@ def test_people_seen_on_video_are_a_gallery_of_best_crops_with_labels(tree):
     assert "door.mp4 #2: mask 99.0 %" in text
     assert "mask-wearing rate of the people on video" in text
     assert any(link.endswith("people/door/person_1.jpg") for link in page_targets(page).images)
+
+
+def test_a_detection_run_on_videos_alone_is_not_called_not_run(tree):
+    detections = tree / "logs" / "detect" / "20251126-090000"
+    detections.mkdir(parents=True)
+    (detections / "door.mp4").write_bytes(b"\0" * 64)
+    (detections / "summary.json").write_text(json.dumps(
+        {"sources": [{"source": "/videos/door.mp4", "kind": "video", "output": "door.mp4"}], "totals": {}}))
+    text = _text(_report(tree, "--detections", str(detections)))
+    assert "Annotated videos: door.mp4" in text and "Annotated images in this folder" not in text
