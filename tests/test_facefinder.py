@@ -9,9 +9,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import ASTRONAUT_FACE, PYTHON, REPO, make_labelled_folder, shared_data
+from helpers import ASTRONAUT_FACE, PYTHON, REPO, SHARED_DATA, make_labelled_folder, picture, shared_data
 
-from maskdetect import annotations, facecrops, faces
+from maskdetect import annotations, facecrops, faces, images
 from maskdetect.face import DetectorSettings, FaceDetector, facefinder, facefinder_train, from_crop_settings, iou
 
 
@@ -34,6 +34,8 @@ def test_letterbox_and_augmentation_keep_boxes_on_their_pixels():
     canvas, scale = facefinder.letterbox(rgb, 512)
     assert canvas.shape == (512, 512, 3) and scale == pytest.approx(512 / 400)
     assert canvas[384:].max() == 0  # padded below the photo
+    fitted, fitted_scale = facefinder.letterbox(rgb, 512, square=False)  # detection's: rounded up to 32 px
+    assert fitted.shape == (384, 512, 3) and fitted_scale == scale and (fitted == canvas[:384]).all()
     sample = facefinder_train.Sample(canvas, np.array([[200, 100, 260, 150]]) * scale, "white.jpg")
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -158,6 +160,28 @@ def test_the_shipped_finder_finds_masked_street_faces():
                 counted += 1
                 found += best is not None
     assert counted >= 20 and found / counted >= 0.8, (found, counted)
+
+
+def test_the_fitted_canvas_keeps_the_boxes_of_the_square_one():
+    """Detection runs the finder on a canvas only as large as the scaled photo (a quarter fewer pixels for 4:3);
+    on real photos of several shapes it keeps the square canvas's boxes, at nearly the same scores."""
+    finder = facefinder.FaceFinder.load(facefinder.SHIPPED_MODEL)
+    photos = [np.asarray(picture(name).convert("RGB")) for name in ("astronaut", "chelsea", "coffee", "rocket")]
+    detection = SHARED_DATA / "detection" / "images"
+    if detection.is_dir():  # street crowds of other shapes, where there are
+        photos += [images.load_rgb(path) for path in sorted(detection.glob("*.jpg"))[:12]]
+    assert sum(facefinder.letterbox(rgb, 512, square=False)[0].shape[:2] != (512, 512) for rgb in photos) >= 3
+    compared = 0
+    for rgb in photos:
+        canvas, scale = facefinder.letterbox(rgb, finder.side)
+        square = facefinder.decode(finder._call(canvas[None]).numpy()[0], scale, 0.3)
+        fitted = finder(rgb, 0.25)
+        for row in square:
+            compared += 1
+            overlap = iou(row[None, :4], fitted[:, :4])[0] if len(fitted) else np.zeros(1)
+            best = int(overlap.argmax())
+            assert overlap[best] > 0.8 and abs(fitted[best, 4] - row[4]) < 0.1, (row, fitted)
+    assert compared >= 3
 
 
 def test_both_commands_refuse_a_folder_that_is_not_a_face_detector(tmp_path, capsys):

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 META_NAME = "facefinder.json"
 STRIDE = 8  # the heat map's cell, in pixels of the scaled photo
+TRUNK_STRIDE = 32  # the coarsest feature map's cell: a canvas's sides are multiples of it
 DEFAULT_SIDE = 512  # the long side photos are scaled to, in training and detection
 SHIPPED_MODEL = Path(__file__).resolve().parent / "weights" / "facefinder.keras"
 HEAD_CHANNELS = 64
@@ -50,16 +51,25 @@ _SIZE_LOSS_WEIGHT, _OFFSET_LOSS_WEIGHT = 1.0, 1.0
 _MAX_FACES = 200  # peaks decoded per photo
 
 
-def letterbox(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    """``rgb`` scaled so its long side is ``side`` (enlarged or shrunk), on a black ``side`` x ``side`` square
-    at the top left; and the scale (scaled px per photo px)."""
+def letterbox(rgb: np.ndarray, side: int, square: bool = True) -> tuple[np.ndarray, float]:
+    """``rgb`` scaled so its long side is ``side`` (enlarged or shrunk), at the top left of a black canvas; and
+    the scale (scaled px per photo px).
+
+    The canvas is ``side`` x ``side`` (training batches need one shape); with ``square`` False it is only as large
+    as the scaled photo rounded up to the trunk's stride (32), which is all detection needs: a 4:3 photo is then a
+    quarter fewer pixels to run, with the same faces found.
+    """
     import cv2
 
     height, width = rgb.shape[:2]
     scale = side / max(height, width)
     scaled_width, scaled_height = max(1, round(width * scale)), max(1, round(height * scale))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    canvas = np.zeros((side, side, 3), np.uint8)
+    if square:
+        canvas_height = canvas_width = side
+    else:
+        canvas_height, canvas_width = (-(-n // TRUNK_STRIDE) * TRUNK_STRIDE for n in (scaled_height, scaled_width))
+    canvas = np.zeros((canvas_height, canvas_width, 3), np.uint8)
     canvas[:scaled_height, :scaled_width] = cv2.resize(rgb, (scaled_width, scaled_height),
                                                        interpolation=interpolation)
     return canvas, scale
@@ -193,7 +203,8 @@ class FaceFinder:
         model, tf = artifact.load_for_inference(path, "face detector")
         side = int(meta["side"])
 
-        @tf.function(input_signature=[tf.TensorSpec([1, side, side, 3], tf.uint8)])
+        # the network is convolutional: any canvas whose sides are multiples of TRUNK_STRIDE, not only the square
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)], reduce_retracing=True)
         def call(canvas):
             return model(tf.cast(canvas, tf.float32), training=False)
 
@@ -201,6 +212,6 @@ class FaceFinder:
 
     def __call__(self, rgb: np.ndarray, min_score: float) -> np.ndarray:
         """Rows x1, y1, x2, y2, score (photo px) of the faces it finds, at least ``min_score``."""
-        canvas, scale = letterbox(rgb, self.side)
+        canvas, scale = letterbox(rgb, self.side, square=False)
         outputs = self._call(canvas[None]).numpy()[0]
         return decode(outputs, scale, min_score)
