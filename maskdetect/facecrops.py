@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -178,24 +177,15 @@ def now() -> str:
 def atomic_write_image(array: np.ndarray, path: Path, quality: int = 95) -> None:
     """Save an RGB array as JPEG; a temporary name and a rename mean a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with records.naming(path):
-            Image.fromarray(array).save(temporary, "JPEG", quality=quality)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # after a failed save (a full disk): no half file left
+    # ".tmp": what a resumed run clears as its own half-written files
+    with records.replacing(path, ".tmp") as temporary:
+        Image.fromarray(array).save(temporary, "JPEG", quality=quality)
 
 
 def atomic_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with records.naming(target):
-            shutil.copy2(source, temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with records.replacing(target, ".tmp") as temporary:
+        shutil.copy2(source, temporary)
 
 
 def crop_stem(source: Path, sha256: str) -> str:

@@ -30,17 +30,26 @@ def naming(path: str | os.PathLike) -> Iterator[None]:
         raise OSError(error.errno, error.strerror or str(error), os.fspath(path)) from error
 
 
-def write_whole(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` by a rename: a full disk or a kill leaves the earlier file as it was and no
-    partial file behind. The partial file's name is this process's own, so two writers never share it."""
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, suffix: str = ".partial") -> Iterator[Path]:
+    """A temporary name beside ``path`` for the block to write, renamed over ``path`` when the block ends: a full
+    disk or a kill leaves the earlier file as it was, and a failed block leaves no temporary file behind. The
+    name (``.<name>.<pid><suffix>``) is this process's own, so two writers never share it; an error that names
+    no file names ``path`` (:func:`naming`)."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{suffix}")
     try:
         with naming(path):
-            partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+            yield temporary
+        os.replace(temporary, path)
     finally:
-        partial.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
+
+
+def write_whole(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` by a rename (:func:`replacing`)."""
+    with replacing(path) as partial:
+        partial.write_text(text, encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -145,17 +154,13 @@ def replace_rows(path: str | os.PathLike, fieldnames: Sequence[str], rows: Itera
     reader sees the old or the new record, never a mix, and no concurrent append is lost.
     """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.rewrite")
     with _lock(path):
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), extrasaction="raise", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        try:
-            with naming(path), open(temporary, "w", newline="", **_ENCODING) as handle:
-                handle.write(buffer.getvalue())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)  # after a failed write: the record is as it was
+        # after a failed write the record is as it was
+        with replacing(path, ".rewrite") as temporary, open(temporary, "w", newline="", **_ENCODING) as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
