@@ -79,19 +79,14 @@ def annotate(rgb: np.ndarray, detections: Sequence[Detection], class_names: Sequ
         (text_w, text_h), base = cv2.getTextSize(text, font, scale * 0.6, 1)
         # the label above the box, or below its top edge at the top of the picture; kept inside the picture
         top = y1 - text_h - base - 2 if y1 - text_h - base - 2 >= 0 else min(y2, height - text_h - base - 2)
-        left = max(0, min(x1, width - text_w - 4))
-        cv2.rectangle(out, (left, top), (left + text_w + 4, top + text_h + base + 2), colour, -1)
-        cv2.putText(out, text, (left + 2, top + text_h + 1), font, scale * 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        _tag(cv2, out, text, max(0, min(x1, width - text_w - 4)), top, colour, scale * 0.6)
     if line is not None:
         start, end = (round(line[0]), round(line[1])), (round(line[2]), round(line[3]))
         cv2.line(out, start, end, (255, 255, 255), thickness + 1, cv2.LINE_AA)
         if line_text:
             (text_w, text_h), base = cv2.getTextSize(line_text, font, scale * 0.6, 1)
-            left = max(0, min(start[0], width - text_w - 4))
-            top = max(0, min(start[1], height - text_h - base - 2))
-            cv2.rectangle(out, (left, top), (left + text_w + 4, top + text_h + base + 2), (0, 0, 0), -1)
-            cv2.putText(out, line_text, (left + 2, top + text_h + 1), font, scale * 0.6, (255, 255, 255), 1,
-                        cv2.LINE_AA)
+            _tag(cv2, out, line_text, max(0, min(start[0], width - text_w - 4)),
+                 max(0, min(start[1], height - text_h - base - 2)), (0, 0, 0), scale * 0.6)
     # the count of every class, each in its box colour, so a mask worn wrong stands out from a worn one
     counts = Counter(detection.label for detection in detections) if people is None else people
     parts = [(f"{name}: {counts.get(name, 0)}", colours[name]) for name in class_names]
@@ -108,3 +103,11 @@ def annotate(rgb: np.ndarray, detections: Sequence[Detection], class_names: Sequ
         cv2.putText(out, text, (left, text_h + 5), font, scale * 0.7, colour, thickness, cv2.LINE_AA)
         left += text_w + gap
     return out
+
+
+def _tag(cv2, out: np.ndarray, text: str, left: int, top: int, colour: tuple[int, int, int], size: float) -> None:
+    """``text`` in white on a ``colour`` box whose top left corner is at (``left``, ``top``), drawn on ``out``."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (text_w, text_h), base = cv2.getTextSize(text, font, size, 1)
+    cv2.rectangle(out, (left, top), (left + text_w + 4, top + text_h + base + 2), colour, -1)
+    cv2.putText(out, text, (left + 2, top + text_h + 1), font, size, (255, 255, 255), 1, cv2.LINE_AA)

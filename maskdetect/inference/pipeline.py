@@ -139,6 +139,10 @@ class MaskDetector:
         # checked now, loaded when first used
         self._detector_settings = {False: from_crop_settings(settings), True: from_crop_settings(video_settings)}
 
+    def detector_settings(self, video: bool = False):
+        """The face detector's settings (``maskdetect.face.DetectorSettings``) for photos, or for video frames."""
+        return self._detector_settings[video]
+
     @property
     def detector(self):
         """The face detector for photos (``maskdetect.face.FaceDetector``), shared by every MaskDetector with the

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from maskdetect import images, records, runtime
 from maskdetect.classes import wears_mask
-from maskdetect.face import from_crop_settings
 from maskdetect.inference.drawing import annotate
 from maskdetect.inference.media import Display, Item, open_capture, save_image
 from maskdetect.inference.people import PEOPLE, PEOPLE_FIELDS
@@ -175,8 +174,8 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
         people.update(tally.people)
     videos = [tally for tally in tallies if tally.kind != "image"]
 
-    def detector_settings(settings) -> dict:
-        used = from_crop_settings(settings)
+    def detector_settings(video: bool) -> dict:
+        settings, used = pipeline.video_settings if video else pipeline.settings, pipeline.detector_settings(video)
         return {"face_stage": settings.face_stage,
                 **{key: getattr(settings, key) for key in ("threshold", "second_stage", "pad_retry", "margin", "size",
                                                            "face_detector")},
@@ -191,8 +190,8 @@ def _summary(pipeline: MaskDetector, tallies: list[Tally], failures: list[dict],
         "tracking": {**dataclasses.asdict(video.tracking), **dataclasses.asdict(video.verdicts),
                      "count_line": list(video.count_line) if video.count_line else None} if videos else None,
         # photos, and video and webcams, can be looked at with different face-stage presets
-        "detector_settings": detector_settings(pipeline.settings),
-        "video_detector_settings": detector_settings(pipeline.video_settings),
+        "detector_settings": detector_settings(video=False),
+        "video_detector_settings": detector_settings(video=True),
         # the model's crop geometry and where it came from (default: the model's metadata does not record it)
         "crop": {"margin": pipeline.settings.margin, "crop_size": pipeline.settings.size,
                  "source": pipeline.classifier.crop_source},
