@@ -294,12 +294,13 @@ def run_faces(args: argparse.Namespace) -> list[dict]:
     base_recall, our_recall = recall(base_found, truth), recall(our_found, truth)
     print(describe("baseline", base_seconds, base_steady, len(photos), base_recall)
           + " [1 process, full resolution]")
+    detect_size = from_crop_settings(settings).detect_size  # the preset's, when not set
     print(describe("ours", our_seconds, our_steady, len(photos), our_recall)
-          + f" [{args.jobs} processes, detect at {from_crop_settings(settings).detect_size} px]")
+          + f" [{args.jobs} processes, detect at {detect_size} px]")
     print(f"speed-up: {base_seconds / our_seconds:.2f}x with model loading, "
           f"{our_steady / base_steady:.2f}x after start-up")
     return [{"stage": "faces", "photos": len(photos), "jobs": args.jobs,
-             "detect_size": from_crop_settings(settings).detect_size,
+             "detect_size": detect_size,
              "seconds": our_seconds, "photos_per_s": len(photos) / our_seconds, "steady_photos_per_s": our_steady,
              "recall": {label: hit / total for label, (hit, total) in our_recall.items()},
              "baseline_seconds": base_seconds, "baseline_photos_per_s": len(photos) / base_seconds,
