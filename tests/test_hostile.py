@@ -175,6 +175,7 @@ def test_an_annotated_copy_that_cannot_be_saved_is_one_line_in_run_clis_words_an
     import types
 
     from maskdetect import runtime
+    from maskdetect.face import from_crop_settings
     from maskdetect.inference import media, run
 
     photos = tmp_path / "photos"
@@ -186,6 +187,7 @@ def test_an_annotated_copy_that_cannot_be_saved_is_one_line_in_run_clis_words_an
     classifier = types.SimpleNamespace(class_names=["mask", "without_mask"], path="model.keras", image_size=96,
                                        crop_source="face")
     pipeline = types.SimpleNamespace(settings=facecrops.CropSettings(), video_settings=facecrops.CropSettings(),
+                                     detector_settings=lambda video=False: from_crop_settings(facecrops.CropSettings()),
                                      classifier=classifier, image=lambda rgb: [])
     items = [media.Item("image", str(photos / name), name) for name in ("a.jpg", "b.jpg")]
     summary = run.process(pipeline, items, output)
