@@ -27,7 +27,7 @@ on the first --fps-frames frames of the first two videos.
 
     .venv/bin/python -m benchmarks.bench_video --model logs/runs/<run>/model.keras
     .venv/bin/python -m benchmarks.bench_video --model M --data ../shared/data/wild --videos 6 --every 15 10 20
-    .venv/bin/python -m benchmarks.bench_video --model M --data ../shared/data/wild --videos 8 --every 15 --rules
+    .venv/bin/python -m benchmarks.bench_video --model M --data ../shared/data/wild --held-out --every 15 --rules
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from benchmarks.common import (
     require_detection_set,
     write_results,
 )
-from maskdetect import runtime
+from maskdetect import annotations, runtime
 from maskdetect.artifact import load_classifier
 from maskdetect.facecrops import FACE_STAGES
 from maskdetect.inference import MaskDetector, annotate, best_model
@@ -68,6 +68,8 @@ from maskdetect.inference.tracking import TRACKERS, TrackingSettings
 from maskdetect.inference.video import VideoOptions
 
 NAME = "bench_video"
+# the share of labelled photos the face stage's own networks were not trained on (their trainers' --holdout default)
+FACE_STAGE_HOLDOUT = 0.2
 SIZE = (640, 480)
 FPS = 25
 
@@ -94,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rules", action="store_true",
                         help="also replay the rules for when a track counts as a person (detection frames, face-stage "
                         "confidence) on the first --every's tracks")
+    parser.add_argument("--held-out", action="store_true",
+                        help="only photos held out of the face stage's own training (the share its face finder, "
+                        "verifier and fusion fit hold out): for choosing settings on --data ../shared/data/wild, "
+                        "whose other photos trained the face finder")
     parser.add_argument("--face-stage", choices=FACE_STAGES, default="fast",
                         help="the face-stage preset on the videos (default %(default)s, as detect_mask.py's on video)")
     add_out_argument(parser, NAME)
@@ -108,10 +114,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # Videos with every labelled face carried into every frame
 
 
-def _usable(truth: dict, sizes: dict, min_size: int) -> list[str]:
-    """Photos with at least two labelled faces of at least ``min_size`` px at a 640x480 fit, sorted by name."""
+def _usable(truth: dict, sizes: dict, min_size: int, held_out_only: bool = False) -> list[str]:
+    """Photos with at least two labelled faces of at least ``min_size`` px at a 640x480 fit, sorted by name; with
+    ``held_out_only``, only those held out of the face stage's training (``annotations.held_out``)."""
     chosen = []
     for photo in sorted(truth):
+        if held_out_only and not annotations.held_out(photo, FACE_STAGE_HOLDOUT):
+            continue
         width, height = sizes[photo]
         fit = min(SIZE[0] / width, SIZE[1] / height) * 1.2
         if sum(min(b[2] - b[0], b[3] - b[1]) * fit >= min_size for _, b in truth[photo]) >= 2:
@@ -172,7 +181,7 @@ def make_video(path: Path, shots: list[tuple[str, np.ndarray, list, list]], min_
 
 def make_videos(args: argparse.Namespace, folder: Path) -> list[tuple[Path, list[dict]]]:
     truth, sizes = load_truth(args.data), photo_sizes(args.data)
-    photos = iter(_usable(truth, sizes, args.min_size))
+    photos = iter(_usable(truth, sizes, args.min_size, args.held_out))
     videos = []
     for number in range(args.videos):
         kind = "pan" if number % 2 == 0 else "cuts"

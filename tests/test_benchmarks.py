@@ -384,3 +384,18 @@ def test_bench_video_counts_a_track_on_no_face_against_the_tracker_unless_the_ru
     assert ruled["extra"]["no_face"] == 0 and ruled["predicted"] == {"without_mask": 1}
     assert ruled["true"] == {"without_mask": 1} and ruled["right"] == {"without_mask": 1}
     assert bench_video.counted_under(people, 3, 0.0) == {2: "mask"}
+
+
+def test_bench_video_held_out_makes_videos_only_of_photos_the_face_stage_was_not_trained_on():
+    from benchmarks import bench_video
+    from maskdetect.annotations import held_out
+
+    two_faces = [("mask", np.array([10.0, 10.0, 90.0, 90.0])), ("without_mask", np.array([200.0, 10.0, 290.0, 90.0]))]
+    names = [f"street_{number}.jpg" for number in range(200)]
+    truth = {name: two_faces for name in names}
+    sizes = {name: (640, 480) for name in names}
+    every = bench_video._usable(truth, sizes, 32)
+    held = bench_video._usable(truth, sizes, 32, held_out_only=True)
+    assert every == sorted(names)
+    assert held and len(held) < len(every) / 2
+    assert held == [name for name in every if held_out(name, bench_video.FACE_STAGE_HOLDOUT)]
