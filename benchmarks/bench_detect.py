@@ -264,6 +264,17 @@ def speed(pipeline: MaskDetector, args: argparse.Namespace, photos: list[str], s
                                                                 "faces_per_frame")}})
             print(f"  k={every:<3d} {source['frames']} frames in {source['seconds']:.1f} s: "
                   f"{source['frames_per_second']:.1f} frames/s, {source['faces_per_frame']:.2f} faces/frame")
+        if pipeline.detector_settings(True).concurrent:
+            # the baseline of running the proposal sources beside MTCNN: one after the other, in the same run
+            after = MaskDetector(pipeline.classifier, pipeline.settings, pipeline.video_settings, concurrent=False)
+            after.faces(np.zeros((64, 64, 3), np.uint8), video=True)  # its models load before the clock starts
+            item = Item("video", str(video), "k1_sequential.mp4")
+            options = VideoOptions(tracking=TrackingSettings(every=1))
+            source = process(after, [item], work / "k1_sequential", video=options)["sources"][0]
+            rows.append({"part": "video", "face_stage": stage, "every": "1, sources after MTCNN",
+                         **{key: source[key] for key in ("frames", "seconds", "frames_per_second", "faces_per_frame")}})
+            print(f"  k=1 with the proposal sources after MTCNN (not beside it): {source['frames_per_second']:.1f} "
+                  f"frames/s; beside it is {rates[1] / source['frames_per_second']:.2f}x that")
         ratio = rates[args.every] / rates[1]
         # the fast preset is for live video: it must keep up at every frame
         every, target = (1, 15) if stage == "fast" else (args.every, 10)

@@ -14,7 +14,7 @@ import pytest
 from helpers import PYTHON, REPO, make_crop_dataset, picture, shared_data
 from PIL import Image
 
-from maskdetect import artifact, classes, decisions, detect, export, facecrops, images, records, runlog, train
+from maskdetect import artifact, classes, decisions, detect, export, facecrops, images, records, runlog, runtime, train
 from maskdetect.face import DetectorSettings, Face, from_crop_settings
 from maskdetect.inference import drawing, media, run
 from maskdetect.inference.pipeline import CROP, MaskDetector, _face_detector, best_model
@@ -469,6 +469,9 @@ def test_detection_cuts_faces_with_the_margin_and_size_of_the_training_crops(thr
     # the geometry is the model's; finding faces stays the face stage's
     assert (pipeline.settings.margin, pipeline.settings.size) == (0.3, 128)
     assert from_crop_settings(pipeline.settings) == from_crop_settings(CROP)
+    # detection is one process: where there is a second core, sources run beside MTCNN
+    assert pipeline.detector_settings().concurrent == pipeline.detector_settings(True).concurrent \
+        == (runtime.default_jobs() > 1)
     rgb = np.asarray(picture("astronaut"))
     found = pipeline.faces(rgb)
     assert len(found) == 1

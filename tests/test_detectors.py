@@ -210,6 +210,7 @@ def test_bad_batches_are_rejected(mtcnn_only: FaceDetector, astronaut: np.ndarra
         ({"second_stage": "yes"}, "second_stage"),
         ({"second_stage_threshold": -0.1}, "second_stage_threshold"),
         ({"num_threads": 0}, "num_threads"),
+        ({"concurrent": 1}, "concurrent"),
     ],
 )
 def test_bad_settings_are_rejected(overrides: dict, message: str) -> None:
@@ -477,3 +478,27 @@ def test_the_first_stage_can_be_turned_off_but_not_with_the_second() -> None:
         DetectorSettings(first_stage=False, second_stage=False)
     with pytest.raises(ValueError, match="first_stage"):
         DetectorSettings(first_stage=1)
+
+
+@pytest.mark.parametrize("preset", ["accurate", "fast"])
+def test_sources_run_beside_mtcnn_give_the_same_faces(preset: str) -> None:
+    """``concurrent`` runs the sources that do not use MTCNN's faces on a second thread while MTCNN runs (the
+    accurate preset also has one that does, which runs after it): the same proposals in the same order, and
+    so the same faces, on masked and unmasked street photos."""
+    from maskdetect.face.settings import preset_settings
+
+    folder = shared_data("photos")
+    photos = [images.load_rgb(folder / name) for name in ("masked/kaggle_andrewmvd__img346.jpg",
+                                                          "masked/kaggle_andrewmvd__img110.jpg",
+                                                          "unmasked/" + sorted(p.name for p in
+                                                                               (folder / "unmasked").iterdir())[0])]
+    one_thread = FaceDetector(preset_settings(preset))
+    beside = FaceDetector(preset_settings(preset, concurrent=True))
+    assert beside._pool is not None and one_thread._pool is None
+    if preset == "accurate":  # mtcnn_below_threshold builds on MTCNN's faces: it waits for them
+        assert len(beside._alongside) == len(beside._sources) - 1
+    for rgb in photos:
+        expected, got = one_thread._mtcnn_and_proposals(rgb), beside._mtcnn_and_proposals(rgb)
+        assert np.array_equal(expected[2], got[2])
+        assert [box_of(face) for face in one_thread.detect(rgb)] == [box_of(face) for face in beside.detect(rgb)]
+    assert any(len(faces) for faces in (beside.detect(rgb) for rgb in photos))

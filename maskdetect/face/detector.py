@@ -80,6 +80,14 @@ class FaceDetector:
         self._cv2 = cv2
         self._mtcnn = Mtcnn() if settings.first_stage else None
         self._sources: list[ProposalSource] = [PROPOSAL_SOURCES[name](settings) for name in source_names]
+        # the sources that do not use MTCNN's faces, run on a second thread while MTCNN runs
+        self._alongside = [index for index, source in enumerate(self._sources)
+                           if not getattr(source, "uses_mtcnn_faces", False)]
+        self._pool = None
+        if settings.concurrent and self._mtcnn is not None and self._alongside:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-sources")
         self._zoom_full_range = self._zoom_short_range = self._verifier = None
         if self._sources:
             if settings.zoom:
@@ -177,9 +185,18 @@ class FaceDetector:
     def _mtcnn_and_proposals(self, rgb: np.ndarray) -> tuple[list[Face], list[Face], np.ndarray]:
         """Every MTCNN face (any confidence, highest first), the kept ones with their boxes refined by the
         proposals, and the proposal sources' proposals (rows, see :func:`maskdetect.face.groups.proposal_rows`);
-        the sources see MTCNN's faces, so they run after it."""
-        mtcnn_faces = [] if self._mtcnn is None else self._mtcnn.detect(rgb, self.settings, self._cv2)
-        proposals = groups.proposal_rows(self._sources, rgb, mtcnn_faces)
+        the sources see MTCNN's faces, so they run after it (those that do not use them alongside it, with
+        ``concurrent``: the same rows in the same order)."""
+        if self._pool is None:
+            mtcnn_faces = [] if self._mtcnn is None else self._mtcnn.detect(rgb, self.settings, self._cv2)
+            proposals = groups.proposal_rows(self._sources, rgb, mtcnn_faces)
+        else:
+            alongside = self._pool.submit(groups.proposal_rows, self._sources, rgb, [], self._alongside)
+            mtcnn_faces = self._mtcnn.detect(rgb, self.settings, self._cv2)
+            after = [index for index in range(len(self._sources)) if index not in self._alongside]
+            rows = np.concatenate([alongside.result(), groups.proposal_rows(self._sources, rgb, mtcnn_faces, after)])
+            # the sources' order, then each source's own, as when they run one after another
+            proposals = rows[np.argsort(rows[:, 5], kind="stable")]
         kept = [face for face in mtcnn_faces if face.confidence >= self.settings.threshold]
         return mtcnn_faces, groups.refined(kept, proposals, self._sources), proposals
 

@@ -52,14 +52,23 @@ class ProposalGroup:
     passes: dict[str, set[int]] = field(default_factory=dict)
 
 
-def proposal_rows(sources: Sequence[ProposalSource], rgb: np.ndarray, mtcnn_faces: Sequence[Face]) -> np.ndarray:
+def proposal_rows(sources: Sequence[ProposalSource], rgb: np.ndarray, mtcnn_faces: Sequence[Face],
+                  only: Sequence[int] | None = None) -> np.ndarray:
     """Every source's proposals in an RGB image, in the sources' order, then the passes' order.
+
+    Args:
+        sources: the proposal sources.
+        rgb: the photo.
+        mtcnn_faces: all of MTCNN's faces, for the sources that use them.
+        only: the indices (in ``sources``) of the sources to run; None: all.
 
     Returns:
         Rows x1, y1, x2, y2, score, source index (in ``sources``), pass index; (0, 7) for none.
     """
     parts = []
     for source_index, source in enumerate(sources):
+        if only is not None and source_index not in only:
+            continue
         for pass_index, proposals in enumerate(source.propose(rgb, mtcnn_faces)):
             rows = np.array([box_of(face) + [face.confidence] for face in proposals], dtype=np.float64)
             parts.append(np.column_stack([rows.reshape(-1, 5), np.full(len(proposals), source_index),

@@ -38,6 +38,8 @@ class ProposalSource(Protocol):
     gate: float
     # Optional (a class attribute, absent or None by default): its proposals of this score or more
     # refine the kept MTCNN boxes that lie mostly inside them (maskdetect.face.groups.refined).
+    # Optional (a class attribute, absent or False by default): True when propose() uses ``mtcnn_faces``. The
+    # sources that do not may run on a second thread while MTCNN runs (DetectorSettings.concurrent).
 
     def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> Sequence[Sequence[Face]]:
         """Faces this source sees in ``image`` (RGB uint8), one list per pass over the photo.

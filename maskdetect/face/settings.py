@@ -63,6 +63,9 @@ class DetectorSettings:
     blazeface_passes: the ``blazeface`` source's passes over the photo, any of ``BLAZEFACE_PASSES`` (the photo, its
         mirror image, 2 x 2 overlapping tiles); the number that propose a group is a fusion feature, so fusion
         weights are fitted for one choice.
+    concurrent: run the proposal sources that do not build on MTCNN's faces on a second thread while MTCNN runs:
+        the same faces in less time where a core is free (``detect_mask.py``, one process). Off by default:
+        ``process_faces.py --jobs`` fills the cores with processes, and the face-stage benchmark times one thread.
 
     Raises:
         ValueError: a setting out of its range, or an unregistered proposal source (one line).
@@ -87,6 +90,7 @@ class DetectorSettings:
     verifier_views: int = 3
     zoom: bool = True
     blazeface_passes: tuple[str, ...] = ("photo", "mirror")
+    concurrent: bool = False
 
     def __post_init__(self) -> None:
         def require_probability(name: str, value: Any) -> None:
@@ -127,8 +131,9 @@ class DetectorSettings:
             require_probability("verifier_veto", self.verifier_veto)
         if self.verifier_views not in (1, 3) or isinstance(self.verifier_views, bool):
             raise ValueError(f"verifier_views must be 1 or 3, got {self.verifier_views!r}")
-        if not isinstance(self.zoom, bool):
-            raise ValueError(f"zoom must be True or False, got {self.zoom!r}")
+        for name in ("zoom", "concurrent"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         passes = self.blazeface_passes
         if isinstance(passes, str) or not isinstance(passes, (tuple, list)) or not passes \
                 or not set(passes) <= set(BLAZEFACE_PASSES) or len(set(passes)) != len(passes):

@@ -117,6 +117,8 @@ class MaskDetector:
         classifier: the trained model, or None to find and cut faces only.
         settings: the face stage's settings for photos; its margin and size are replaced by the classifier's.
         video_settings: those for video frames (e.g. another ``face_stage`` preset); None: ``settings``.
+        concurrent: run the face stage's proposal sources beside MTCNN, on a second thread
+            (``DetectorSettings.concurrent``); None: where this process has a second core.
 
     Attributes:
         classifier: as given.
@@ -126,7 +128,7 @@ class MaskDetector:
     """
 
     def __init__(self, classifier: Classifier | None, settings: CropSettings = CROP,
-                 video_settings: CropSettings | None = None) -> None:
+                 video_settings: CropSettings | None = None, concurrent: bool | None = None) -> None:
         self.classifier = classifier
         if video_settings is None:
             video_settings = settings
@@ -136,8 +138,11 @@ class MaskDetector:
                                         for chosen in (settings, video_settings))
         self.settings = settings
         self.video_settings = video_settings
-        # checked now, loaded when first used
-        self._detector_settings = {False: from_crop_settings(settings), True: from_crop_settings(video_settings)}
+        # checked now, loaded when first used; one process, so a second core can run proposal sources beside MTCNN
+        if concurrent is None:
+            concurrent = runtime.default_jobs() > 1
+        self._detector_settings = {video: dataclasses.replace(from_crop_settings(chosen), concurrent=concurrent)
+                                   for video, chosen in ((False, settings), (True, video_settings))}
 
     def detector_settings(self, video: bool = False):
         """The face detector's settings (``maskdetect.face.DetectorSettings``) for photos, or for video frames."""

@@ -28,6 +28,7 @@ class MtcnnBelowThresholdSource:
 
     name = "mtcnn_below_threshold"
     gate = 0.50
+    uses_mtcnn_faces = True
 
     def __init__(self, settings: DetectorSettings) -> None:
         self._keep_threshold = settings.threshold
