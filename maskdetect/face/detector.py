@@ -80,9 +80,11 @@ class FaceDetector:
         self._cv2 = cv2
         self._mtcnn = Mtcnn() if settings.first_stage else None
         self._sources: list[ProposalSource] = [PROPOSAL_SOURCES[name](settings) for name in source_names]
-        # the sources that do not use MTCNN's faces, run on a second thread while MTCNN runs
+        # with ``concurrent``: the sources that do not use MTCNN's faces, run on a second thread while MTCNN runs,
+        # and those that do, after it
         self._alongside = [index for index, source in enumerate(self._sources)
                            if not getattr(source, "uses_mtcnn_faces", False)]
+        self._after = [index for index in range(len(self._sources)) if index not in self._alongside]
         self._pool = None
         if settings.concurrent and self._mtcnn is not None and self._alongside:
             from concurrent.futures import ThreadPoolExecutor
@@ -193,8 +195,8 @@ class FaceDetector:
         else:
             alongside = self._pool.submit(groups.proposal_rows, self._sources, rgb, [], self._alongside)
             mtcnn_faces = self._mtcnn.detect(rgb, self.settings, self._cv2)
-            after = [index for index in range(len(self._sources)) if index not in self._alongside]
-            rows = np.concatenate([alongside.result(), groups.proposal_rows(self._sources, rgb, mtcnn_faces, after)])
+            rows = np.concatenate([alongside.result(),
+                                   groups.proposal_rows(self._sources, rgb, mtcnn_faces, self._after)])
             # the sources' order, then each source's own, as when they run one after another
             proposals = rows[np.argsort(rows[:, 5], kind="stable")]
         kept = [face for face in mtcnn_faces if face.confidence >= self.settings.threshold]
