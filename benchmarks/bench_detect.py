@@ -252,27 +252,28 @@ def speed(pipeline: MaskDetector, args: argparse.Namespace, photos: list[str], s
         frames = make_video(video, photos[: args.video_photos], args.detection, sizes, args.hold)
         print(f"\nvideo: {frames} frames of {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]} ({min(len(photos), args.video_photos)} "
               f"photos, {args.hold} frames each); {runtime.default_jobs()} cores")
+
+        def run(chosen: MaskDetector, every: int, name: str, label: str | None = None) -> dict:
+            """``chosen`` on the video, detecting every ``every`` frames, into ``work/name``: the video's summary;
+            and a result row, its "every" ``label`` when given."""
+            options = VideoOptions(tracking=TrackingSettings(every=every))
+            source = process(chosen, [Item("video", str(video), f"{name}.mp4")], work / name,
+                             video=options)["sources"][0]
+            rows.append({"part": "video", "face_stage": stage, "every": every if label is None else label,
+                         **{key: source[key] for key in ("frames", "seconds", "frames_per_second", "faces_per_frame")}})
+            return source
+
         rates = {}
         for every in (1, args.every):
-            item = Item("video", str(video), f"k{every}.mp4")
-            options = VideoOptions(tracking=TrackingSettings(every=every))
-            summary = process(pipeline, [item], work / f"k{every}", video=options)
-            source = summary["sources"][0]
+            source = run(pipeline, every, f"k{every}")
             rates[every] = source["frames_per_second"]
-            rows.append({"part": "video", "face_stage": stage, "every": every, **{key: source[key] for key in
-                                                               ("frames", "seconds", "frames_per_second",
-                                                                "faces_per_frame")}})
             print(f"  k={every:<3d} {source['frames']} frames in {source['seconds']:.1f} s: "
                   f"{source['frames_per_second']:.1f} frames/s, {source['faces_per_frame']:.2f} faces/frame")
         if pipeline.detector_settings(True).concurrent:
             # the baseline of running the proposal sources beside MTCNN: one after the other, in the same run
             after = MaskDetector(pipeline.classifier, pipeline.settings, pipeline.video_settings, concurrent=False)
             after.faces(np.zeros((64, 64, 3), np.uint8), video=True)  # its models load before the clock starts
-            item = Item("video", str(video), "k1_sequential.mp4")
-            options = VideoOptions(tracking=TrackingSettings(every=1))
-            source = process(after, [item], work / "k1_sequential", video=options)["sources"][0]
-            rows.append({"part": "video", "face_stage": stage, "every": "1, sources after MTCNN",
-                         **{key: source[key] for key in ("frames", "seconds", "frames_per_second", "faces_per_frame")}})
+            source = run(after, 1, "k1_sequential", "1, sources after MTCNN")
             print(f"  k=1 with the proposal sources after MTCNN (not beside it): {source['frames_per_second']:.1f} "
                   f"frames/s; beside it is {rates[1] / source['frames_per_second']:.2f}x that")
         ratio = rates[args.every] / rates[1]
