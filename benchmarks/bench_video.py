@@ -68,8 +68,6 @@ from maskdetect.inference.tracking import TRACKERS, TrackingSettings
 from maskdetect.inference.video import VideoOptions
 
 NAME = "bench_video"
-# the share of labelled photos the face stage's own networks were not trained on (their trainers' --holdout default)
-FACE_STAGE_HOLDOUT = 0.2
 SIZE = (640, 480)
 FPS = 25
 
@@ -114,12 +112,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # Videos with every labelled face carried into every frame
 
 
+def held_out_share() -> float:
+    """The share of labelled photos the shipped face finder was not trained on (``annotations.held_out``), as its
+    file records it; its fusion weights were fitted on them and the verifier was not trained on them either."""
+    from maskdetect.face import facefinder
+
+    return float(facefinder.read_meta(facefinder.SHIPPED_MODEL)["holdout_share"])
+
+
 def _usable(truth: dict, sizes: dict, min_size: int, held_out_only: bool = False) -> list[str]:
     """Photos with at least two labelled faces of at least ``min_size`` px at a 640x480 fit, sorted by name; with
-    ``held_out_only``, only those held out of the face stage's training (``annotations.held_out``)."""
+    ``held_out_only``, only those held out of the face stage's training (:func:`held_out_share`)."""
+    share = held_out_share() if held_out_only else None
     chosen = []
     for photo in sorted(truth):
-        if held_out_only and not annotations.held_out(photo, FACE_STAGE_HOLDOUT):
+        if share is not None and not annotations.held_out(photo, share):
             continue
         width, height = sizes[photo]
         fit = min(SIZE[0] / width, SIZE[1] / height) * 1.2
