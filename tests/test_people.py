@@ -82,6 +82,28 @@ def test_a_track_the_face_stage_was_never_sure_of_is_not_a_person():
         VerdictSettings(min_confidence=1.5)
 
 
+def test_the_running_counts_match_a_recount_as_people_come_and_change():
+    """The overlay reads the counts on every frame; they are kept as people change, and must equal counting the
+    tracks that count by their labels at every step."""
+    settings = VerdictSettings(confirm=2, window=3, min_detections=2, min_confidence=0.9)
+    people = People(NAMES, None, settings)
+    rng = np.random.default_rng(0)
+    detections: dict[int, int] = {}
+    for frame in range(400):
+        track = int(rng.integers(1, 25))
+        detections[track] = detections.get(track, 0) + int(rng.random() < 0.5)
+        person = people.seen(frame, track, detections[track], float(rng.uniform(0.5, 1.0)))
+        if rng.random() < 0.6:
+            p = float(rng.random() < 0.5) * 0.9 + 0.05  # a person's mask comes and goes
+            people.classified(person, frame, np.array([p, 1 - p]), side=50, sharp=100)
+        recount = {name: n for name, n in
+                   ((name, sum(1 for q in people.people.values() if q.counted(settings) and q.label == name))
+                    for name in NAMES) if n}
+        assert people.counts() == recount
+    assert sum(people.counts().values()) == len(people.counted()) > 5
+    assert any(person.changes for person in people.people.values())
+
+
 @pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "1,2,3,4,5", "", "nan,1,2,3", "5,5,5,5"])
 def test_a_malformed_count_line_is_refused(text):
     with pytest.raises(ValueError, match="--count-line"):

@@ -131,6 +131,10 @@ class People:
         self.fps = fps
         self.people: dict[int, Person] = {}  # by the tracker's identity
         self.classifications = 0
+        # the label each counted person is counted under, and the counts, kept as people change: the overlay
+        # asks for the counts on every frame of a stream that may see thousands of people
+        self._counted_as: dict[int, str] = {}
+        self._counts: Counter = Counter()
 
     def seen(self, frame: int, track: int, detections: int, confidence: float,
              first_frame: int | None = None) -> Person:
@@ -145,6 +149,7 @@ class People:
         person.frames_seen += 1
         person.detections = detections
         person.confidence = max(person.confidence, confidence)
+        self._recount(person)
         return person
 
     def due(self, person: Person, frame: int, side: float, sharp: float) -> bool:
@@ -171,15 +176,15 @@ class People:
         label, probability = self.vote(person)
         if person.label is None:
             person.label, person.probability = label, probability
-            return
-        if label == person.label:
+        elif label == person.label:
             person.probability, person.pending = probability, None
-            return
-        count = person.pending[1] + 1 if person.pending and person.pending[0] == label else 1
-        person.pending = (label, count)
-        if count >= self.settings.confirm:
-            person.changes.append((frame, person.label, label))
-            person.label, person.probability, person.pending = label, probability, None
+        else:
+            count = person.pending[1] + 1 if person.pending and person.pending[0] == label else 1
+            person.pending = (label, count)
+            if count >= self.settings.confirm:
+                person.changes.append((frame, person.label, label))
+                person.label, person.probability, person.pending = label, probability, None
+        self._recount(person)
 
     def vote(self, person: Person) -> tuple[str, float]:
         """The label of ``person``'s latest classifications: their probabilities averaged, weighted by face
@@ -192,7 +197,24 @@ class People:
 
     def counts(self) -> Counter:
         """People per class: tracks that count (:meth:`Person.counted`) by their current label."""
-        return Counter(p.label for p in self.people.values() if p.counted(self.settings))
+        return Counter(self._counts)
+
+    def _recount(self, person: Person) -> None:
+        """Move ``person`` to the count of its current label, if it counts, after :meth:`seen` or
+        :meth:`classified` changed it."""
+        now = person.label if person.counted(self.settings) else None
+        before = self._counted_as.get(person.track)
+        if now == before:
+            return
+        if before is not None:
+            self._counts[before] -= 1
+            if not self._counts[before]:
+                del self._counts[before]
+        if now is None:
+            del self._counted_as[person.track]
+        else:
+            self._counted_as[person.track] = now
+            self._counts[now] += 1
 
     def counted(self) -> list[Person]:
         """The tracks that count as people, in the order they appeared."""
