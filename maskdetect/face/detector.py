@@ -26,7 +26,6 @@ from maskdetect.face import fusion, groups, verifier
 from maskdetect.face.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceModel
 from maskdetect.face.boxes import SAME_FACE_IOU, Face, FaceKind, box_of, boxes_of, check_image, face_in_image, iou
 from maskdetect.face.decision import KeepRule
-from maskdetect.face.photo import Photo
 from maskdetect.face.proposals import PROPOSAL_SOURCES, ProposalSource
 from maskdetect.face.settings import DetectorSettings
 
@@ -86,13 +85,6 @@ class FaceDetector:
         self._alongside = [index for index, source in enumerate(self._sources)
                            if not getattr(source, "uses_mtcnn_faces", False)]
         self._after = [index for index in range(len(self._sources)) if index not in self._alongside]
-        # The size the photo is shrunk to once, for the sources that look at it smaller to shrink further: MTCNN's,
-        # which it gets straight from the photo as it always has (its thresholds are sensitive to a pixel's
-        # worth of difference), else the largest a source asks for.
-        sides = [getattr(source, "long_side", None) for source in self._sources]
-        self._base_side = max((side for side in sides if side), default=None)
-        if self._mtcnn is not None and settings.detect_size is not None:
-            self._base_side = settings.detect_size
         self._pool = None
         if settings.concurrent and self._mtcnn is not None and self._alongside:
             from concurrent.futures import ThreadPoolExecutor
@@ -126,12 +118,11 @@ class FaceDetector:
             raise ValueError(f"review_threshold must be between 0 and threshold, got {review_threshold!r}")
         rgb = check_image(image)
         height, width = rgb.shape[:2]
-        photo = Photo(rgb, self._base_side)
-        mtcnn_faces, kept, proposals = self._mtcnn_and_proposals(photo)
+        mtcnn_faces, kept, proposals = self._mtcnn_and_proposals(rgb)
         faces = [face_in_image(box_of(face), face.confidence, width, height, face.landmarks, FaceKind.MTCNN)
                  for face in kept]
         if self._sources:
-            for box, probability in self._second_stage(photo, boxes_of(kept), proposals):
+            for box, probability in self._second_stage(rgb, boxes_of(kept), proposals):
                 faces.append(face_in_image(box, probability, width, height, None, FaceKind.SECOND_STAGE))
         if review_threshold is not None:
             taken = np.array([box_of(face) for face in faces]).reshape(-1, 4)
@@ -175,9 +166,9 @@ class FaceDetector:
     def stages(self, image: np.ndarray) -> tuple[list[Face], list[groups.Group]]:
         """What the second stage decides on in an RGB uint8 image: the kept MTCNN faces (boxes refined, not
         clipped) and the proposal groups (see :meth:`proposal_groups`)."""
-        photo = Photo(check_image(image), self._base_side)
-        _, kept, proposals = self._mtcnn_and_proposals(photo)
-        return kept, (self._gated_groups(photo, boxes_of(kept), proposals) if self._sources else [])
+        rgb = check_image(image)
+        _, kept, proposals = self._mtcnn_and_proposals(rgb)
+        return kept, (self._gated_groups(rgb, boxes_of(kept), proposals) if self._sources else [])
 
     def fused_probability(self, features: Mapping[str, float]) -> float:
         """The probability that a proposal group is a face, from its features (as :meth:`proposal_groups` gives
@@ -193,35 +184,35 @@ class FaceDetector:
         return verifier.verify(self._verifier, self.rule, image, boxes, probabilities,
                                every_view=self.settings.verifier_views > 1)
 
-    def _mtcnn_and_proposals(self, photo: Photo) -> tuple[list[Face], list[Face], np.ndarray]:
+    def _mtcnn_and_proposals(self, rgb: np.ndarray) -> tuple[list[Face], list[Face], np.ndarray]:
         """Every MTCNN face (any confidence, highest first), the kept ones with their boxes refined by the
         proposals, and the proposal sources' proposals (rows, see :func:`maskdetect.face.groups.proposal_rows`);
         the sources see MTCNN's faces, so they run after it (those that do not use them alongside it, with
         ``concurrent``: the same rows in the same order)."""
         if self._pool is None:
-            mtcnn_faces = [] if self._mtcnn is None else self._mtcnn.detect(photo, self.settings)
-            proposals = groups.proposal_rows(self._sources, photo, mtcnn_faces)
+            mtcnn_faces = [] if self._mtcnn is None else self._mtcnn.detect(rgb, self.settings, self._cv2)
+            proposals = groups.proposal_rows(self._sources, rgb, mtcnn_faces)
         else:
-            alongside = self._pool.submit(groups.proposal_rows, self._sources, photo, [], self._alongside)
-            mtcnn_faces = self._mtcnn.detect(photo, self.settings)
+            alongside = self._pool.submit(groups.proposal_rows, self._sources, rgb, [], self._alongside)
+            mtcnn_faces = self._mtcnn.detect(rgb, self.settings, self._cv2)
             rows = np.concatenate([alongside.result(),
-                                   groups.proposal_rows(self._sources, photo, mtcnn_faces, self._after)])
+                                   groups.proposal_rows(self._sources, rgb, mtcnn_faces, self._after)])
             # the sources' order, then each source's own, as when they run one after another
             proposals = rows[np.argsort(rows[:, 5], kind="stable")]
         kept = [face for face in mtcnn_faces if face.confidence >= self.settings.threshold]
         return mtcnn_faces, groups.refined(kept, proposals, self._sources), proposals
 
-    def _gated_groups(self, photo: Photo, kept_boxes: np.ndarray, proposals: np.ndarray) -> list[groups.Group]:
-        return groups.gated_groups(photo, kept_boxes, proposals, self._sources, self._zoom_full_range,
+    def _gated_groups(self, rgb: np.ndarray, kept_boxes: np.ndarray, proposals: np.ndarray) -> list[groups.Group]:
+        return groups.gated_groups(rgb, kept_boxes, proposals, self._sources, self._zoom_full_range,
                                    self._zoom_short_range)
 
-    def _second_stage(self, photo: Photo, kept_boxes: np.ndarray,
+    def _second_stage(self, rgb: np.ndarray, kept_boxes: np.ndarray,
                       proposals: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """Boxes (not clipped) and confidences of the faces the second stage adds (see :meth:`KeepRule.keep`)."""
-        gated = self._gated_groups(photo, kept_boxes, proposals)
+        gated = self._gated_groups(rgb, kept_boxes, proposals)
         boxes = np.array([box for box, _ in gated]).reshape(-1, 4)
         probabilities = [self.fused_probability(features) for _, features in gated]
-        verifier_boxes, scores, highest = self.verify(photo.rgb, boxes, probabilities)
+        verifier_boxes, scores, highest = self.verify(rgb, boxes, probabilities)
         added = self.rule.keep(kept_boxes, boxes, probabilities, scores, verifier_boxes, highest)
         logger.debug("second stage: %d groups, %d added", len(gated), len(added))
         return added

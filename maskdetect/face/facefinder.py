@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from maskdetect import artifact
-from maskdetect.face.photo import Photo
 
 logger = logging.getLogger(__name__)
 
@@ -52,24 +51,27 @@ _SIZE_LOSS_WEIGHT, _OFFSET_LOSS_WEIGHT = 1.0, 1.0
 _MAX_FACES = 200  # peaks decoded per photo
 
 
-def letterbox(image: np.ndarray | Photo, side: int, square: bool = True) -> tuple[np.ndarray, float]:
-    """A photo (RGB uint8, or a :class:`~maskdetect.face.photo.Photo`) scaled so its long side is ``side``
-    (enlarged or shrunk), at the top left of a black canvas; and the scale (scaled px per photo px).
+def letterbox(rgb: np.ndarray, side: int, square: bool = True) -> tuple[np.ndarray, float]:
+    """``rgb`` scaled so its long side is ``side`` (enlarged or shrunk), at the top left of a black canvas; and
+    the scale (scaled px per photo px).
 
     The canvas is ``side`` x ``side`` (training batches need one shape); with ``square`` False it is only as large
     as the scaled photo rounded up to the trunk's stride (32), which is all detection needs: a 4:3 photo is then a
     quarter fewer pixels to run, with the same faces found.
     """
-    photo = Photo.of(image)
-    height, width = photo.height, photo.width
+    import cv2
+
+    height, width = rgb.shape[:2]
     scale = side / max(height, width)
     scaled_width, scaled_height = max(1, round(width * scale)), max(1, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     if square:
         canvas_height = canvas_width = side
     else:
         canvas_height, canvas_width = (-(-n // TRUNK_STRIDE) * TRUNK_STRIDE for n in (scaled_height, scaled_width))
     canvas = np.zeros((canvas_height, canvas_width, 3), np.uint8)
-    canvas[:scaled_height, :scaled_width] = photo.resized(scaled_width, scaled_height)
+    canvas[:scaled_height, :scaled_width] = cv2.resize(rgb, (scaled_width, scaled_height),
+                                                       interpolation=interpolation)
     return canvas, scale
 
 
@@ -208,9 +210,8 @@ class FaceFinder:
 
         return cls(path, side, meta, call)
 
-    def __call__(self, image: np.ndarray | Photo, min_score: float) -> np.ndarray:
-        """Rows x1, y1, x2, y2, score (photo px) of the faces it finds in a photo (RGB uint8, or a
-        :class:`~maskdetect.face.photo.Photo`), at least ``min_score``."""
-        canvas, scale = letterbox(image, self.side, square=False)
+    def __call__(self, rgb: np.ndarray, min_score: float) -> np.ndarray:
+        """Rows x1, y1, x2, y2, score (photo px) of the faces it finds, at least ``min_score``."""
+        canvas, scale = letterbox(rgb, self.side, square=False)
         outputs = self._call(canvas[None]).numpy()[0]
         return decode(outputs, scale, min_score)

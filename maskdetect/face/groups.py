@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskdetect import images
 from maskdetect.face.blazeface import BlazeFaceModel
 from maskdetect.face.boxes import SAME_FACE_IOU, Face, box_of, inside_share, iou
-from maskdetect.face.photo import Photo
 from maskdetect.face.proposals import PASSES_SUFFIX, ZOOMED_FULL_RANGE, ZOOMED_SHORT_RANGE, ProposalSource
 
 logger = logging.getLogger(__name__)
@@ -52,13 +52,13 @@ class ProposalGroup:
     passes: dict[str, set[int]] = field(default_factory=dict)
 
 
-def proposal_rows(sources: Sequence[ProposalSource], photo: Photo, mtcnn_faces: Sequence[Face],
+def proposal_rows(sources: Sequence[ProposalSource], rgb: np.ndarray, mtcnn_faces: Sequence[Face],
                   only: Sequence[int] | None = None) -> np.ndarray:
-    """Every source's proposals in a photo, in the sources' order, then the passes' order.
+    """Every source's proposals in an RGB image, in the sources' order, then the passes' order.
 
     Args:
         sources: the proposal sources.
-        photo: the photo.
+        rgb: the photo.
         mtcnn_faces: all of MTCNN's faces, for the sources that use them.
         only: the indices (in ``sources``) of the sources to run; None: all.
 
@@ -69,7 +69,7 @@ def proposal_rows(sources: Sequence[ProposalSource], photo: Photo, mtcnn_faces: 
     for source_index, source in enumerate(sources):
         if only is not None and source_index not in only:
             continue
-        for pass_index, proposals in enumerate(source.propose(photo, mtcnn_faces)):
+        for pass_index, proposals in enumerate(source.propose(rgb, mtcnn_faces)):
             rows = np.array([box_of(face) + [face.confidence] for face in proposals], dtype=np.float64)
             parts.append(np.column_stack([rows.reshape(-1, 5), np.full(len(proposals), source_index),
                                           np.full(len(proposals), pass_index)]))
@@ -139,21 +139,18 @@ def features(group: ProposalGroup, sources: Sequence[ProposalSource], zoomed_ful
     return result
 
 
-def zoom(photo: Photo, box: np.ndarray, model: BlazeFaceModel | None,
+def zoom(rgb: np.ndarray, box: np.ndarray, model: BlazeFaceModel | None,
          context: float) -> tuple[float, np.ndarray | None]:
     """Best score (and its box) of ``model`` on a square crop of ``context`` times ``box``'s long side, among
-    the boxes that match ``box``; (0, None) when none does, or when there is no model.
-
-    The crop of a large box is cut from a halving of the photo that still has the pixels the model looks at
-    (:meth:`Photo.square_crop`)."""
+    the boxes that match ``box``; (0, None) when none does, or when there is no model."""
     if model is None:
         return 0.0, None
-    crop, left, top, scale_x, scale_y = photo.square_crop(box, context, model.size)
+    crop, left, top = images.square_crop(rgb, box, context)
     found = model(crop, _ZOOM_MIN_SCORE)
     if not len(found):
         return 0.0, None
-    found[:, [0, 2]] = found[:, [0, 2]] / scale_x + left
-    found[:, [1, 3]] = found[:, [1, 3]] / scale_y + top
+    found[:, [0, 2]] += left
+    found[:, [1, 3]] += top
     matches = iou(box[None], found)[0] >= _ZOOM_MATCH_IOU
     if not matches.any():
         return 0.0, None
@@ -161,7 +158,7 @@ def zoom(photo: Photo, box: np.ndarray, model: BlazeFaceModel | None,
     return float(found[best, 4]), found[best, :4]
 
 
-def gated_groups(photo: Photo, kept_boxes: np.ndarray, proposals: np.ndarray, sources: Sequence[ProposalSource],
+def gated_groups(rgb: np.ndarray, kept_boxes: np.ndarray, proposals: np.ndarray, sources: Sequence[ProposalSource],
                  zoom_full_range: BlazeFaceModel | None, zoom_short_range: BlazeFaceModel | None) -> list[Group]:
     """Box (not clipped) and features of each proposal group that some source's gate lets through.
 
@@ -177,8 +174,8 @@ def gated_groups(photo: Photo, kept_boxes: np.ndarray, proposals: np.ndarray, so
         if not any(group.best_score[source.name] >= source.gate for source in sources):
             continue
         box = next(group.first_box[source.name] for source in sources if source.name in group.first_box)
-        zoomed_full_range, zoomed_full_range_box = zoom(photo, box, zoom_full_range, _ZOOM_FULL_RANGE_CONTEXT)
-        zoomed_short_range, zoomed_short_range_box = zoom(photo, box, zoom_short_range, _ZOOM_SHORT_RANGE_CONTEXT)
+        zoomed_full_range, zoomed_full_range_box = zoom(rgb, box, zoom_full_range, _ZOOM_FULL_RANGE_CONTEXT)
+        zoomed_short_range, zoomed_short_range_box = zoom(rgb, box, zoom_short_range, _ZOOM_SHORT_RANGE_CONTEXT)
         boxes = [box] + [found for found in (zoomed_full_range_box, zoomed_short_range_box) if found is not None]
         gated.append((np.mean(boxes, axis=0), features(group, sources, zoomed_full_range, zoomed_short_range)))
     logger.debug("second stage: %d proposals, %d groups, %d past the gates", len(pool), len(groups), len(gated))

@@ -3,12 +3,11 @@ pyramid that never has a level under 12 px and its three networks compiled once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maskdetect.face.boxes import Face, FaceKind
-from maskdetect.face.photo import Photo
+from maskdetect.face.boxes import Face, FaceKind, resize
 
 if TYPE_CHECKING:
     from maskdetect.face.settings import DetectorSettings
@@ -98,21 +97,18 @@ class Mtcnn:
             return np.empty((0, 15))
         return result[:, 1:16]
 
-    def detect(self, image: np.ndarray | Photo, settings: DetectorSettings) -> list[Face]:
-        """Every face MTCNN reports in a photo (RGB uint8, or a :class:`Photo`) at any confidence, highest first,
-        in the photo's pixels.
+    def detect(self, rgb: np.ndarray, settings: DetectorSettings, cv2: Any) -> list[Face]:
+        """Every face MTCNN reports in ``rgb`` at any confidence, highest first, in ``rgb``'s pixels.
 
         The photo is shrunk to ``settings.detect_size`` first; boxes are scaled back but not
         clipped to the photo.
         """
-        photo = Photo.of(image)
-        rgb = photo.rgb
         height, width = rgb.shape[:2]
         scale = 1.0
         small = rgb
         if settings.detect_size is not None and max(height, width) > settings.detect_size:
             scale = settings.detect_size / max(height, width)
-            small = photo.resized(max(1, round(width * scale)), max(1, round(height * scale)))
+            small = resize(cv2, rgb, max(1, round(width * scale)), max(1, round(height * scale)))
         rows = self(small, settings)
         if len(rows) and scale != 1.0:
             rows = rows.copy()

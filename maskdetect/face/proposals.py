@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
+import numpy as np
+
 from maskdetect.face.boxes import Face
-from maskdetect.face.photo import Photo
 
 # Names of the zoomed-in scores among the fusion features.
 ZOOMED_FULL_RANGE = "zoomed_full_range"
@@ -39,17 +40,14 @@ class ProposalSource(Protocol):
     # refine the kept MTCNN boxes that lie mostly inside them (maskdetect.face.groups.refined).
     # Optional (a class attribute, absent or False by default): True when propose() uses ``mtcnn_faces``. The
     # sources that do not may run on a second thread while MTCNN runs (DetectorSettings.concurrent).
-    # Optional (absent or None by default): the long side, in px, it shrinks the whole photo to; the detector
-    # shrinks the photo once to the largest of these (maskdetect.face.photo.Photo).
 
-    def propose(self, photo: Photo, mtcnn_faces: Sequence[Face]) -> Sequence[Sequence[Face]]:
-        """Faces this source sees in the photo (``photo.rgb``, RGB uint8), one list per pass over it.
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> Sequence[Sequence[Face]]:
+        """Faces this source sees in ``image`` (RGB uint8), one list per pass over the photo.
 
         A source that looks at the photo once returns one list; one that looks several times (the
         whole photo, its mirror image, tiles) returns a list per look, and the number of passes
-        that propose a group is a fusion feature. Boxes are in the photo's pixels and need not be
-        clipped to it. A source that looks at the photo smaller asks ``photo.resized`` for it, which
-        shrinks a copy made once per photo. ``mtcnn_faces`` are all of MTCNN's faces in the photo, at any confidence,
+        that propose a group is a fusion feature. Boxes are in ``image``'s pixels and need not be
+        clipped to it. ``mtcnn_faces`` are all of MTCNN's faces in the photo, at any confidence,
         highest first, for sources that build on them.
         """
         ...

@@ -9,7 +9,6 @@ import numpy as np
 
 from maskdetect.face.blazeface import FULL_RANGE, BlazeFaceModel
 from maskdetect.face.boxes import Face, faces_from_rows, nms
-from maskdetect.face.photo import Photo
 from maskdetect.face.proposals import register_proposal_source
 
 if TYPE_CHECKING:
@@ -38,22 +37,22 @@ class BlazeFaceSource:
     def __init__(self, settings: DetectorSettings) -> None:
         self._model = BlazeFaceModel(FULL_RANGE, settings.num_threads)
         self._passes = settings.blazeface_passes
-        self.long_side = self._model.size  # the size it shrinks the photo to
 
-    def propose(self, photo: Photo, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
         """A list per pass of ``DetectorSettings.blazeface_passes`` (by default the whole photo, its mirror image
         and tiles, in that order), each thinned by non-maximum suppression."""
         looks = {"photo": self._photo, "mirror": self._mirror, "tiles": self._tiles}
-        return [faces_from_rows(nms(looks[name](photo), _NMS_IOU), self.name) for name in self._passes]
+        return [faces_from_rows(nms(looks[name](image), _NMS_IOU), self.name) for name in self._passes]
 
-    def _photo(self, photo: Photo) -> np.ndarray:
-        return self._model(photo, _MIN_SCORE)
+    def _photo(self, image: np.ndarray) -> np.ndarray:
+        return self._model(image, _MIN_SCORE)
 
-    def _mirror(self, photo: Photo) -> np.ndarray:
-        return self._model(photo, _MIN_SCORE, mirror=True)
+    def _mirror(self, image: np.ndarray) -> np.ndarray:
+        mirror = self._model(np.ascontiguousarray(image[:, ::-1]), _MIN_SCORE)
+        mirror[:, [0, 2]] = image.shape[1] - mirror[:, [2, 0]]
+        return mirror
 
-    def _tiles(self, photo: Photo) -> np.ndarray:
-        image = photo.rgb
+    def _tiles(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
         tiles = []
         tile_height, tile_width = int(height * _TILE_SHARE), int(width * _TILE_SHARE)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from maskdetect.face.boxes import Face, faces_from_rows, nms
-from maskdetect.face.photo import Photo
 from maskdetect.face.proposals import register_proposal_source
 
 if TYPE_CHECKING:
@@ -36,8 +37,7 @@ class FaceFinderSource:
         from maskdetect.face import facefinder
 
         self._finder = facefinder.FaceFinder.load(settings.face_model or facefinder.SHIPPED_MODEL)
-        self.long_side = self._finder.side  # the size it shrinks the photo to
 
-    def propose(self, photo: Photo, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
         """One pass: its faces of score 0.05 or more, thinned by non-maximum suppression."""
-        return [faces_from_rows(nms(self._finder(photo, _MIN_SCORE), _NMS_IOU), self.name)]
+        return [faces_from_rows(nms(self._finder(image, _MIN_SCORE), _NMS_IOU), self.name)]

