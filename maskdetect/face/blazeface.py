@@ -54,8 +54,11 @@ class BlazeFaceModel:
         self._boxes_output, self._scores_output = outputs[0]["index"], outputs[1]["index"]
         self._anchors = _anchors(self._size, strides, two_per_layer) * self._size
 
-    def __call__(self, rgb: np.ndarray, min_score: float) -> np.ndarray:
-        """Detect in the whole of ``rgb`` (letterboxed to a square); rows x1, y1, x2, y2, score."""
+    def __call__(self, rgb: np.ndarray, min_score: float, mirror: bool = False) -> np.ndarray:
+        """Detect in the whole of ``rgb`` (letterboxed to a square); rows x1, y1, x2, y2, score in its pixels. With
+        ``mirror``, in its mirror image, the boxes mapped back onto ``rgb``: the picture is flipped after it is
+        shrunk to the model's size, which gives the same picture as flipping the photo first, without copying
+        the whole photo."""
         size, cv2 = self._size, self._cv2
         height, width = rgb.shape[:2]
         scale = size / max(height, width)
@@ -63,8 +66,9 @@ class BlazeFaceModel:
         scaled_height = max(1, min(size, round(height * scale)))
         canvas = np.zeros((size, size, 3), np.float32)
         offset_x, offset_y = (size - scaled_width) // 2, (size - scaled_height) // 2
-        canvas[offset_y:offset_y + scaled_height, offset_x:offset_x + scaled_width] = resize(
-            cv2, np.ascontiguousarray(rgb), scaled_width, scaled_height)
+        scaled = resize(cv2, np.ascontiguousarray(rgb), scaled_width, scaled_height)
+        canvas[offset_y:offset_y + scaled_height, offset_x:offset_x + scaled_width] = \
+            scaled[:, ::-1] if mirror else scaled
         canvas = canvas / 127.5 - 1.0
         self._interpreter.set_tensor(self._input, canvas[None])
         self._interpreter.invoke()
@@ -80,5 +84,8 @@ class BlazeFaceModel:
         half_width, half_height = raw_boxes[:, 2] / 2, raw_boxes[:, 3] / 2
         boxes = np.stack([centre_x - half_width, centre_y - half_height, centre_x + half_width, centre_y + half_height],
                          axis=1).astype(np.float64)
-        boxes = (boxes - np.array([offset_x, offset_y, offset_x, offset_y])) / scale
+        boxes = boxes - np.array([offset_x, offset_y, offset_x, offset_y])
+        if mirror:
+            boxes[:, [0, 2]] = scaled_width - boxes[:, [2, 0]]
+        boxes = boxes / scale
         return np.concatenate([boxes, scores[:, None].astype(np.float64)], axis=1)

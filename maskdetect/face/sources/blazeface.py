@@ -48,9 +48,7 @@ class BlazeFaceSource:
         return self._model(image, _MIN_SCORE)
 
     def _mirror(self, image: np.ndarray) -> np.ndarray:
-        mirror = self._model(np.ascontiguousarray(image[:, ::-1]), _MIN_SCORE)
-        mirror[:, [0, 2]] = image.shape[1] - mirror[:, [2, 0]]
-        return mirror
+        return self._model(image, _MIN_SCORE, mirror=True)
 
     def _tiles(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
