@@ -139,8 +139,7 @@ def _main(args) -> int:
     # the output folder is checked before the model loads: a wrong one is one line, not a wait and a traceback
     base = args.output or args.logs / "detect" / time.strftime("%Y%m%d-%H%M%S")
     if items:
-        _refuse_to_overwrite_sources(items, base)
-        _check_output(args, base)
+        _check_output(args, base, items)
     model_path = args.model or best_model(args.logs)
     classifier = load_classifier(model_path)
     log.info("model %s: classes %s, %d px; faces cut with margin %g at %d px (%s)", model_path,
@@ -183,14 +182,25 @@ def _main(args) -> int:
     return runtime.EXIT_FAILURE if summary["failed"] else runtime.EXIT_OK
 
 
-def _check_output(args, output: Path) -> None:
-    """Refuse an output folder that cannot take this run's files, before any model loads.
+def _check_output(args, output: Path, items: Sequence[Item]) -> None:
+    """Refuse an output folder that cannot take this run's files, before any model loads; the first reason that
+    applies is the one given.
 
     Raises:
-        ValueError: ``--output`` is a file or a folder that is not empty (an earlier run's files or the user's),
-            the folder cannot be written, or it would lie inside a folder given as input (a rerun would read the
-            annotated copies as inputs).
+        ValueError: an item's annotated copy (a video's as .mp4 or .avi) would replace one of the photos or videos
+            it is made from; ``--output`` is a file or a folder that is not empty (an earlier run's files or the
+            user's); the folder cannot be written; or it would lie inside a folder given as input (a rerun would
+            read the annotated copies as inputs).
     """
+    sources = {Path(item.source).resolve() for item in items if item.kind != "webcam"}
+    for item in items:
+        target = output / item.output
+        # a video goes to .mp4, or .avi where this OpenCV cannot write mp4
+        targets = [target] if item.kind == "image" else [target.with_suffix(".mp4"), target.with_suffix(".avi")]
+        for candidate in targets:
+            if candidate.resolve() in sources:
+                raise ValueError(f"--output {output} would overwrite {candidate} with its annotated copy; "
+                                 "choose another folder")
     flag = "--output" if args.output else "--logs"
     if args.output:
         if output.exists() and not output.is_dir():
@@ -206,19 +216,3 @@ def _check_output(args, output: Path) -> None:
             raise ValueError(f"the output folder {output} would be inside the input folder {folder}, and a rerun "
                              "would read its annotated copies; give --output a folder outside it")
 
-
-def _refuse_to_overwrite_sources(items: Sequence[Item], output: Path) -> None:
-    """Refuse an output folder where an annotated copy would land on a photo or video it is made from.
-
-    Raises:
-        ValueError: an item's annotated copy (a video's as .mp4 or .avi) would replace one of the sources.
-    """
-    sources = {Path(item.source).resolve() for item in items if item.kind != "webcam"}
-    for item in items:
-        target = output / item.output
-        # a video goes to .mp4, or .avi where this OpenCV cannot write mp4
-        targets = [target] if item.kind == "image" else [target.with_suffix(".mp4"), target.with_suffix(".avi")]
-        for candidate in targets:
-            if candidate.resolve() in sources:
-                raise ValueError(f"--output {output} would overwrite {candidate} with its annotated copy; "
-                                 "choose another folder")
