@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import DEFAULT_WILD, load_truth, score
-from maskdetect.face.settings import PRESET_FUSION, PRESETS, WEIGHTS_DIR
+from maskdetect.face.settings import PRESETS, preset_fields
 
 # name, the settings that differ from the defaults, whether the fusion is refitted for it
 VARIANTS: tuple[tuple[str, dict[str, Any], bool], ...] = (
@@ -48,7 +48,7 @@ CANDIDATES: tuple[tuple[str, dict[str, Any], bool], ...] = (
                                                    "fusion": str(BEFORE_PRESETS)}, False),
     ("accurate preset (the defaults)", {}, False),
     ("accurate, 1 verifier view", {"verifier_views": 1}, False),
-    ("fast preset", {**PRESETS["fast"], "fusion": str(WEIGHTS_DIR / PRESET_FUSION["fast"])}, False),
+    ("fast preset", preset_fields("fast"), False),
     ("fast with mtcnn at 640 px", {**PRESETS["fast"], "detect_size": 640}, True),
     ("fast with mtcnn_below_threshold too", {**PRESETS["fast"], "proposal_sources": ("mtcnn_below_threshold",
                                                                                       "facefinder")}, True),

@@ -179,6 +179,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_FUSION = {"accurate": "fusion.json", "fast": "fusion_fast.json"}
 
 
+def preset_fields(name: str) -> dict[str, Any]:
+    """The DetectorSettings fields the face stage's preset ``name`` (see ``PRESETS``) sets, its shipped fusion
+    weights included.
+
+    Raises:
+        ValueError: an unknown preset (one line).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown face-stage preset {name!r}; known: {', '.join(PRESETS)}")
+    return {**PRESETS[name], "fusion": str(WEIGHTS_DIR / PRESET_FUSION[name])}
+
+
 def preset_settings(name: str, **overrides: Any) -> DetectorSettings:
     """The settings of the face stage's preset ``name`` (see ``PRESETS``), with its shipped fusion weights, and
     ``overrides`` (DetectorSettings fields) on top.
@@ -186,11 +198,7 @@ def preset_settings(name: str, **overrides: Any) -> DetectorSettings:
     Raises:
         ValueError: an unknown preset or setting (one line).
     """
-    if name not in PRESETS:
-        raise ValueError(f"unknown face-stage preset {name!r}; known: {', '.join(PRESETS)}")
-    settings: dict[str, Any] = {**PRESETS[name], "fusion": str(WEIGHTS_DIR / PRESET_FUSION[name])}
-    settings.update(overrides)
-    return DetectorSettings(**settings)
+    return DetectorSettings(**{**preset_fields(name), **overrides})
 
 
 def _is_int(value: Any) -> bool:
