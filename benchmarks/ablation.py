@@ -52,6 +52,9 @@ CANDIDATES: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("fast with mtcnn at 640 px", {**PRESETS["fast"], "detect_size": 640}, True),
     ("fast with mtcnn_below_threshold too", {**PRESETS["fast"], "proposal_sources": ("mtcnn_below_threshold",
                                                                                       "facefinder")}, True),
+    # cheaper MTCNN pyramids for fast: faces from 24 px instead of 20, or a coarser step between levels
+    ("fast, mtcnn faces from 24 px", {**PRESETS["fast"], "min_face_size": 24}, True),
+    ("fast, mtcnn pyramid step 0.65", {**PRESETS["fast"], "scale_factor": 0.65}, True),
     ("no mtcnn: the face finder alone", {**_NO_MTCNN, "proposal_sources": ("facefinder",)}, True),
     ("no mtcnn: the face finder, zoomed-in looks", {**_NO_MTCNN, "proposal_sources": ("facefinder",), "zoom": True},
      True),
