@@ -277,6 +277,34 @@ def _make_writable(root: Path) -> None:
                 path.chmod(stat.S_IMODE(mode) | stat.S_IWUSR | (stat.S_IXUSR if stat.S_ISDIR(mode) else 0))
 
 
+class _CopyFailed(Exception):
+    """A file the copy could not write, carrying its OSError past ``shutil.copytree``, which would collect it."""
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """Copy the folder ``source`` to ``target``, symlinks as links, never followed (nothing outside the source comes
+    along); stop at the first file that cannot be copied.
+
+    Raises:
+        OSError: that file's own error (a full disk, a read-only folder), with its paths, which ``run_cli`` says in
+            one line. ``shutil.copytree`` alone goes on past it and raises one ``shutil.Error`` listing every file,
+            with neither an errno nor a path.
+    """
+    def copy(src: str, dst: str) -> str:
+        try:
+            return shutil.copy2(src, dst)
+        except OSError as error:
+            raise _CopyFailed(error) from None
+
+    try:
+        shutil.copytree(source, target, symlinks=True, copy_function=copy)
+    except _CopyFailed as failed:
+        raise failed.args[0] from None
+    except shutil.Error as error:  # a folder or its timestamps, not a file: the first of them
+        src, dst, reason = error.args[0][0]
+        raise OSError(None, reason, src, None, dst) from None
+
+
 def _local_path(source: str) -> Path | None:
     parsed = urllib.parse.urlparse(source)
     if parsed.scheme == "file":
@@ -325,8 +353,7 @@ def fetch(source: str, destination: Path, sha256: str | None = None, subdir: str
         if archive is None:
             root = find_root(local, subdir)
             prepared = work / "data"
-            # symlinks copied as links, never followed: nothing outside the source comes along
-            shutil.copytree(root, prepared, symlinks=True)
+            _copy_tree(root, prepared)
         else:
             unpacked = work / "unpacked"
             unpacked.mkdir()

@@ -224,6 +224,32 @@ def test_folder_source_is_copied_whole_and_made_writable(tmp_path, capsys):
     assert len(list(source.joinpath("mask").iterdir())) == 3
 
 
+def test_a_full_disk_while_a_folder_is_copied_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+
+    source = tmp_path / "faces_dataset"
+    for name, count in CLASSES.items():
+        (source / name).mkdir(parents=True)
+        for i in range(count):
+            (source / name / f"{i}.jpg").write_bytes(_jpeg(i))
+    copy2, copied = shutil.copy2, []
+
+    def fills_the_disk(src, dst, **kwargs):
+        if len(copied) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", src, None, dst)
+        copied.append(src)
+        return copy2(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", fills_the_disk)
+    assert _run(tmp_path, "--source", str(source)) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "No space left on device; the disk is full" in err and str(source) in err
+    assert not (tmp_path / "original_data").exists() and _leftovers(tmp_path) == []
+    assert sorted(p.name for p in source.rglob("*.jpg")) == ["0.jpg", "0.jpg", "1.jpg", "1.jpg", "2.jpg"]
+
+
 def test_data_root_is_found_below_a_repository_top_folder(tmp_path):
     archive = tmp_path / "repo.zip"
     archive.write_bytes(_zip(_members()))
